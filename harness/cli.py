@@ -1,12 +1,336 @@
+"""``./drill``: the command line of the project.
+
+``./drill demo`` runs the default drill; ``./drill test`` the whole suite; ``./drill cluster ...`` drives
+the broker rig. Sub-apps of the other packages are mounted here (each package owns its ``cli.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer()
+from harness.cluster import (
+    Cluster,
+    ClusterError,
+    ClusterSpec,
+    ExternalCluster,
+    LocalCluster,
+    ProviderUnavailable,
+    docker_available,
+)
+from harness.cluster import _state as cluster_state
+
+ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parent.parent))
+
+app = typer.Typer(
+    help="Chaos drills for a RabbitMQ delivery platform: `./drill demo` runs one, `./drill test` tests all.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cluster_app = typer.Typer(
+    help="The broker rig: a real RabbitMQ cluster of local processes.", no_args_is_help=True
+)
+bench_app = typer.Typer(
+    help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True
+)
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(bench_app, name="bench")
+
+# Rich falls back to 80 columns when piped (CI logs): wide enough for the status table instead.
+_WIDTH = None if sys.stdout.isatty() else 150
+console = Console(stderr=False, width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+RunDirOpt = Annotated[
+    Path | None, typer.Option("--run-dir", help="Where the cluster keeps its state, data and logs.")
+]
+PortBaseOpt = Annotated[int | None, typer.Option("--port-base", help="Node N listens on PORT_BASE+N (AMQP).")]
 
 
+def _spec(run_dir: Path | None = None, port_base: int | None = None, nodes: int | None = None) -> ClusterSpec:
+    over: dict[str, object] = {}
+    if run_dir is not None:
+        over["run_dir"] = run_dir.resolve()
+    if port_base is not None:
+        over["port_base"] = port_base
+    if nodes is not None:
+        over["nodes"] = nodes
+    return ClusterSpec(**over)  # type: ignore[arg-type]
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    # soft_wrap: one line a user can grep and copy, never folded by the terminal width
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _raise_on_sigterm() -> None:
+    """SIGTERM behaves like Ctrl-C, so interrupted start-ups tear down what they started."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def open_cluster(run_dir: Path | None = None, allow_external: bool = False) -> Cluster:
+    """The cluster recorded in the run directory, whichever provider started it."""
+    spec = _spec(run_dir)
+    st = cluster_state.load(spec.run_dir)
+    if st is not None and st.provider == "external":
+        return ExternalCluster(st.amqp_urls_external, st.management_urls_external, allow_external)
+    return LocalCluster.attach(spec)
+
+
+# ---------------------------------------------------------------------------------------- cluster
+@cluster_app.command("up")
+def cluster_up(
+    nodes: Annotated[int, typer.Option(help="How many nodes.")] = 3,
+    run_dir: RunDirOpt = None,
+    port_base: PortBaseOpt = None,
+    provider: Annotated[str, typer.Option(help="local | external | testcontainers")] = "local",
+    amqp_url: Annotated[list[str] | None, typer.Option(help="external: one per node.")] = None,
+    management_url: Annotated[list[str] | None, typer.Option(help="external: one per node.")] = None,
+) -> None:
+    """Start a cluster and wait until every node is healthy and clustered."""
+    _raise_on_sigterm()
+    spec = _spec(run_dir, port_base, nodes)
+    try:
+        if provider == "external":
+            ext = ExternalCluster(list(amqp_url or []), list(management_url or []))
+            ext.start()
+            cluster_state.save(
+                spec.run_dir,
+                cluster_state.ClusterState(
+                    provider="external",
+                    run_dir=str(spec.run_dir),
+                    cluster_name="external",
+                    admin_user=ext.admin[0],
+                    admin_password=ext.admin[1],
+                    amqp_urls_external=ext.amqp_urls,
+                    management_urls_external=list(management_url or []),
+                ),
+            )
+            console.print(f"recorded external cluster ({len(ext.amqp_urls)} AMQP URLs) in {spec.run_dir}")
+            return
+        if provider == "testcontainers":
+            ok, why = docker_available()
+            raise ProviderUnavailable(
+                f"testcontainers: {why}"
+                if not ok
+                else "the testcontainers provider runs inside pytest sessions (DRILL_TEST_PROVIDER=testcontainers); "
+                "the CLI drives local and external clusters"
+            )
+        if provider != "local":
+            raise ClusterError(f"unknown provider {provider!r}: use local, external or testcontainers")
+        console.print(
+            f"starting {spec.nodes} RabbitMQ node(s) on 127.0.{spec.address_block}.1-{spec.nodes}, "
+            f"AMQP ports {spec.port_base + 1}-{spec.port_base + spec.nodes}, run dir {spec.run_dir} ..."
+        )
+        t0 = time.monotonic()
+        cluster = LocalCluster(spec)
+        cluster.start()
+    except KeyboardInterrupt:
+        err.print("interrupted: everything started was stopped")
+        raise typer.Exit(130) from None
+    except ClusterError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]cluster up[/] in {time.monotonic() - t0:.1f} s")
+    _print_status(cluster)
+
+
+def _print_status(cluster: Cluster) -> None:
+    table = Table(title=f"{cluster.provider} cluster")
+    for col in ("node", "name", "state", "VM pid", "amqp", "management", "alarms", "quorum leaders"):
+        table.add_column(col)
+    colours = {"up": "green", "down": "red", "paused": "yellow"}
+    for s in cluster.status():
+        alarms = ",".join(a for a, on in (("memory", s.mem_alarm), ("disk", s.disk_free_alarm)) if on) or "-"
+        if s.partitions:
+            alarms += f" partitioned from {','.join(s.partitions)}"
+        leaders = f"{len(s.leaders)}" + (
+            f" ({', '.join(s.leaders[:3])}{'…' if len(s.leaders) > 3 else ''})" if s.leaders else ""
+        )
+        table.add_row(
+            str(s.index),
+            s.name,
+            f"[{colours.get(s.state, 'white')}]{s.state}[/]",
+            str(s.pid or "-"),
+            s.amqp_url.removeprefix("amqp://").rstrip("/"),
+            s.management_url.removeprefix("http://"),
+            alarms,
+            leaders,
+        )
+    console.print(table)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    run_dir: RunDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Each node up/down/paused, its alarms and the quorum-queue leaders it holds."""
+    try:
+        cluster = open_cluster(run_dir)
+        if as_json:
+            print(json.dumps([s.__dict__ for s in cluster.status()], indent=2))
+        else:
+            _print_status(cluster)
+    except ClusterError as exc:
+        raise _fail(exc) from None
+
+
+@cluster_app.command("down")
+def cluster_down(run_dir: RunDirOpt = None) -> None:
+    """Stop every process the run started (PIDs from its state file), epmd included."""
+    try:
+        cluster = open_cluster(run_dir)
+        t0 = time.monotonic()
+        cluster.stop()
+        if isinstance(cluster, ExternalCluster):
+            cluster_state.remove(_spec(run_dir).run_dir)
+            console.print("forgot the external cluster (it was not ours to stop)")
+            return
+    except ClusterError as exc:
+        raise _fail(exc) from None
+    console.print(f"cluster down in {time.monotonic() - t0:.1f} s; no process of the run is left")
+
+
+def _node_action(action: str, node: int, run_dir: Path | None, allow_external: bool) -> None:
+    try:
+        cluster = open_cluster(run_dir, allow_external)
+        t0 = time.monotonic()
+        getattr(cluster, action)(node)
+    except ClusterError as exc:
+        raise _fail(exc) from None
+    console.print(f"node {node}: {action} done in {time.monotonic() - t0:.1f} s")
+
+
+AllowExternal = Annotated[bool, typer.Option("--allow-external", help="Act on a cluster we did not start.")]
+
+
+@cluster_app.command("kill")
+def cluster_kill(node: int, run_dir: RunDirOpt = None, allow_external: AllowExternal = False) -> None:
+    """SIGKILL the node's Erlang VM (a crash)."""
+    _node_action("kill", node, run_dir, allow_external)
+
+
+@cluster_app.command("stop")
+def cluster_stop(node: int, run_dir: RunDirOpt = None, allow_external: AllowExternal = False) -> None:
+    """Gracefully stop one node."""
+    _node_action("stop_node", node, run_dir, allow_external)
+
+
+@cluster_app.command("restart")
+def cluster_restart(node: int, run_dir: RunDirOpt = None, allow_external: AllowExternal = False) -> None:
+    """Start the node again (stopping it first if it runs) and wait until it rejoined the cluster."""
+    _node_action("restart", node, run_dir, allow_external)
+
+
+@cluster_app.command("pause")
+def cluster_pause(node: int, run_dir: RunDirOpt = None, allow_external: AllowExternal = False) -> None:
+    """Freeze the node's VM with SIGSTOP."""
+    _node_action("pause", node, run_dir, allow_external)
+
+
+@cluster_app.command("resume")
+def cluster_resume(node: int, run_dir: RunDirOpt = None, allow_external: AllowExternal = False) -> None:
+    """Thaw a paused node with SIGCONT."""
+    _node_action("resume", node, run_dir, allow_external)
+
+
+# ---------------------------------------------------------------------------------------- test
+def _junit_totals(paths: list[Path]) -> tuple[int, int, int]:
+    passed = failed = skipped = 0
+    for p in paths:
+        if not p.exists():
+            continue
+        root = ET.parse(p).getroot()
+        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+        for s in suites:
+            total = int(s.get("tests", 0))
+            f = int(s.get("failures", 0)) + int(s.get("errors", 0))
+            sk = int(s.get("skipped", 0))
+            passed += total - f - sk
+            failed += f
+            skipped += sk
+    return passed, failed, skipped
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test(ctx: typer.Context) -> None:
+    """Run the whole suite through tox (unit, integration, lint). `./drill test -- ARGS` passes ARGS to pytest."""
+    args = list(ctx.args)
+    if args and args[0] == "--":
+        args = args[1:]
+    tox = [str(Path(sys.executable).parent / "tox"), "-c", str(ROOT / "tox.ini")]
+    junit_dir = ROOT / ".tox"
+    envs = ["pytest"] if args else ["unit", "integration", "lint"]
+    for e in envs:
+        (junit_dir / f"junit-{e}.xml").unlink(missing_ok=True)
+    cmd = [*tox, "-e", ",".join(envs)]
+    if args:
+        cmd += ["--", *args]
+    console.print(f"running: {' '.join(cmd)}")
+    rc = subprocess.call(cmd, cwd=ROOT)
+    passed, failed, skipped = _junit_totals([junit_dir / f"junit-{e}.xml" for e in envs])
+    verdict = "tests passed" if rc == 0 else "tests FAILED"
+    # The plain closing line CI reads.
+    print(f"{verdict}: {passed} passed, {failed} failed, {skipped} skipped")
+    raise typer.Exit(rc)
+
+
+# ---------------------------------------------------------------------------------------- demo
 @app.command()
-def hello() -> None:
-    print("hi")
+def demo(
+    run_dir: RunDirOpt = None,
+    port_base: PortBaseOpt = None,
+) -> None:
+    """The default drill. For now: bring a 3-node cluster up, show its status, kill and restart a node, tear down."""
+    _raise_on_sigterm()
+    spec = _spec(run_dir or ROOT / ".drill" / "demo", port_base, 3)
+    cluster = LocalCluster(spec)
+    try:
+        console.rule("1/4 cluster up")
+        t0 = time.monotonic()
+        cluster.start()
+        console.print(f"3 nodes up and clustered in {time.monotonic() - t0:.1f} s")
+        _print_status(cluster)
+        console.rule("2/4 SIGKILL node 2")
+        cluster.kill(2)
+        _print_status(cluster)
+        console.rule("3/4 restart node 2")
+        t0 = time.monotonic()
+        cluster.restart(2)
+        console.print(f"node 2 back in the cluster in {time.monotonic() - t0:.1f} s")
+        _print_status(cluster)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except ClusterError as exc:
+        raise _fail(exc) from None
+    finally:
+        if cluster.is_running():
+            console.rule("4/4 cluster down")
+            cluster.stop()
+            console.print("everything the demo started is stopped")
+    console.print(
+        "[bold]demo done[/] — the full drill (platform, traffic, chaos, audit, report) is being built"
+    )
 
 
 def main() -> None:
-    app()
+    app(prog_name="drill")

@@ -1,0 +1,47 @@
+"""The broker rig: real RabbitMQ clusters the drill starts, observes, breaks and mends.
+
+Providers behind one interface (:class:`Cluster`): :class:`LocalCluster` (plain processes on loopback,
+the default), :class:`ExternalCluster` (URLs of a cluster someone else runs), and
+:class:`ContainerCluster` (testcontainers, when a Docker engine answers).
+"""
+
+from harness.cluster._containers import ContainerCluster, docker_available
+from harness.cluster._errors import (
+    ClusterAlreadyRunning,
+    ClusterError,
+    ClusterNotRunning,
+    ExternalClusterRefused,
+    NodeStartTimeout,
+    PortInUse,
+    ProviderUnavailable,
+    RabbitMQNotInstalled,
+    RunDirUnusable,
+    UnknownNode,
+)
+from harness.cluster._external import ExternalCluster
+from harness.cluster._local import LocalCluster, amqp_handshake
+from harness.cluster._management import ManagementClient
+from harness.cluster._spec import ClusterSpec
+from harness.cluster.abc import Cluster, NodeStatus
+
+__all__ = [
+    "Cluster",
+    "ClusterAlreadyRunning",
+    "ClusterError",
+    "ClusterNotRunning",
+    "ClusterSpec",
+    "ContainerCluster",
+    "ExternalCluster",
+    "ExternalClusterRefused",
+    "LocalCluster",
+    "ManagementClient",
+    "NodeStartTimeout",
+    "NodeStatus",
+    "PortInUse",
+    "ProviderUnavailable",
+    "RabbitMQNotInstalled",
+    "RunDirUnusable",
+    "UnknownNode",
+    "amqp_handshake",
+    "docker_available",
+]

@@ -1,0 +1,57 @@
+"""Errors raised by the broker rig.
+
+Every error says what went wrong and how to fix it, in one line a user can act on::
+
+    ClusterError
+    ├── RabbitMQNotInstalled      the Debian package is missing
+    ├── RunDirUnusable            the run directory cannot be created or written
+    ├── PortInUse                 a port the rig needs is taken by another process
+    ├── ClusterAlreadyRunning     a live cluster already owns this run directory
+    ├── ClusterNotRunning         no state file, or none of its processes alive
+    ├── NodeStartTimeout          a node did not become healthy in time (carries its log tail)
+    ├── UnknownNode               a node number outside 1..N
+    ├── ProviderUnavailable       e.g. testcontainers without a Docker engine
+    └── ExternalClusterRefused    a destructive action against a cluster we did not start
+"""
+
+from __future__ import annotations
+
+
+class ClusterError(Exception):
+    """Base class of every rig error."""
+
+
+class RabbitMQNotInstalled(ClusterError):
+    pass
+
+
+class RunDirUnusable(ClusterError):
+    pass
+
+
+class PortInUse(ClusterError):
+    pass
+
+
+class ClusterAlreadyRunning(ClusterError):
+    pass
+
+
+class ClusterNotRunning(ClusterError):
+    pass
+
+
+class NodeStartTimeout(ClusterError):
+    pass
+
+
+class UnknownNode(ClusterError):
+    pass
+
+
+class ProviderUnavailable(ClusterError):
+    pass
+
+
+class ExternalClusterRefused(ClusterError):
+    pass

@@ -1,0 +1,646 @@
+"""A real RabbitMQ cluster of plain OS processes on loopback, from the Debian package.
+
+Written by hand because no library starts a multi-node RabbitMQ without Docker. The recipe (env vars,
+boot-time classic_config peer discovery, per-node loopback addresses, an epmd of our own) is the one
+measured in ``shared/rabbitmq-local.md``: ~8 s from cold for 3 nodes.
+
+Ownership: every PID is recorded in the state file before or right after it is spawned, and only those
+PIDs are ever signalled. Nodes run in their own sessions (setsid) so a Ctrl-C in the terminal reaches
+the CLI, which then tears down what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from harness.cluster import _procs, _state
+from harness.cluster._errors import (
+    ClusterAlreadyRunning,
+    ClusterError,
+    ClusterNotRunning,
+    NodeStartTimeout,
+    PortInUse,
+    RabbitMQNotInstalled,
+    RunDirUnusable,
+    UnknownNode,
+)
+from harness.cluster._management import ManagementClient
+from harness.cluster._spec import ClusterSpec, NodeSpec
+from harness.cluster._state import ClusterState, NodeState
+from harness.cluster.abc import Cluster, NodeStatus
+
+log = logging.getLogger(__name__)
+
+MARKER = ".drill-run-dir"
+PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]."
+ADMIN_USER = "drill-admin"
+
+
+def amqp_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
+    """The cheap readiness probe: a node that answers the AMQP 0-9-1 header with a frame is serving."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            return s.recv(1) == b"\x01"  # frame type 1: method (Connection.Start)
+    except OSError:
+        return False
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # With SO_REUSEADDR a TIME_WAIT left by our previous run does not count as taken;
+        # a live listener still does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"(no {path.name})"
+
+
+class LocalCluster(Cluster):
+    """N RabbitMQ nodes started by the project, each with its own loopback address, ports and data.
+
+    ``LocalCluster.attach(run_dir)`` gives a handle on a cluster another process started (the CLI,
+    chaos, tests), read from its state file.
+    """
+
+    provider = "local"
+    owned = True
+
+    def __init__(self, spec: ClusterSpec | None = None) -> None:
+        self.spec = spec or ClusterSpec()
+        self._state: ClusterState | None = _state.load(self.spec.run_dir)
+        self._popens: dict[int, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ attach / state
+    @classmethod
+    def attach(cls, spec: ClusterSpec | None = None) -> LocalCluster:
+        """A handle on the cluster recorded in ``spec.run_dir``; its layout is read from the state file."""
+        spec = spec or ClusterSpec()
+        st = _state.load(spec.run_dir)
+        if st is not None and st.port_base is not None:
+            spec = spec.model_copy(
+                update={"port_base": st.port_base, "address_block": st.address_block, "nodes": len(st.nodes)}
+            )
+        cluster = cls(spec)
+        if cluster._state is None:
+            raise ClusterNotRunning(
+                f"no cluster state in {cluster.spec.run_dir}; start one with `./drill cluster up`"
+            )
+        if cluster._state.provider != "local":
+            raise ClusterError(
+                f"the cluster in {cluster.spec.run_dir} is {cluster._state.provider!r}, not local"
+            )
+        return cluster
+
+    @property
+    def state(self) -> ClusterState:
+        if self._state is None:
+            raise ClusterNotRunning(f"no cluster in {self.spec.run_dir}; run `./drill cluster up`")
+        return self._state
+
+    def _save(self) -> None:
+        _state.save(self.spec.run_dir, self.state)
+
+    def _node_state(self, node: int) -> NodeState:
+        try:
+            return self.state.node(node)
+        except KeyError:
+            raise UnknownNode(f"no node {node}: this cluster has nodes {self.node_indices}") from None
+
+    def is_running(self) -> bool:
+        return self._state is not None and any(_procs.alive(p) for p in self._state.owned_pids())
+
+    # ------------------------------------------------------------------ Cluster interface
+    @property
+    def node_indices(self) -> list[int]:
+        if self._state is not None:
+            return [n.index for n in self._state.nodes]
+        return list(range(1, self.spec.nodes + 1))
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        return (self.state.admin_user, self.state.admin_password)
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        user, password = self.admin
+        return [f"amqp://{user}:{password}@{n.host}:{n.amqp_port}/" for n in self.state.nodes]
+
+    def management_url(self, node: int) -> str:
+        n = self._node_state(node)
+        return f"http://{n.host}:{n.mgmt_port}"
+
+    def beam_pid(self, node: int) -> int | None:
+        return self._node_state(node).beam_pid
+
+    # ------------------------------------------------------------------ preflight
+    def _preflight(self) -> None:
+        server = self.spec.rabbitmq_bin / "rabbitmq-server"
+        if not os.access(server, os.X_OK):
+            raise RabbitMQNotInstalled(
+                f"rabbitmq-server not found at {server}; install it with `apt-get install -y rabbitmq-server` "
+                "(./drill does this when run as root) or point DRILL_RABBITMQ_BIN at its bin directory"
+            )
+        if shutil.which("epmd") is None and not (self.spec.rabbitmq_bin / "epmd").exists():
+            raise RabbitMQNotInstalled(
+                "epmd (Erlang) not found; install it with `apt-get install -y erlang-base`"
+            )
+        existing = _state.load(self.spec.run_dir) if self.spec.run_dir.is_dir() else None
+        if existing is not None and any(_procs.alive(p) for p in existing.owned_pids()):
+            raise ClusterAlreadyRunning(
+                f"a cluster is already running from {self.spec.run_dir} "
+                f"(PIDs {', '.join(map(str, existing.owned_pids()))}); stop it with `./drill cluster down` "
+                "or use another --run-dir and --port-base"
+            )
+        self._prepare_run_dir()
+        taken: list[str] = []
+        if not port_free("127.0.0.1", self.spec.epmd_port):
+            taken.append(f"127.0.0.1:{self.spec.epmd_port} (epmd)")
+        for n in self.spec.all_nodes():
+            for label, port in (
+                ("amqp", n.amqp_port),
+                ("management", n.mgmt_port),
+                ("prometheus", n.prometheus_port),
+                ("distribution", n.dist_port),
+            ):
+                if not port_free(n.host, port):
+                    taken.append(f"{n.host}:{port} ({label}, node {n.index})")
+        if taken:
+            raise PortInUse(
+                f"port(s) already in use: {'; '.join(taken)}; stop what holds them or pick other ports "
+                "with --port-base / DRILL_CLUSTER_PORT_BASE"
+            )
+
+    def _prepare_run_dir(self) -> None:
+        run_dir = self.spec.run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirUnusable(
+                f"cannot use run directory {run_dir}: {exc.strerror or exc}; choose a writable one with "
+                "--run-dir or DRILL_CLUSTER_RUN_DIR"
+            ) from exc
+        marker = run_dir / MARKER
+        if any(p.name not in (MARKER, _state.STATE_FILE) for p in run_dir.iterdir()) and not marker.exists():
+            raise RunDirUnusable(
+                f"{run_dir} is not empty and was not made by the drill; refusing to use it (pick an empty "
+                "directory with --run-dir)"
+            )
+        marker.write_text("made by ./drill cluster up; safe to delete when no cluster runs\n")
+        # A fresh cluster each time: old node data would keep an old admin password and old queues.
+        for n in self.spec.all_nodes():
+            shutil.rmtree(n.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ files and env
+    def _write_node_files(self, n: NodeSpec, password: str) -> None:
+        (n.dir / "log").mkdir(parents=True, exist_ok=True)
+        (n.dir / "mnesia").mkdir(parents=True, exist_ok=True)
+        peers = "\n".join(
+            f"cluster_formation.classic_config.nodes.{p.index} = {p.name}" for p in self.spec.all_nodes()
+        )
+        conf = f"""\
+listeners.tcp.default = {n.host}:{n.amqp_port}
+management.tcp.ip = {n.host}
+management.tcp.port = {n.mgmt_port}
+prometheus.tcp.ip = {n.host}
+prometheus.tcp.port = {n.prometheus_port}
+log.console = false
+log.file.level = info
+cluster_name = {self.spec.cluster_name}
+cluster_partition_handling = pause_minority
+net_ticktime = {self.spec.net_ticktime}
+vm_memory_high_watermark.absolute = {self.spec.memory_watermark}
+disk_free_limit.absolute = {self.spec.disk_free_limit}
+default_user = {ADMIN_USER}
+default_pass = {password}
+default_user_tags.administrator = true
+loopback_users = none
+cluster_formation.peer_discovery_backend = classic_config
+{peers}
+cluster_formation.discovery_retry_limit = 1
+cluster_formation.discovery_retry_interval = 100
+"""
+        (n.dir / "rabbitmq.conf").write_text(conf)
+        (n.dir / "rabbitmq.conf").chmod(0o600)
+        (n.dir / "enabled_plugins").write_text(PLUGINS + "\n")
+        (n.dir / "rabbitmq-env.conf").write_text("# intentionally empty: the drill sets the env itself\n")
+
+    def _cookie_home(self) -> Path:
+        home = self.spec.run_dir / "home"
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            cookie.write_text(secrets.token_hex(20))
+            cookie.chmod(0o400)
+        return home
+
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        addresses = ",".join(["127.0.0.1"] + [n.host for n in self.spec.all_nodes()])
+        env.update(
+            HOME=str(self._cookie_home()),
+            ERL_EPMD_PORT=str(self.spec.epmd_port),
+            ERL_EPMD_ADDRESS=addresses,
+            RABBITMQ_USE_LONGNAME="true",
+        )
+        return env
+
+    def _node_env(self, n: NodeSpec) -> dict[str, str]:
+        ip = n.host.replace(".", ",")
+        env = self._base_env()
+        env.update(
+            RABBITMQ_NODENAME=n.name,
+            RABBITMQ_NODE_IP_ADDRESS=n.host,
+            RABBITMQ_NODE_PORT=str(n.amqp_port),
+            RABBITMQ_DIST_PORT=str(n.dist_port),
+            RABBITMQ_MNESIA_BASE=str(n.dir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(n.dir / "log"),
+            RABBITMQ_PID_FILE=str(n.dir / "rabbit.pid"),
+            RABBITMQ_CONFIG_FILE=str(n.dir / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(n.dir / "advanced.config"),
+            RABBITMQ_CONF_ENV_FILE=str(n.dir / "rabbitmq-env.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(n.dir / "enabled_plugins"),
+            # Bind outgoing distribution connections to the node's own address, so a partition
+            # can be cut with iptables by source and destination address.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
+                f"-kernel inet_dist_use_interface {{{ip}}} -kernel inet_dist_connect_options [{{ip,{{{ip}}}}}]"
+            ),
+        )
+        return env
+
+    # ------------------------------------------------------------------ spawning
+    def _spawn_epmd(self) -> None:
+        epmd = shutil.which("epmd") or str(self.spec.rabbitmq_bin / "epmd")
+        env = self._base_env()
+        out = open(self.spec.run_dir / "epmd.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [epmd, "-address", env["ERL_EPMD_ADDRESS"], "-port", str(self.spec.epmd_port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        self.state.epmd_pid = proc.pid
+        self.state.epmd_port = self.spec.epmd_port
+        self._save()
+        deadline = time.monotonic() + 5
+        while not _port_open("127.0.0.1", self.spec.epmd_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ClusterError(f"epmd did not start: {_tail(self.spec.run_dir / 'epmd.log')}")
+            time.sleep(0.02)
+
+    def _spawn_node(self, index: int) -> None:
+        n = self.spec.node(index)
+        ns = self._node_state(index)
+        out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
+            env=self._node_env(n),
+            cwd=n.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        self._popens[index] = proc
+        ns.wrapper_pid, ns.beam_pid, ns.paused = proc.pid, None, False
+        self._save()
+        ns.beam_pid = _procs.find_descendant(proc.pid, "beam.smp", timeout=10)
+        self._save()
+        if ns.beam_pid is None:
+            raise NodeStartTimeout(
+                f"node {index}: no Erlang VM (beam.smp) appeared under {proc.pid}\n"
+                f"--- {n.dir / 'stdout.log'}\n{_tail(n.dir / 'stdout.log')}"
+            )
+
+    # ------------------------------------------------------------------ readiness
+    def ctl(self, node: int, *args: str, timeout: float = 30.0, tool: str = "rabbitmqctl") -> str:
+        """Run a RabbitMQ CLI tool against one node; every call has a timeout (a partition can hang it)."""
+        n = self._node_state(node)
+        cmd = [str(self.spec.rabbitmq_bin / tool), "--longnames", "-n", n.name, *args]
+        try:
+            res = subprocess.run(
+                cmd, env=self._base_env(), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(
+                f"{tool} {' '.join(args)} on node {node} timed out after {timeout:.0f} s"
+            ) from exc
+        if res.returncode != 0:
+            raise ClusterError(
+                f"{tool} {' '.join(args)} on node {node} failed ({res.returncode}): "
+                f"{(res.stderr or res.stdout).strip()[-500:]}"
+            )
+        return res.stdout
+
+    def running_nodes(self, via: int) -> list[str]:
+        out = self.ctl(via, "cluster_status", "--formatter", "json", timeout=15)
+        return list(json.loads(out).get("running_nodes", []))
+
+    def _wait_ready(self, indices: list[int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(indices)
+        while pending:
+            for i in sorted(pending):
+                ns = self._node_state(i)
+                if not _procs.alive(ns.beam_pid):
+                    raise NodeStartTimeout(self._failure(i, "its Erlang VM exited during start-up"))
+                if amqp_handshake(ns.host, ns.amqp_port) and _port_open(ns.host, ns.mgmt_port):
+                    pending.discard(i)
+            if pending and time.monotonic() > deadline:
+                first = min(pending)
+                raise NodeStartTimeout(self._failure(first, f"not serving AMQP after {timeout:.0f} s"))
+            if pending:
+                time.sleep(0.1)
+        # Every node answers: now they must be one cluster.
+        want = {self._node_state(i).name for i in self.node_indices}
+        via = indices[0]
+        while True:
+            try:
+                running = set(self.running_nodes(via))
+            except ClusterError:
+                running = set()
+            if want <= running:
+                return
+            if time.monotonic() > deadline:
+                raise NodeStartTimeout(
+                    self._failure(via, f"cluster incomplete after {timeout:.0f} s: running {sorted(running)}")
+                )
+            time.sleep(0.3)
+
+    def _failure(self, index: int, why: str) -> str:
+        n = self.spec.node(index)
+        logfile = n.dir / "log" / f"{n.name}.log"
+        return (
+            f"node {index} ({n.name}) {why}\n--- tail of {logfile}\n{_tail(logfile)}\n"
+            f"--- tail of {n.dir / 'stdout.log'}\n{_tail(n.dir / 'stdout.log', 10)}"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start every node and wait until they form one healthy cluster.
+
+        Any failure, Ctrl-C included, stops whatever was started before the error propagates.
+        """
+        t0 = time.monotonic()
+        self._preflight()
+        password = secrets.token_urlsafe(18)
+        self._state = ClusterState(
+            provider="local",
+            run_dir=str(self.spec.run_dir),
+            cluster_name=self.spec.cluster_name,
+            admin_user=ADMIN_USER,
+            admin_password=password,
+            nodes=[
+                NodeState(
+                    index=n.index,
+                    name=n.name,
+                    host=n.host,
+                    amqp_port=n.amqp_port,
+                    mgmt_port=n.mgmt_port,
+                    prometheus_port=n.prometheus_port,
+                    dist_port=n.dist_port,
+                )
+                for n in self.spec.all_nodes()
+            ],
+            started_at=time.time(),
+            port_base=self.spec.port_base,
+            address_block=self.spec.address_block,
+        )
+        try:
+            self._save()
+            for n in self.spec.all_nodes():
+                self._write_node_files(n, password)
+            self._spawn_epmd()
+            for i in self.node_indices:
+                self._spawn_node(i)
+            self._wait_ready(self.node_indices, self.spec.start_timeout)
+        except BaseException:
+            log.warning("start failed or interrupted: tearing down what was started")
+            self._teardown()
+            raise
+        log.info("cluster up in %.1f s", time.monotonic() - t0)
+
+    def stop(self) -> None:
+        """Stop every process the state file names (also after the CLI that started them crashed)."""
+        if self._state is None:
+            raise ClusterNotRunning(f"no cluster state in {self.spec.run_dir}: nothing to stop")
+        self._teardown()
+
+    def _teardown(self) -> None:
+        st = self._state
+        if st is None:
+            return
+        beams = [n.beam_pid for n in st.nodes if n.beam_pid and _procs.alive(n.beam_pid)]
+        for n in st.nodes:
+            _procs.send(n.beam_pid, signal.SIGCONT)  # a frozen VM cannot act on SIGTERM
+        # All at once: under pause_minority, stopping nodes one by one makes the last one pause.
+        for pid in beams:
+            _procs.send(pid, signal.SIGTERM)
+        if not _procs.wait_gone(beams, timeout=20):
+            log.warning("nodes still alive 20 s after SIGTERM: SIGKILL")
+        for n in st.nodes:
+            _procs.kill_group(n.wrapper_pid)
+        _procs.send(st.epmd_pid, signal.SIGKILL)
+        _procs.wait_gone(st.owned_pids(), timeout=10)
+        for p in self._popens.values():
+            with contextlib.suppress(Exception):
+                p.wait(timeout=1)
+        still = [p for p in st.owned_pids() if _procs.alive(p)]
+        if still:
+            raise ClusterError(f"processes of the run still alive after SIGKILL: {still}")
+        _state.remove(self.spec.run_dir)
+        self._state = None
+
+    # ------------------------------------------------------------------ faults and repairs
+    def kill(self, node: int) -> None:
+        ns = self._node_state(node)
+        if not _procs.alive(ns.beam_pid):
+            raise ClusterError(f"node {node} is not running")
+        _procs.send(ns.beam_pid, signal.SIGKILL)
+        _procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=10)
+        ns.paused = False
+        self._save()
+
+    def stop_node(self, node: int) -> None:
+        ns = self._node_state(node)
+        _procs.send(ns.beam_pid, signal.SIGCONT)
+        _procs.send(ns.beam_pid, signal.SIGTERM)
+        if not _procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=30):
+            _procs.kill_group(ns.wrapper_pid)
+            _procs.send(ns.beam_pid, signal.SIGKILL)
+        ns.paused = False
+        self._save()
+
+    def start_nodes(self, nodes: list[int], timeout: float | None = None) -> None:
+        """Start stopped nodes together (a full-cluster recovery needs them all at once)."""
+        for i in nodes:
+            if _procs.alive(self._node_state(i).beam_pid):
+                raise ClusterError(f"node {i} is already running")
+        for i in nodes:
+            self._spawn_node(i)
+        self._wait_ready(nodes, timeout or self.spec.start_timeout)
+
+    def restart(self, node: int) -> None:
+        ns = self._node_state(node)
+        if _procs.alive(ns.beam_pid):
+            self.stop_node(node)
+        # Sockets of the killed VM may linger a moment in the kernel.
+        deadline = time.monotonic() + 10
+        while not port_free(ns.host, ns.amqp_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.start_nodes([node])
+
+    def pause(self, node: int) -> None:
+        ns = self._node_state(node)
+        if not _procs.send(ns.beam_pid, signal.SIGSTOP):
+            raise ClusterError(f"node {node} is not running")
+        ns.paused = True
+        self._save()
+
+    def resume(self, node: int) -> None:
+        ns = self._node_state(node)
+        if not _procs.send(ns.beam_pid, signal.SIGCONT):
+            raise ClusterError(f"node {node} is not running")
+        ns.paused = False
+        self._save()
+
+    # ------------------------------------------------------------------ observing
+    def node_state(self, node: int) -> str:
+        ns = self._node_state(node)
+        if not _procs.alive(ns.beam_pid):
+            return "down"
+        if _procs.stopped(ns.beam_pid):
+            return "paused"
+        return "up" if amqp_handshake(ns.host, ns.amqp_port, timeout=0.5) else "starting"
+
+    def status(self) -> list[NodeStatus]:
+        out = [
+            NodeStatus(
+                index=n.index,
+                name=n.name,
+                state=self.node_state(n.index),
+                pid=n.beam_pid if _procs.alive(n.beam_pid) else None,
+                amqp_url=f"amqp://{n.host}:{n.amqp_port}/",
+                management_url=self.management_url(n.index),
+            )
+            for n in self.state.nodes
+        ]
+        for s in out:
+            if s.state != "up":
+                continue
+            try:
+                with ManagementClient(s.management_url, *self.admin, timeout=2.0) as mc:
+                    health = {h.name: h for h in mc.nodes()}
+                    leaders = mc.quorum_leaders()
+            except Exception as exc:  # a node that is shutting down may refuse; try the next
+                log.debug("management API of node %s failed: %s", s.index, exc)
+                continue
+            for t in out:
+                h = health.get(t.name)
+                if h is not None:
+                    t.mem_alarm, t.disk_free_alarm, t.partitions = (
+                        h.mem_alarm,
+                        h.disk_free_alarm,
+                        h.partitions,
+                    )
+                    if t.state == "up" and not h.running:
+                        t.state = "starting"
+                t.leaders = leaders.get(t.name, [])
+            break
+        return out
+
+    def queue_leader(self, queue: str, vhost: str = "/") -> int:
+        """The node index that holds the leader of a quorum queue."""
+        for s in self.status():
+            if s.state != "up":
+                continue
+            with ManagementClient(s.management_url, *self.admin) as mc:
+                leader = mc.queue(queue, vhost).get("leader")
+            for n in self.state.nodes:
+                if n.name == leader:
+                    return n.index
+            raise ClusterError(f"queue {vhost}/{queue} has no known leader ({leader!r})")
+        raise ClusterError("no node is up to ask for the queue leader")
+
+    def set_memory_alarm(self, on: bool) -> None:
+        """Raise (watermark 1 byte) or clear (configured watermark) the memory alarm on every running node."""
+        value = "1" if on else str(_bytes(self.spec.memory_watermark))
+        for s in self.state.nodes:
+            if self.node_state(s.index) == "up":
+                self.ctl(s.index, "set_vm_memory_high_watermark", "absolute", value, timeout=15)
+
+    def set_disk_alarm(self, on: bool) -> None:
+        """Raise (limit far above the free space) or clear the disk-free alarm on every running node."""
+        value = "100000GB" if on else self.spec.disk_free_limit
+        for s in self.state.nodes:
+            if self.node_state(s.index) == "up":
+                self.ctl(s.index, "set_disk_free_limit", value, timeout=15)
+
+    def ensure_healthy(self, timeout: float | None = None) -> list[str]:
+        """Mend what tests and faults leave behind: resume, restart, clear alarms. Returns what it did."""
+        did: list[str] = []
+        down: list[int] = []
+        for n in self.state.nodes:
+            st = self.node_state(n.index)
+            if st == "paused":
+                self.resume(n.index)
+                did.append(f"resumed node {n.index}")
+            elif st == "down":
+                down.append(n.index)
+        if down:
+            for i in down:
+                ns = self._node_state(i)
+                _procs.kill_group(ns.wrapper_pid)
+            self.start_nodes(down, timeout)
+            did.append(f"restarted node(s) {down}")
+        self._wait_ready(self.node_indices, timeout or self.spec.start_timeout)
+        alarms = [s for s in self.status() if s.mem_alarm or s.disk_free_alarm]
+        if alarms:
+            self.set_memory_alarm(False)
+            self.set_disk_alarm(False)
+            did.append("cleared alarms")
+        return did
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _bytes(size: str) -> int:
+    units = {"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+    s = size.strip().upper()
+    for unit, mult in units.items():
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * mult)
+    return int(s)

@@ -1,0 +1,90 @@
+"""The interface every broker provider implements (local processes, an external cluster, containers).
+
+Example::
+
+    from harness.cluster import LocalCluster, ClusterSpec
+
+    cluster = LocalCluster(ClusterSpec(nodes=3))
+    cluster.start()                  # 3 nodes, one cluster, healthy
+    cluster.kill(2)                  # SIGKILL of node 2's Erlang VM
+    cluster.restart(2)               # back, rejoined
+    print(cluster.amqp_urls)
+    cluster.stop()
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass
+class NodeStatus:
+    index: int
+    name: str
+    state: str  # up | down | paused | starting | unknown
+    pid: int | None
+    amqp_url: str
+    management_url: str
+    mem_alarm: bool = False
+    disk_free_alarm: bool = False
+    partitions: list[str] = field(default_factory=list)
+    leaders: list[str] = field(default_factory=list)
+
+
+class Cluster(ABC):
+    """A RabbitMQ cluster the drill can use, and (for providers that own it) break and mend."""
+
+    provider: str = "abstract"
+    #: False for clusters the project did not start: destructive actions need ``allow_external``.
+    owned: bool = True
+
+    @property
+    @abstractmethod
+    def amqp_urls(self) -> list[str]:
+        """One AMQP URL per node (admin credentials, default vhost)."""
+
+    @abstractmethod
+    def management_url(self, node: int) -> str:
+        """Base URL of the node's management HTTP API (no trailing slash)."""
+
+    @property
+    @abstractmethod
+    def admin(self) -> tuple[str, str]:
+        """(user, password) of the administrator the rig uses (never the services)."""
+
+    @property
+    @abstractmethod
+    def node_indices(self) -> list[int]: ...
+
+    def amqp_url(self, node: int) -> str:
+        return self.amqp_urls[self.node_indices.index(node)]
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Tear down everything this provider started."""
+
+    @abstractmethod
+    def status(self) -> list[NodeStatus]: ...
+
+    @abstractmethod
+    def kill(self, node: int) -> None:
+        """SIGKILL the node's VM (a crash: no goodbye to its peers)."""
+
+    @abstractmethod
+    def stop_node(self, node: int) -> None:
+        """Graceful stop of one node."""
+
+    @abstractmethod
+    def restart(self, node: int) -> None:
+        """Start the node again (stopping it first if it runs) and wait until it has rejoined."""
+
+    @abstractmethod
+    def pause(self, node: int) -> None:
+        """Freeze the VM (SIGSTOP): alive to the kernel, silent to its peers."""
+
+    @abstractmethod
+    def resume(self, node: int) -> None: ...
