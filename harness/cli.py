@@ -21,6 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chaos.cli import app as chaos_app
+from chaos.toxiproxy.cli import app as proxy_app
+from chaos.toxiproxy.cli import bench_command as bench_proxy_command
 from harness.cluster import (
     Cluster,
     ClusterError,
@@ -48,6 +51,9 @@ bench_app = typer.Typer(
 )
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(bench_app, name="bench")
+app.add_typer(chaos_app, name="chaos")
+chaos_app.add_typer(proxy_app, name="proxy")
+bench_app.command("proxy")(bench_proxy_command)
 
 # Rich falls back to 80 columns when piped (CI logs): wide enough for the status table instead.
 _WIDTH = None if sys.stdout.isatty() else 150

@@ -498,6 +498,19 @@ cluster_formation.discovery_retry_interval = 100
         ns.paused = False
         self._save()
 
+    def stop_nodes(self, nodes: list[int]) -> None:
+        """Graceful stop of several nodes at once (one by one, pause_minority would pause the last)."""
+        beams = [self._node_state(i).beam_pid for i in nodes]
+        for pid in beams:
+            _procs.send(pid, signal.SIGCONT)
+            _procs.send(pid, signal.SIGTERM)
+        if not _procs.wait_gone([p for p in beams if p], timeout=30):
+            for i in nodes:
+                _procs.kill_group(self._node_state(i).wrapper_pid)
+        for i in nodes:
+            self._node_state(i).paused = False
+        self._save()
+
     def start_nodes(self, nodes: list[int], timeout: float | None = None) -> None:
         """Start stopped nodes together (a full-cluster recovery needs them all at once)."""
         for i in nodes:

@@ -1,0 +1,3 @@
+from chaos.cli import app
+
+app(prog_name="drill chaos")

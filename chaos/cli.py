@@ -1,0 +1,141 @@
+"""``drill chaos ...``: apply one fault for a while, heal after a crash, read the journal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from chaos.faults import FAULTS, FaultError
+from chaos.injector import FaultInjector
+from chaos.journal import Journal
+from harness.cluster import ClusterError, ClusterSpec, ExternalCluster, LocalCluster
+from harness.cluster import _state as cluster_state
+
+app = typer.Typer(help="Fault injection against the rig: apply, heal, journal.", no_args_is_help=True)
+console = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="The rig's run directory.")]
+JournalOpt = Annotated[Path | None, typer.Option("--journal", help="Chaos journal (JSON lines).")]
+AllowExternal = Annotated[
+    bool, typer.Option("--allow-external", help="Allow faults on a cluster we did not start.")
+]
+
+
+def default_journal(run_dir: Path | None) -> Path:
+    env = os.environ.get("DRILL_CHAOS_JOURNAL")
+    if env:
+        return Path(env)
+    spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
+    return spec.run_dir / "chaos" / "journal.jsonl"
+
+
+def _injector(run_dir: Path | None, journal: Path | None, allow_external: bool) -> FaultInjector:
+    spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
+    st = cluster_state.load(spec.run_dir)
+    cluster = (
+        ExternalCluster(st.amqp_urls_external, st.management_urls_external, allow_external)
+        if st is not None and st.provider == "external"
+        else LocalCluster.attach(spec)
+    )
+    return FaultInjector(cluster, Journal(journal or default_journal(run_dir)), allow_external)
+
+
+def _interrupt_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command("list")
+def list_faults() -> None:
+    """The fault catalogue."""
+    for kind, cls in sorted(FAULTS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{kind:18}[/] {doc}")
+
+
+@app.command("apply")
+def apply(
+    kind: Annotated[str, typer.Argument(help="A fault kind (see `drill chaos list`).")],
+    target: Annotated[
+        str, typer.Argument(help="e.g. 2, leader:orders, most-leaders, isolate:3, halves")
+    ] = "",
+    duration: Annotated[float, typer.Option(help="Seconds to hold the fault before undoing it.")] = 10.0,
+    param: Annotated[list[str] | None, typer.Option(help="key=value parameters, e.g. mode=kill")] = None,
+    run_dir: RunDirOpt = None,
+    journal: JournalOpt = None,
+    allow_external: AllowExternal = False,
+) -> None:
+    """Apply one fault, hold it, undo it. Ctrl-C or SIGTERM undoes it at once."""
+    _interrupt_on_sigterm()
+    if kind not in FAULTS:
+        err.print(f"error: unknown fault kind {kind!r}; known: {', '.join(sorted(FAULTS))}", soft_wrap=True)
+        raise typer.Exit(2)
+    params: dict[str, object] = {}
+    for p in param or []:
+        k, sep, v = p.partition("=")
+        if not sep:
+            err.print(f"error: --param {p!r} is not key=value", soft_wrap=True)
+            raise typer.Exit(2)
+        params[k] = int(v) if v.lstrip("-").isdigit() else v
+    try:
+        inj = _injector(run_dir, journal, allow_external)
+        fault = FAULTS[kind](target, **params)
+    except (FaultError, ClusterError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        with inj.applied(fault) as active:
+            console.print(f"applied {active.fault_id} {fault.describe()}: {json.dumps(active.detail)}")
+            if not fault.instant:
+                deadline = time.monotonic() + duration
+                try:
+                    while time.monotonic() < deadline:
+                        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                except KeyboardInterrupt:
+                    console.print("interrupted: undoing now")
+        console.print(f"undone {active.fault_id}")
+    except KeyboardInterrupt:
+        # Interrupted while applying: `applied` has already undone whatever was journaled.
+        console.print("interrupted: the fault was undone")
+        raise typer.Exit(130) from None
+    except (FaultError, ClusterError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("heal")
+def heal(
+    run_dir: RunDirOpt = None, journal: JournalOpt = None, allow_external: AllowExternal = False
+) -> None:
+    """Undo whatever a crashed run left: open faults in the journal, iptables rules, paused nodes, alarms."""
+    try:
+        did = _injector(run_dir, journal, allow_external).heal()
+    except (FaultError, ClusterError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    for line in did or ["nothing to heal"]:
+        console.print(line)
+
+
+@app.command("journal")
+def show_journal(run_dir: RunDirOpt = None, journal: JournalOpt = None) -> None:
+    """Print the journal and the faults still open."""
+    j = Journal(journal or default_journal(run_dir))
+    for r in j.records():
+        print(json.dumps(r))
+    open_ = j.open_faults()
+    console.print(
+        f"{len(open_)} open fault(s)" + (": " + ", ".join(f.fault_id for f in open_) if open_ else "")
+    )

@@ -1,0 +1,36 @@
+"""The fault catalogue. Each fault has a kind, a target, ``plan`` (what its undo will need, journaled
+*before* it takes effect), ``apply`` and a class-level ``undo`` that works from the journal record
+alone — so ``drill chaos heal`` can undo a fault whose runner died.
+"""
+
+from chaos.faults.base import FAULTS, Fault, FaultError
+from chaos.faults.broker import (
+    CloseConnections,
+    DiskAlarm,
+    FullOutage,
+    KillNode,
+    MemoryAlarm,
+    MoveLeader,
+    PauseNode,
+    RestartNode,
+    RollingRestart,
+    StopNode,
+)
+from chaos.faults.partition import Partition
+
+__all__ = [
+    "FAULTS",
+    "CloseConnections",
+    "DiskAlarm",
+    "Fault",
+    "FaultError",
+    "FullOutage",
+    "KillNode",
+    "MemoryAlarm",
+    "MoveLeader",
+    "Partition",
+    "PauseNode",
+    "RestartNode",
+    "RollingRestart",
+    "StopNode",
+]

@@ -1,0 +1,118 @@
+"""Applies faults with a journal, always undoes them, and heals what a crashed runner left.
+
+Example::
+
+    from chaos import FaultInjector, Journal
+    from chaos.faults import Partition
+    from harness.cluster import LocalCluster
+
+    inj = FaultInjector(LocalCluster.attach(), Journal(Path("run/chaos/journal.jsonl")))
+    with inj.applied(Partition("isolate:3")):
+        ...                      # node 3 is cut off here
+    # healed here, also on an exception or Ctrl-C
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from chaos.faults import FAULTS, Fault, FaultError
+from chaos.faults.partition import chain_exists, heal_chain
+from chaos.journal import Journal
+from harness.cluster import Cluster, LocalCluster
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveFault:
+    fault_id: str
+    fault: Fault
+    undo_record: dict[str, Any]
+    detail: dict[str, Any]
+
+
+class FaultInjector:
+    def __init__(self, cluster: Cluster, journal: Journal, allow_external: bool = False) -> None:
+        if not cluster.owned and not allow_external:
+            raise FaultError(
+                "refusing to inject faults into a cluster the drill did not start; pass --allow-external"
+            )
+        self.cluster = cluster
+        self.journal = journal
+
+    def inject(self, fault: Fault) -> ActiveFault:
+        """Journal the fault (with its undo record) first, then apply it; a failed apply is undone."""
+        undo_record = fault.plan(self.cluster)
+        fault_id = Journal.new_fault_id()
+        self.journal.write(
+            "apply", fault_id, fault.kind, target=fault.target, params=fault.params, undo=undo_record
+        )
+        try:
+            detail = fault.apply(self.cluster, undo_record)
+            self.journal.write("applied", fault_id, fault.kind, detail=detail)
+        except BaseException as exc:
+            log.warning("applying %s failed (%r): undoing", fault.describe(), exc)
+            self._undo(fault_id, fault.kind, undo_record, reason=f"apply failed: {exc!r}")
+            raise
+        log.info("applied %s %s", fault_id, fault.describe())
+        return ActiveFault(fault_id, fault, undo_record, detail)
+
+    def undo(self, active: ActiveFault) -> dict[str, Any]:
+        return self._undo(active.fault_id, active.fault.kind, active.undo_record)
+
+    def _undo(
+        self, fault_id: str, kind: str, undo_record: dict[str, Any], reason: str = ""
+    ) -> dict[str, Any]:
+        try:
+            detail = FAULTS[kind].undo(self.cluster, undo_record)
+        except BaseException as exc:
+            self.journal.write("undo_failed", fault_id, kind, error=str(exc))
+            raise
+        self.journal.write("undo", fault_id, kind, detail=detail, reason=reason)
+        log.info("undone %s %s", fault_id, kind)
+        return detail
+
+    @contextlib.contextmanager
+    def applied(self, fault: Fault) -> Iterator[ActiveFault]:
+        """The fault holds inside the block; its undo always runs (a rollback, in Chaos Toolkit's words).
+
+        SIGINT and SIGTERM are held back from the moment the fault is journaled until the ``try`` that
+        guarantees its undo is entered, so Ctrl-C can never land in between and leave it applied.
+        """
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        active: ActiveFault | None = None
+        try:
+            active = self.inject(fault)
+            # A signal that arrived meanwhile is delivered here, inside the try: the undo below runs.
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            yield active
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if active is not None:
+                self.undo(active)
+
+    def heal(self) -> list[str]:
+        """Undo every fault the journal shows open, then sweep the rig for leftovers. Returns what it did."""
+        did: list[str] = []
+        for f in self.journal.open_faults():
+            if f.kind not in FAULTS:
+                did.append(f"unknown fault kind {f.kind!r} in the journal ({f.fault_id}): left alone")
+                continue
+            self._undo(f.fault_id, f.kind, f.undo, reason="heal")
+            did.append(f"undid {f.kind} {f.target} ({f.fault_id})")
+        if isinstance(self.cluster, LocalCluster) and self.cluster.is_running():
+            lc = self.cluster
+            # Belt and braces: a runner killed between two journal lines, or a journal lost.
+            chain = f"DRILL{lc.spec.address_block}"
+            if chain_exists(chain):
+                block = lc.state.nodes[0].host.rsplit(".", 1)[0]
+                heal_chain(chain, f"{block}.0/24")
+                did.append(f"removed leftover iptables chain {chain}")
+            did.extend(lc.ensure_healthy())
+        return did
