@@ -34,6 +34,9 @@ from harness.cluster import (
     docker_available,
 )
 from harness.cluster import _state as cluster_state
+from simulator.cli import bench_command as bench_simulator_command
+from simulator.cli import plan as simulator_plan
+from simulator.cli import simulate as simulator_simulate
 
 ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parent.parent))
 
@@ -54,6 +57,11 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(chaos_app, name="chaos")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
+bench_app.command("simulator")(bench_simulator_command)
+app.command("simulate")(simulator_simulate)
+app.command(
+    "plan", help="Print a traffic scenario's deterministic plan (orders, courier answers) and its digest."
+)(simulator_plan)
 
 # Rich falls back to 80 columns when piped (CI logs): wide enough for the status table instead.
 _WIDTH = None if sys.stdout.isatty() else 150

@@ -1,0 +1,178 @@
+"""The courier companies on the platform's AMQP queues (aio-pika): a thin shell around :class:`CourierDesk`.
+
+Topology (docs/intake-api.md, "Courier side"): the platform publishes requests to the topic exchange
+``courier.requests`` with routing key ``<courier>.<type>``; each courier company consumes its quorum queue
+``courier.<courier>.requests`` (bound ``<courier>.#``) and publishes answers, statuses and locations to
+the topic exchange ``courier.events`` with routing key ``<courier>.<type>``. Declarations are idempotent
+(same arguments as the platform's), so either side may start first.
+
+Reliability, per the brief's facts about aio-pika: every publish is confirmed (publisher confirms,
+``mandatory`` with returns raised), wrapped in a timeout, and retried with the *same* ``message_id`` on a
+nack, return, timeout or closed channel; requests are acked only after the desk has taken them.
+
+Not exercised against a broker in this package's tests (no RabbitMQ there): the desk behind it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+
+from simulator.courier_desk import CourierDesk, Outgoing
+from simulator.ledger import Ledger
+
+REQUESTS_EXCHANGE = "courier.requests"
+EVENTS_EXCHANGE = "courier.events"
+_LEDGER_FIELDS = ("type", "courier", "dialect", "quote_id", "reason", "courier_job_id", "status", "vehicle")
+
+
+def ledger_fields(out: Outgoing) -> dict[str, Any]:
+    """What the ledger records about a message the couriers published."""
+    body = out.body
+    fields: dict[str, Any] = {k: body[k] for k in _LEDGER_FIELDS if k in body}
+    fields["message_id"] = body.get("message_id")
+    fields["routing_key"] = out.routing_key
+    if out.canonical is not None and out.canonical != "location":
+        fields["canonical"] = out.canonical
+    if "price" in body:
+        fields["price_minor"] = body["price"]["amount_minor"]
+        fields["currency"] = body["price"]["currency"]
+    if "location" in body:
+        fields["lat"], fields["lon"] = body["location"]["lat"], body["location"]["lon"]
+    return fields
+
+
+def _describe(exc: BaseException) -> str:
+    # Some aiormq exceptions fail in their own __str__ (e.g. a DeliveryError without a frame).
+    try:
+        return repr(exc)
+    except Exception:
+        return type(exc).__name__
+
+
+class CourierAdapterError(Exception):
+    """The courier adapter cannot reach the broker."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class CourierAmqpAdapter:
+    """Consumes courier requests from RabbitMQ, publishes the desk's messages when due."""
+
+    def __init__(self, url: str, desk: CourierDesk, ledger: Ledger, run_s: Callable[[], float],
+                 publish_timeout_s: float = 5.0, on_published: Callable[[Outgoing], None] | None = None) -> None:  # fmt: skip
+        self.url = url
+        self.desk = desk
+        self.ledger = ledger
+        self.run_s = run_s
+        self.publish_timeout_s = publish_timeout_s
+        self.on_published = on_published
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.published = 0
+        self.publish_failures = 0
+
+    async def start(self) -> None:
+        """Connect, declare, start consuming and publishing."""
+        try:
+            self._conn = await asyncio.wait_for(aio_pika.connect_robust(self.url), 10.0)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise CourierAdapterError(f"cannot connect to {redact(self.url)}: {exc!r}") from None
+        ch = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+        await ch.set_qos(prefetch_count=200)
+        self._channel = ch
+        requests = await ch.declare_exchange(REQUESTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        self._events = await ch.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        for name in self.desk.models:
+            q = await ch.declare_queue(f"courier.{name}.requests", durable=True,
+                                       arguments={"x-queue-type": "quorum"})  # fmt: skip
+            await q.bind(requests, routing_key=f"{name}.#")
+            await q.consume(self._on_request)
+        self._pump = asyncio.create_task(self._pump_loop())
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        try:
+            doc = json.loads(message.body)
+        except ValueError:
+            self.ledger.write(
+                "courier_request_invalid", None, reason="body is not JSON", message_id=message.message_id
+            )
+            await message.reject(requeue=False)
+            return
+        if isinstance(doc, dict):
+            doc.setdefault("message_id", message.message_id)
+            self.desk.handle(doc, self.run_s())
+        await message.ack()
+        self._wake.set()
+
+    async def _publish(self, out: Outgoing) -> bool:
+        assert self._events is not None
+        msg = aio_pika.Message(
+            json.dumps(out.body, separators=(",", ":")).encode(), content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=str(out.body.get("message_id")),
+            correlation_id=out.body.get("in_reply_to"),
+            headers={"x-courier": out.body.get("courier"), "x-dialect": out.body.get("dialect")},
+        )  # fmt: skip
+        for attempt in range(1, 6):
+            try:
+                await asyncio.wait_for(self._events.publish(msg, out.routing_key, mandatory=True),
+                                       self.publish_timeout_s)  # fmt: skip
+                return True
+            except (TimeoutError, aio_pika.exceptions.AMQPError, aio_pika.exceptions.DeliveryError) as exc:
+                # Outcome unknown or refused: republish the same message id (the platform dedups).
+                self.ledger.write("courier_publish_retry", out.order_ref, attempt=attempt, error=_describe(exc),
+                                  message_id=out.body.get("message_id"))  # fmt: skip
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        return False
+
+    async def _pump_loop(self) -> None:
+        while True:
+            try:
+                await self._pump_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the pump must outlive any one bad message
+                self.ledger.write("courier_pump_error", None, error=_describe(exc))
+                await asyncio.sleep(0.2)
+
+    async def _pump_once(self) -> None:
+        """Publish what is due, then wait for the next due time or a new request."""
+        for out in self.desk.pop_due(self.run_s()):
+            if await self._publish(out):
+                self.published += 1
+                self.ledger.write(out.ledger_kind, out.order_ref, **ledger_fields(out))
+                if self.on_published is not None:
+                    self.on_published(out)
+            else:
+                self.publish_failures += 1
+                self.ledger.write("courier_publish_failed", out.order_ref, **ledger_fields(out))
+        nxt = self.desk.next_due()
+        wait = 0.2 if nxt is None else max(0.0, min(0.2, nxt - self.run_s()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def stop(self) -> None:
+        """Stop publishing and close the connection (undue messages are dropped: the run is over)."""
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.close()

@@ -1,0 +1,340 @@
+"""A simulation run: plays the scenario's orders against the platform and keeps the ledger.
+
+The order stream is open-loop: orders leave at their planned times whatever the platform does (a slow
+platform does not slow the offered load, as with real retailers), up to ``sender.concurrency`` requests
+in flight; beyond that they wait in a backlog of at most ``sender.max_backlog`` orders, after which
+the generator itself waits (the lag is recorded per order as ``lag_s``).
+
+Per order: the create request(s) (with retries of unknown outcomes reusing the same key), a duplicate
+delivery for webhooks when the order is marked so, and the customer's cancellation when it is due
+before the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from simulator.channels.base import Encoders, WireRequest
+from simulator.clock import SimClock
+from simulator.config import Scenario
+from simulator.courier_amqp import CourierAmqpAdapter
+from simulator.courier_desk import CourierDesk, Outgoing
+from simulator.ledger import Ledger
+from simulator.notify import notification_app
+from simulator.orders import OrderGenerator, OrderSpec
+from simulator.sender import Answer, HttpSender
+from simulator.world import Retailer, apply_secrets_file, build_retailers, write_retailers_file
+
+
+@dataclass
+class Counters:
+    """Running counts shown on the progress line (per order, from its create request's final answer)."""
+
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    cancels: int = 0
+    inflight: int = 0
+    requests: int = 0
+
+
+@dataclass
+class RunSummary:
+    """What a run did; written to ``<run>/simulator/summary.json``."""
+
+    seed: int
+    scenario: str
+    duration_s: float
+    orders: int
+    counts: dict[str, int]
+    orders_digest: str
+    wall_s: float
+    max_lag_s: float
+    offered: list[tuple[float, float, int]] = field(default_factory=list)  # (run_s, offered rate, sent in s)
+
+
+def format_progress(run_s: float, offered: float, rate: float, c: Counters) -> str:
+    """The live progress line."""
+    return (
+        f"t={run_s:6.1f}s offered={offered:7.1f}/s rate={rate:7.1f}/s sent={c.sent} accepted={c.accepted} "
+        f"rejected={c.rejected} unknown={c.unknown} delivered={c.delivered} dup={c.duplicates} "
+        f"inflight={c.inflight}"
+    )
+
+
+class Runner:
+    """One run of a scenario against ``target`` (base URL of the platform's intake)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        target: str,
+        run_dir: Path,
+        duration_s: float | None = None,
+        retailers_file: Path | None = None,
+        progress: Callable[[str], None] | None = None,
+        notify_listen: tuple[str, int] | None = None,
+        progress_every_s: float = 1.0,
+        amqp_url: str | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.target = target
+        self.dir = run_dir / "simulator"
+        self.duration = duration_s if duration_s is not None else scenario.duration_s
+        self.progress = progress
+        self.notify_listen = notify_listen
+        self.progress_every_s = progress_every_s
+        self.amqp_url = amqp_url
+        retailers = build_retailers(seed, scenario)
+        if retailers_file is None:
+            retailers_file = self.dir / "retailers.json"
+            write_retailers_file(retailers_file, seed, retailers)
+        else:
+            retailers = apply_secrets_file(retailers_file, retailers)
+        self.retailers_file = retailers_file
+        self.retailers: dict[str, Retailer] = {r.id: r for r in retailers}
+        self.generator = OrderGenerator(scenario, seed, retailers)
+        self.counters = Counters()
+        self._delivered: set[str] = set()
+        self._uncounted: set[str] = set()  # orders sent whose final outcome is not counted yet
+        self._max_lag = 0.0
+        self._sem = asyncio.Semaphore(scenario.sender.concurrency)
+        self._t0 = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run_s(self) -> float:
+        """Wall seconds since the start of the run."""
+        assert self._loop is not None
+        return self._loop.time() - self._t0
+
+    # --- per order -----------------------------------------------------------------------------
+
+    async def _send(
+        self, led: Ledger, sender: HttpSender, o: OrderSpec, req: WireRequest, kind: str, attempt: int,
+        extra: dict[str, Any],
+    ) -> Answer:  # fmt: skip
+        try:
+            await self._sem.acquire()
+        except asyncio.CancelledError:
+            if kind == "order" and attempt == 1:
+                # Generated but still queued behind a slow platform when the run ended: never sent.
+                led.write("order_not_sent", o.ref, channel=o.channel, reason="run ended while queued")
+            raise
+        try:
+            if kind == "order" and attempt == 1:
+                self.counters.sent += 1
+                self._uncounted.add(o.ref)
+            self.counters.requests += 1
+            req_no = self.counters.requests
+            self.counters.inflight += 1
+            led.write(f"{kind}_sent", o.ref, req=req_no, attempt=attempt, channel=o.channel, key=req.key,
+                      retailer=o.retailer_id, bytes=len(req.body), **extra)  # fmt: skip
+            try:
+                ans = await sender.send(req)
+            except asyncio.CancelledError:
+                # The run ended with this request in flight: its outcome is unknown, and says so.
+                led.write(f"{kind}_answer", o.ref, req=req_no, attempt=attempt, channel=o.channel,
+                          outcome="unknown", http_status=None, delivery_id=None,
+                          error="run ended before the answer", latency_ms=None)  # fmt: skip
+                raise
+            finally:
+                self.counters.inflight -= 1
+            led.write(f"{kind}_answer", o.ref, req=req_no, attempt=attempt, channel=o.channel,
+                      outcome=ans.outcome, http_status=ans.http_status, delivery_id=ans.delivery_id,
+                      error=ans.error, latency_ms=ans.latency_ms)  # fmt: skip
+            return ans
+        finally:
+            self._sem.release()
+
+    async def _send_retrying(
+        self,
+        led: Ledger,
+        sender: HttpSender,
+        o: OrderSpec,
+        req: WireRequest,
+        kind: str,
+        extra: dict[str, Any],
+    ) -> Answer:
+        cfg = self.scenario.sender
+        ans = Answer("unknown", None, None, "not sent", 0.0)
+        for attempt in range(1, cfg.max_attempts + 1):
+            ans = await self._send(led, sender, o, req, kind, attempt, extra)
+            if ans.outcome != "unknown" or attempt == cfg.max_attempts:
+                break
+            await asyncio.sleep(cfg.retry_backoff_s * 2 ** (attempt - 1))
+        return ans
+
+    async def _play(
+        self, led: Ledger, sender: HttpSender, encoders: Encoders, o: OrderSpec, offered: float
+    ) -> None:
+        r = self.retailers[o.retailer_id]
+        enc = encoders.for_channel(o.channel)
+        reqs = enc.encode_order(o, r)
+        lag = max(0.0, self.run_s() - o.at)
+        self._max_lag = max(self._max_lag, lag)
+        delivery_id: str | None = None
+        create: WireRequest | None = None
+        c = self.counters
+        for req in reqs:
+            if req.kind == "order":
+                create = req
+                extra = {"at": round(o.at, 6), "lag_s": round(lag, 4), "offered_rate": round(offered, 3)}
+                try:
+                    ans = await self._send_retrying(led, sender, o, req, "order", extra)
+                except asyncio.CancelledError:
+                    if o.ref in self._uncounted:  # sent, then the run ended: its outcome is unknown
+                        self._uncounted.discard(o.ref)
+                        c.unknown += 1
+                    raise
+                self._uncounted.discard(o.ref)
+                delivery_id = ans.delivery_id
+                if ans.outcome == "accepted":
+                    c.accepted += 1
+                elif ans.outcome == "rejected":
+                    c.rejected += 1
+                else:
+                    c.unknown += 1
+            else:
+                await self._send_retrying(led, sender, o, req, "update", {"out_of_order": o.out_of_order})
+        if o.duplicate and create is not None:
+            await asyncio.sleep(self.scenario.webhooks.duplicate_delay_s)
+            c.duplicates += 1
+            ans = await self._send(led, sender, o, create, "duplicate", 1, {"of_key": create.key})
+            delivery_id = delivery_id or ans.delivery_id
+        if o.cancel_after_s is not None:
+            due = o.at + o.cancel_after_s / self.scenario.clock.compression
+            if due >= self.duration:
+                return  # the customer would cancel after the run: nothing to send
+            await asyncio.sleep(max(0.0, due - self.run_s()))
+            cancel = enc.encode_cancel(o, r, delivery_id)
+            if cancel is not None:
+                c.cancels += 1
+                await self._send_retrying(led, sender, o, cancel, "cancel", {"delivery_id": delivery_id})
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def _seen_delivered(self, ref: object) -> None:
+        # "delivered" counts orders the outside world saw delivered: a notification or the courier's status.
+        if isinstance(ref, str) and ref not in self._delivered:
+            self._delivered.add(ref)
+            self.counters.delivered += 1
+
+    def _on_notification(self, doc: dict[str, Any]) -> None:
+        if doc.get("state") == "delivered":
+            self._seen_delivered(doc.get("order_reference"))
+
+    def _on_courier_published(self, out: Outgoing) -> None:
+        if out.canonical == "delivered":
+            self._seen_delivered(out.order_ref)
+
+    async def _progress_loop(self, led: Ledger, offered: list[tuple[float, float, int]]) -> None:
+        last_sent, last_t = 0, 0.0
+        while True:
+            await asyncio.sleep(self.progress_every_s)
+            now = self.run_s()
+            c = self.counters
+            rate = (c.sent - last_sent) / max(1e-9, now - last_t)
+            off = self.generator.arrivals.rate(min(now, self.duration))
+            offered.append((round(now, 3), round(off, 3), c.sent - last_sent))
+            last_sent, last_t = c.sent, now
+            led.write("progress", None, run_s=round(now, 3), offered_rate=round(off, 3), sent_rate=round(rate, 3),
+                      sent=c.sent, accepted=c.accepted, rejected=c.rejected, unknown=c.unknown,
+                      delivered=c.delivered, inflight=c.inflight)  # fmt: skip
+            led.flush()
+            if self.progress is not None:
+                self.progress(format_progress(now, off, rate, c))
+
+    async def run(self) -> RunSummary:
+        """Play the scenario for the duration; returns the summary (also written as JSON)."""
+        self._loop = asyncio.get_running_loop()
+        led = Ledger.open(self.dir / "ledger.jsonl")
+        wall0 = time.time()
+        clock = SimClock.from_config(self.scenario.clock, epoch=float(int(wall0)))
+        encoders = Encoders(clock)
+        cfg = self.scenario.sender
+        digest = hashlib.sha256()
+        n = 0
+        runner_site: web.AppRunner | None = None
+        adapter: CourierAmqpAdapter | None = None
+        if self.amqp_url is not None:
+            desk = CourierDesk(self.seed, self.scenario, clock, led)
+            adapter = CourierAmqpAdapter(
+                self.amqp_url, desk, led, self.run_s, on_published=self._on_courier_published
+            )
+        led.write("run_started", None, seed=self.seed, scenario=self.scenario.name, target=self.target,
+                  duration_s=self.duration, compression=self.scenario.clock.compression, epoch=clock.epoch,
+                  rate=self.scenario.arrivals.rate, retailers_file=str(self.retailers_file))  # fmt: skip
+        offered: list[tuple[float, float, int]] = []
+        tasks: set[asyncio.Task[None]] = set()
+        prog: asyncio.Task[None] | None = None
+        # Past the end, in-flight requests get their full timeout(s) before the run gives up on them.
+        grace = cfg.timeout_s * cfg.max_attempts + cfg.retry_backoff_s * 2**cfg.max_attempts + 2.0
+        try:
+            if self.notify_listen is not None:
+                runner_site = web.AppRunner(notification_app(led, self._on_notification), access_log=None)
+                await runner_site.setup()
+                await web.TCPSite(runner_site, *self.notify_listen).start()
+            self._t0 = self._loop.time()
+            if adapter is not None:
+                await adapter.start()
+            prog = asyncio.create_task(self._progress_loop(led, offered))
+            async with HttpSender(self.target, cfg.concurrency, cfg.timeout_s) as sender:
+                for o in self.generator.until(self.duration):
+                    delay = o.at - self.run_s()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    elif self.run_s() > self.duration + grace:
+                        break  # hopelessly behind: stop generating, the rest is never sent
+                    while len(tasks) >= cfg.max_backlog:
+                        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    n += 1
+                    digest.update(repr(o.canonical()).encode())
+                    t = asyncio.create_task(
+                        self._play(led, sender, encoders, o, self.generator.arrivals.rate(o.at))
+                    )
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                if tasks:
+                    _, pending = await asyncio.wait(
+                        tasks, timeout=max(0.1, self.duration + grace - self.run_s())
+                    )
+                    for t in pending:
+                        t.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+        except BaseException as exc:
+            led.write("run_aborted", None, error=repr(exc))
+            raise
+        finally:
+            for t in list(tasks):
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if prog is not None:
+                prog.cancel()
+                await asyncio.gather(prog, return_exceptions=True)
+            if runner_site is not None:
+                await runner_site.cleanup()
+            if adapter is not None:
+                await adapter.stop()
+            led.flush()
+        counts = {k: v for k, v in asdict(self.counters).items() if k != "inflight"}
+        summary = RunSummary(self.seed, self.scenario.name, self.duration, n, counts, digest.hexdigest(),
+                             round(self.run_s(), 3), round(self._max_lag, 4), offered)  # fmt: skip
+        led.write("run_finished", None, orders=n, orders_digest=summary.orders_digest, max_lag_s=summary.max_lag_s,
+                  **counts)  # fmt: skip
+        led.close()
+        (self.dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+        return summary

@@ -1,0 +1,126 @@
+"""The HTTP sender: sends :class:`~simulator.channels.base.WireRequest` and classifies the answer.
+
+Bounded concurrency (a connector limit plus the caller's semaphore) and a per-request total timeout.
+Classification, the rule the audit relies on:
+
+* 2xx → ``accepted`` (with the ``id`` of the JSON body as ``delivery_id``);
+* 4xx → ``rejected`` (the platform said no: 401 bad key, 409 idempotency conflict, 422 field errors…);
+* 5xx, other statuses, timeout, refused or reset connection → ``unknown``: the platform may or may not
+  have kept the order. Never ``accepted``.
+
+Example:
+    >>> classify(202), classify(422), classify(503)
+    ('accepted', 'rejected', 'unknown')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+
+from simulator.channels.base import WireRequest
+
+
+def classify(status: int) -> str:
+    """The outcome of an HTTP status."""
+    if 200 <= status < 300:
+        return "accepted"
+    if 400 <= status < 500:
+        return "rejected"
+    return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The platform's answer to one request, as the ledger records it."""
+
+    outcome: str
+    http_status: int | None
+    delivery_id: str | None
+    error: str | None
+    latency_ms: float
+
+
+class HttpSender:
+    """An aiohttp client session towards the platform's base URL (``async with``)."""
+
+    def __init__(self, target: str, concurrency: int = 64, timeout_s: float = 5.0) -> None:
+        self.target = target.rstrip("/")
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpSender:
+        connector = aiohttp.TCPConnector(limit=self.concurrency, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            # The body is sent exactly as signed: no automatic compression or header rewriting.
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": "rabbit-drill-simulator/0.1"},
+        )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, req: WireRequest) -> Answer:
+        """Send ``req`` and classify the answer; never raises for network trouble."""
+        if self._session is None:
+            raise RuntimeError("HttpSender used outside 'async with'")
+        t0 = time.perf_counter()
+
+        def ms() -> float:
+            return round((time.perf_counter() - t0) * 1000.0, 2)
+
+        try:
+            async with self._session.request(
+                req.method, self.target + req.path, data=req.body, headers=req.headers
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            return Answer("unknown", None, None, f"timeout after {self.timeout_s}s", ms())
+        except aiohttp.ClientConnectorError as exc:
+            return Answer("unknown", None, None, f"connect: {exc.os_error or exc}", ms())
+        except (aiohttp.ClientError, OSError) as exc:
+            return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
+        outcome = classify(status)
+        delivery_id: str | None = None
+        error: str | None = None
+        if outcome == "accepted":
+            try:
+                doc = json.loads(raw) if raw else None
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict) and isinstance(doc.get("id"), str | int):
+                delivery_id = str(doc["id"])
+            else:
+                error = "contract: 2xx without id"
+        elif raw:
+            error = raw[:300].decode("utf-8", "replace")
+        return Answer(outcome, status, delivery_id, error, ms())
+
+
+async def wait_for_port(host: str, port: int, deadline_s: float = 5.0) -> bool:
+    """True once a TCP connect to (host, port) succeeds, False at the deadline (a helper for tests)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while loop.time() < end:
+        try:
+            _, w = await asyncio.open_connection(host, port)
+            w.close()
+            return True
+        except OSError:
+            await asyncio.sleep(0.02)
+    return False

@@ -1,0 +1,153 @@
+"""The courier desk: message shapes, timing, idempotency, capacity, outages, cancellation (virtual time)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from typing import Any
+
+from simulator.clock import SimClock
+from simulator.config import Scenario
+from simulator.courier_amqp import ledger_fields, redact
+from simulator.courier_desk import CourierDesk, Outgoing
+from simulator.ledger import Ledger
+
+
+def scenario(**extra: Any) -> Scenario:
+    return Scenario.model_validate({"arrivals": {"rate": 1.0}, **extra})
+
+
+def quote_request(ref: str = "s1-0000001", courier: str = "zoomly", size: str = "S") -> dict[str, Any]:
+    return {"type": "quote_request", "message_id": f"qr-{ref}-{courier}", "delivery_id": f"dlv-{ref}",
+            "order_reference": ref, "courier": courier, "pickup": {"lat": 51.52, "lon": -0.10},
+            "dropoff": {"lat": 51.50, "lon": -0.12}, "parcel": {"weight_g": 900, "size": size}}  # fmt: skip
+
+
+def drain(desk: CourierDesk, until: float) -> list[Outgoing]:
+    return desk.pop_due(until)
+
+
+def make(compression: float = 60.0, **extra: Any) -> tuple[CourierDesk, io.StringIO]:
+    buf = io.StringIO()
+    sc = scenario(clock={"mode": "compressed", "compression": compression}, **extra)
+    return CourierDesk(
+        4, sc, SimClock(compression, 10.0, epoch=1_800_000_000.0), Ledger(buf, lambda: 0.0)
+    ), buf
+
+
+def book(desk: CourierDesk, quote: Outgoing, run_s: float, mid: str = "b1") -> None:
+    desk.handle({"type": "booking_request", "message_id": mid, "courier": quote.body["courier"],
+                 "order_reference": quote.order_ref, "delivery_id": quote.body["delivery_id"],
+                 "quote_id": quote.body["quote_id"]}, run_s)  # fmt: skip
+
+
+def test_quote_then_booking_then_a_whole_journey() -> None:
+    desk, buf = make(compression=6.0)  # pings every 20 wall s = 120 simulated s: several per leg
+    desk.handle(quote_request(), 0.0)
+    assert desk.pop_due(0.0) == []  # the answer comes after the courier's latency
+    (quote,) = drain(desk, 5.0)
+    assert quote.routing_key == "zoomly.quote" and quote.body["type"] == "quote"
+    assert quote.body["price"]["currency"] == "GBP" and quote.body["price"]["amount_minor"] > 0
+    assert quote.body["pickup_eta"] < quote.body["dropoff_eta"]
+    assert quote.body["in_reply_to"] == "qr-s1-0000001-zoomly" and quote.body["dialect"] == "uber"
+    book(desk, quote, 5.0)
+    msgs = drain(desk, 10_000.0)
+    answer = msgs[0]
+    if answer.body["type"] == "booking_rejected":  # the seed decides; this seed books
+        raise AssertionError(answer.body)
+    statuses = [m.body["status"] for m in msgs if m.body["type"] == "status"]
+    assert statuses[0] == "pending" and statuses[1] == "pickup" and statuses[-1] in {"delivered", "returned",
+                                                                                        "dropoff_failed"}  # fmt: skip
+    pings = [m for m in msgs if m.body["type"] == "location"]
+    assert pings and all(m.routing_key == "zoomly.location" for m in pings)
+    seqs = [m.body["seq"] for m in msgs[1:]]
+    assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1))
+    assert [m.due for m in msgs] == sorted(m.due for m in msgs)
+    # Pings every 20 s of wall time (20 × 6 simulated seconds).
+    gaps = {
+        round(b.due - a.due, 6) for a, b in itertools.pairwise(pings) if b.body["seq"] == a.body["seq"] + 1
+    }
+    assert 20.0 in gaps
+    kinds = [json.loads(line)["kind"] for line in buf.getvalue().splitlines()]
+    assert kinds == ["quote_request_seen", "booking_seen"]
+    f = ledger_fields(answer)
+    assert f["type"] == "booking_accepted" and f["courier_job_id"]
+
+
+def test_repeated_requests_are_idempotent() -> None:
+    desk, _ = make()
+    desk.handle(quote_request(), 0.0)
+    desk.handle(quote_request(), 0.1)
+    q1, q2 = drain(desk, 5.0)
+    assert q1.body["quote_id"] == q2.body["quote_id"] and q1.body["price"] == q2.body["price"]
+    book(desk, q1, 5.0, "b1")
+    book(desk, q1, 5.5, "b1-again")
+    msgs = drain(desk, 10_000.0)
+    answers = [m for m in msgs if m.body["type"].startswith("booking_")]
+    assert len(answers) == 2 and answers[0].body["courier_job_id"] == answers[1].body["courier_job_id"]
+    assert sum(1 for m in msgs if m.body["type"] == "status" and m.body["status"] == "pending") == 1
+
+
+def test_outage_is_silence_and_unknown_quotes_are_rejected() -> None:
+    desk, buf = make(outages=[{"courier": "dashly", "at": 0.0, "duration": 10.0}])
+    desk.handle(quote_request(courier="dashly"), 1.0)
+    assert drain(desk, 100.0) == []
+    assert '"kind":"quote_unanswered"' in buf.getvalue()
+    desk.handle(
+        {"type": "booking_request", "courier": "zoomly", "order_reference": "x", "quote_id": "nope"}, 20.0
+    )
+    (rej,) = drain(desk, 100.0)
+    assert rej.body["type"] == "booking_rejected" and rej.body["reason"] == "unknown_quote"
+
+
+def test_capacity_limits_bookings() -> None:
+    desk, _ = make(couriers=[{"name": "tiny", "dialect": "stuart", "vehicles": ["bike"], "base_minor": 300,
+                              "per_km_minor": {"bike": 100}, "capacity": 2, "acceptance": 1.0}])  # fmt: skip
+    for i in range(3):
+        desk.handle(quote_request(f"s1-{i:07d}", "tiny"), 0.0)
+    quotes = drain(desk, 5.0)
+    for i, q in enumerate(quotes):
+        book(desk, q, 5.0 + i * 0.001, f"b{i}")
+    answers = [m for m in drain(desk, 6.0) if m.body["type"].startswith("booking_")]
+    assert [a.body["type"] for a in answers].count("booking_accepted") == 2
+    assert any(a.body.get("reason") == "no_capacity" for a in answers)
+
+
+def test_cancel_before_pickup_stops_the_driver() -> None:
+    desk, _ = make()
+    desk.handle(quote_request(), 0.0)
+    (q,) = drain(desk, 5.0)
+    book(desk, q, 5.0)
+    (accepted,) = [m for m in drain(desk, 5.5) if m.body["type"] == "booking_accepted"]
+    job = accepted.body["courier_job_id"]
+    desk.handle({"type": "cancel_request", "courier": "zoomly", "order_reference": q.order_ref,
+                 "courier_job_id": job}, 5.6)  # fmt: skip
+    rest = drain(desk, 100_000.0)
+    types = [(m.body["type"], m.body.get("status")) for m in rest]
+    assert ("cancel_accepted", None) in types and ("status", "canceled") in types
+    assert not any(m.body["type"] == "location" for m in rest)
+
+
+def test_invalid_requests_are_recorded_not_raised() -> None:
+    desk, buf = make()
+    desk.handle({"type": "quote_request", "courier": "nobody"}, 0.0)
+    desk.handle({"type": "quote_request", "courier": "zoomly", "order_reference": "x"}, 0.0)
+    desk.handle({"type": "teleport", "courier": "zoomly"}, 0.0)
+    assert buf.getvalue().count("courier_request_invalid") == 3
+    assert drain(desk, 100.0) == []
+
+
+def test_redact_hides_password() -> None:
+    assert redact("amqp://u:pw@h:5672/v") == "amqp://u:***@h:5672/v"
+    assert redact("amqp://h/") == "amqp://h/"
+
+
+def test_memory_is_bounded_on_long_runs() -> None:
+    desk, _ = make(compression=60.0)  # quotes valid 15 s of run time: remembered for 60 s
+    for i in range(3000):
+        desk.handle(quote_request(f"s1-{i:07d}"), i * 0.1)  # 300 s of run time
+    drain(desk, 1000.0)
+    assert len(desk._quotes) < 1000
+    desk.prune(10_000.0)
+    assert not desk._quotes and not desk._quote_answers
