@@ -115,6 +115,55 @@ def apply(
         raise typer.Exit(2) from None
 
 
+@app.command("run")
+def run_experiment(
+    file: Annotated[Path, typer.Argument(help="An experiment TOML file (see chaos/experiment.py).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the timeline and exit.")] = False,
+    result: Annotated[Path | None, typer.Option(help="Write the result JSON here.")] = None,
+    run_dir: RunDirOpt = None,
+    journal: JournalOpt = None,
+    allow_external: AllowExternal = False,
+) -> None:
+    """Run an experiment; exit 1 when the steady state deviated or a fault failed, 130 when interrupted."""
+    from chaos.experiment import ExperimentError, load, timeline
+    from chaos.runner import ExperimentRunner
+
+    try:
+        exp = load(file)
+    except ExperimentError as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"experiment: {exp.experiment.title} (seed {exp.experiment.seed})")
+    for pf in timeline(exp):
+        console.print(f"  {pf.describe()}", highlight=False)
+    if dry_run:
+        return
+    _interrupt_on_sigterm()
+    try:
+        runner = ExperimentRunner(exp, _injector(run_dir, journal, allow_external))
+    except (FaultError, ClusterError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    res = runner.run()
+    for p in res.steady_before:
+        console.print(f"before: {'ok ' if p.ok else 'DEVIATED'} {p.probe}: {p.message}", highlight=False)
+    for f in res.faults:
+        state = f.error or f.skipped or "applied and undone"
+        console.print(f"fault {f.index}: {f.kind} {f.target} -> {state}", highlight=False)
+    for line in res.rollbacks:
+        console.print(f"rollback: {line}", highlight=False)
+    for p in res.steady_after:
+        console.print(f"after:  {'ok ' if p.ok else 'DEVIATED'} {p.probe}: {p.message}", highlight=False)
+    if res.recovery_seconds is not None:
+        console.print(f"steady state back {res.recovery_seconds:.1f} s after the rollbacks")
+    if result:
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.write_text(json.dumps(res.to_json(), indent=2, default=str))
+    verdict = "interrupted" if res.interrupted else ("DEVIATED" if res.deviated else "steady state held")
+    console.print(f"experiment {verdict}: {res.status}")
+    raise typer.Exit(130 if res.interrupted else (1 if res.deviated else 0))
+
+
 @app.command("heal")
 def heal(
     run_dir: RunDirOpt = None, journal: JournalOpt = None, allow_external: AllowExternal = False

@@ -10,10 +10,9 @@ from harness.cluster import Cluster, ClusterError, ManagementClient, _procs
 
 
 class KillNode(Fault):
-    """SIGKILL of a node's Erlang VM. Undo: start it again and wait until it rejoined."""
+    """SIGKILL of a node's Erlang VM; it stays down for the fault's duration. Undo: start it, wait until it rejoined."""
 
     kind = "kill_node"
-    instant = True
 
     def plan(self, cluster: Cluster) -> dict[str, Any]:
         return {"node": resolve_node(cluster, self.target or "1")}
@@ -48,6 +47,7 @@ class RestartNode(KillNode):
     """Graceful restart of one node, done within apply; undo only makes sure it is up."""
 
     kind = "restart_node"
+    instant = True
 
     def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
         t0 = time.monotonic()
