@@ -178,6 +178,43 @@ def heal(
         console.print(line)
 
 
+links_app = typer.Typer(help="Toxiproxy proxies in front of each broker node (client <-> broker links).")
+app.add_typer(links_app, name="links")
+
+
+@links_app.command("up")
+def links_up(
+    run_dir: RunDirOpt = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="Use this Toxiproxy API (a real toxiproxy-server).")
+    ] = None,
+) -> None:
+    """One proxy per node; prints the AMQP URLs services should use for link faults."""
+    from chaos.links import LinkProxies
+
+    spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
+    try:
+        links = LinkProxies.start(LocalCluster.attach(spec), api_url)
+    except (ClusterError, RuntimeError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(json.dumps(links.describe()))
+
+
+@links_app.command("down")
+def links_down(run_dir: RunDirOpt = None) -> None:
+    """Remove the proxies and stop the proxy server the drill started."""
+    from chaos.links import LinkProxies
+
+    spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
+    links = LinkProxies.attach(spec.run_dir)
+    if links is None:
+        console.print("no link proxies run")
+        return
+    links.stop()
+    console.print("link proxies stopped")
+
+
 @app.command("journal")
 def show_journal(run_dir: RunDirOpt = None, journal: JournalOpt = None) -> None:
     """Print the journal and the faults still open."""

@@ -24,6 +24,7 @@ from typing import Any
 from chaos.faults import FAULTS, Fault, FaultError
 from chaos.faults.partition import chain_exists, heal_chain
 from chaos.journal import Journal
+from chaos.links import LinkProxies
 from harness.cluster import Cluster, LocalCluster
 
 log = logging.getLogger(__name__)
@@ -114,5 +115,8 @@ class FaultInjector:
                 block = lc.state.nodes[0].host.rsplit(".", 1)[0]
                 heal_chain(chain, f"{block}.0/24")
                 did.append(f"removed leftover iptables chain {chain}")
+            links = LinkProxies.attach(lc.spec.run_dir)
+            if links is not None and links.reset():
+                did.append("link proxies reset (all enabled, no toxics)")
             did.extend(lc.ensure_healthy())
         return did

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos.cli import app as chaos_app
+from chaos.links import LinkProxies
 from chaos.toxiproxy.cli import app as proxy_app
 from chaos.toxiproxy.cli import bench_command as bench_proxy_command
 from harness.cluster import (
@@ -213,6 +214,11 @@ def cluster_down(run_dir: RunDirOpt = None) -> None:
     try:
         cluster = open_cluster(run_dir)
         t0 = time.monotonic()
+        if isinstance(cluster, LocalCluster):
+            links = LinkProxies.attach(cluster.spec.run_dir)
+            if links is not None:
+                links.stop()
+                console.print("stopped the link proxies")
         cluster.stop()
         if isinstance(cluster, ExternalCluster):
             cluster_state.remove(_spec(run_dir).run_dir)

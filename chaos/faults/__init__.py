@@ -16,6 +16,16 @@ from chaos.faults.broker import (
     RollingRestart,
     StopNode,
 )
+from chaos.faults.link import (
+    LinkBandwidth,
+    LinkDown,
+    LinkLatency,
+    LinkLimitData,
+    LinkResetPeer,
+    LinkSlicer,
+    LinkSlowClose,
+    LinkTimeout,
+)
 from chaos.faults.partition import Partition
 
 __all__ = [
@@ -26,6 +36,14 @@ __all__ = [
     "FaultError",
     "FullOutage",
     "KillNode",
+    "LinkBandwidth",
+    "LinkDown",
+    "LinkLatency",
+    "LinkLimitData",
+    "LinkResetPeer",
+    "LinkSlicer",
+    "LinkSlowClose",
+    "LinkTimeout",
     "MemoryAlarm",
     "MoveLeader",
     "Partition",
