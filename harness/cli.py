@@ -35,6 +35,8 @@ from harness.cluster import (
     docker_available,
 )
 from harness.cluster import _state as cluster_state
+from reports.cli import audit as reports_audit
+from reports.cli import bench as bench_audit_command
 from simulator.cli import bench_command as bench_simulator_command
 from simulator.cli import plan as simulator_plan
 from simulator.cli import simulate as simulator_simulate
@@ -59,6 +61,11 @@ app.add_typer(chaos_app, name="chaos")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
 bench_app.command("simulator")(bench_simulator_command)
+bench_app.command("audit")(bench_audit_command)
+app.command(
+    "audit",
+    help="Audit a run directory: report.json, junit.xml, summary.md; exit 0 only if every check passed.",
+)(reports_audit)
 app.command("simulate")(simulator_simulate)
 app.command(
     "plan", help="Print a traffic scenario's deterministic plan (orders, courier answers) and its digest."

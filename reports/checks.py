@@ -1,0 +1,256 @@
+"""Named checks: the loss checks of each flow and chain, and the business invariants.
+
+Every check returns a :class:`CheckResult` (name, status, counts, sample ids, message); the JUnit
+writer turns each into one test case, and :func:`exit_code` is 0 only when none failed. A check whose
+evidence is absent from the run is ``skipped`` (never silently ``passed``): CI can decide with
+``--strict`` whether a skip is acceptable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reports.ops import FlowData, key_text
+from reports.readers import SourceStats
+from reports.taxonomy import SAMPLE_SIZE, FlowAudit, sample
+
+Status = Literal["passed", "failed", "skipped"]
+
+# Check names are stable identifiers: JUnit test-case names, report.json keys, CI history.
+INPUT = "input"
+TOTAL_QUEUE = "total_queue"
+END_TO_END = "end_to_end"
+FAILED_BUT_OBSERVED = "no_failed_but_observed"
+ORDERS_TERMINAL = "accepted_orders_terminal_or_explained"
+ONE_BOOKING = "at_most_one_booking_per_order"
+ONE_NOTIFICATION = "one_notification_per_state_change_per_recipient"
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one named check."""
+
+    name: str
+    status: Status
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True unless the check failed (a skipped check did not fail)."""
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``checks[]`` entry of report.json."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "passed": self.passed,
+            "message": self.message,
+            "counts": dict(self.counts),
+            "samples": {k: list(v) for k, v in self.samples.items()},
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class InvariantConfig:
+    """Which flows carry the business evidence (the simulator ledger adapter emits these names)."""
+
+    orders_flow: str = "orders"
+    booking_flow: str = "booking"
+    notification_flow: str = "notification"
+
+
+def exit_code(checks: Iterable[CheckResult], *, strict: bool = False) -> int:
+    """0 only when every check passed (with ``strict``, a skipped check counts as a failure too)."""
+    for check in checks:
+        if check.status == "failed" or (strict and check.status == "skipped"):
+            return 1
+    return 0
+
+
+def input_check(sources: Sequence[SourceStats]) -> CheckResult:
+    """The evidence is usable: at least one op was read and no source was damaged."""
+    counts = {
+        "sources": len(sources),
+        "records": sum(s.records for s in sources),
+        "ops": sum(s.ops for s in sources),
+        "malformed": sum(s.malformed for s in sources),
+    }
+    errors = [err for s in sources for err in s.errors]
+    if not sources:
+        return CheckResult(INPUT, "failed", "no source found in the run directory", counts)
+    if counts["malformed"]:
+        return CheckResult(
+            INPUT,
+            "failed",
+            f"{counts['malformed']} malformed record(s): a partial history can hide or invent a loss",
+            counts,
+            {"errors": errors[:SAMPLE_SIZE]},
+        )
+    if not counts["ops"]:
+        return CheckResult(INPUT, "failed", "the sources hold no operation record", counts)
+    return CheckResult(INPUT, "passed", f"{counts['ops']} ops from {len(sources)} source(s)", counts)
+
+
+def total_queue_check(audit: FlowAudit, prefix: str = TOTAL_QUEUE) -> CheckResult:
+    """Jepsen's validity for one flow / chain: no lost, no unexpected, no duplicated effect."""
+    counts = audit.counts()
+    bad = {k: counts[k] for k in ("lost", "unexpected", "duplicated_effects") if counts[k]}
+    name = f"{prefix}[{audit.name}]"
+    parts = []
+    if counts["attempts"] or counts["observed"] or counts["parked"] or counts["inflight"]:
+        parts.append(
+            f"attempts={counts['attempts']} acknowledged={counts['acknowledged']} ok={counts['ok']} "
+            f"recovered={counts['recovered']} duplicated={counts['duplicated']} "
+            f"parked={counts['parked']} inflight={counts['inflight']}"
+        )
+    if counts["effect_records"]:
+        parts.append(f"effects={counts['effect_records']} distinct={counts['effect_keys']}")
+    summary = " ".join(parts) or "no ops"
+    details: dict[str, Any] = {"parked_reasons": dict(audit.parked_reasons.most_common())}
+    if bad:
+        what = ", ".join(f"{k}={v}" for k, v in bad.items())
+        return CheckResult(name, "failed", f"{what} ({summary})", counts, audit.samples(), details)
+    return CheckResult(name, "passed", f"valid: {summary}", counts, audit.samples(), details)
+
+
+def failed_but_observed_check(audits: Iterable[FlowAudit]) -> CheckResult:
+    """An id the system definitely rejected must never arrive: one check over every flow."""
+    counts: dict[str, int] = {}
+    samples: dict[str, list[str]] = {}
+    for audit in audits:
+        counts[audit.name] = len(audit.failed_but_observed)
+        if audit.failed_but_observed:
+            samples[audit.name] = sample(audit.failed_but_observed)
+    total = sum(counts.values())
+    if total:
+        return CheckResult(
+            FAILED_BUT_OBSERVED,
+            "failed",
+            f"{total} id(s) definitely rejected yet observed at the end of their flow",
+            counts,
+            samples,
+        )
+    return CheckResult(FAILED_BUT_OBSERVED, "passed", "no rejected id arrived", counts)
+
+
+def orders_terminal_check(audit: FlowAudit | None, config: InvariantConfig) -> CheckResult:
+    """Every accepted order ends in a terminal state, or is explained (parked with a reason, or in
+    flight at the cut). In the orders flow an ``observe`` *is* "reached a terminal state"."""
+    if audit is None or not audit.attempted:
+        return CheckResult(
+            ORDERS_TERMINAL, "skipped", f"no order was sent (flow {config.orders_flow!r} is empty)"
+        )
+    counts = {
+        "accepted": len(audit.acknowledged),
+        "terminal": len(audit.ok),
+        "parked": len(audit.parked_acked),
+        "inflight": len(audit.inflight_acked),
+        "unexplained": len(audit.lost),
+    }
+    details = {"parked_reasons": dict(audit.parked_reasons_acked.most_common())}
+    samples: dict[str, list[str]] = {}
+    if audit.lost:
+        samples["unexplained"] = sample(audit.lost)
+    if audit.parked_acked:
+        samples["parked"] = sample(audit.parked_acked)
+    if audit.inflight_acked:
+        samples["inflight"] = sample(audit.inflight_acked)
+    if audit.lost:
+        return CheckResult(
+            ORDERS_TERMINAL,
+            "failed",
+            f"{len(audit.lost)} accepted order(s) never reached a terminal state and are not explained",
+            counts,
+            samples,
+            details,
+        )
+    return CheckResult(
+        ORDERS_TERMINAL,
+        "passed",
+        f"{counts['accepted']} accepted: {counts['terminal']} terminal, {counts['parked']} parked, "
+        f"{counts['inflight']} in flight",
+        counts,
+        samples,
+        details,
+    )
+
+
+def one_booking_check(data: FlowData | None, config: InvariantConfig) -> CheckResult:
+    """At most one booking per order: booking effects grouped by the order they are about.
+
+    Unlike a duplicated effect (same key twice), two *different* bookings for one order — two couriers
+    sent for the same parcel — have different keys, so this groups by the op id instead.
+    """
+    if data is None or not data.effects:
+        return CheckResult(ONE_BOOKING, "skipped", f"no booking was seen (flow {config.booking_flow!r})")
+    per_order = Counter(i for i, _ in data.effects)
+    multiple = {i: n for i, n in per_order.items() if n > 1}
+    counts = {
+        "bookings": len(data.effects),
+        "orders_booked": len(per_order),
+        "orders_booked_more_than_once": len(multiple),
+    }
+    if multiple:
+        return CheckResult(
+            ONE_BOOKING,
+            "failed",
+            f"{len(multiple)} order(s) booked more than once (max {max(multiple.values())} bookings)",
+            counts,
+            {"orders_booked_more_than_once": sample(multiple)},
+        )
+    return CheckResult(ONE_BOOKING, "passed", f"{len(per_order)} order(s), one booking each", counts)
+
+
+def one_notification_check(
+    audit: FlowAudit | None, data: FlowData | None, config: InvariantConfig
+) -> CheckResult:
+    """Exactly one notification per (state change, recipient): no duplicate, and — when the run records
+    what was owed (``expect`` ops) — none missing and none sent for a change that never happened."""
+    if audit is None or data is None or not (data.effects or data.expects):
+        return CheckResult(
+            ONE_NOTIFICATION, "skipped", f"no notification evidence (flow {config.notification_flow!r})"
+        )
+    counts = {
+        "notifications": audit.effect_records,
+        "distinct": audit.effect_keys,
+        "duplicated": len(audit.duplicated_effects),
+        "expected": audit.expected_effects,
+        "missing": len(audit.missing_effects),
+        "unowed": len(audit.unowed_effects),
+    }
+    samples: dict[str, list[str]] = {}
+    for name, keys in (
+        ("duplicated", audit.duplicated_effects.keys()),
+        ("missing", audit.missing_effects),
+        ("unowed", audit.unowed_effects),
+    ):
+        if keys:
+            samples[name] = sample(key_text(k) for k in keys)
+    bad = [f"{k}={counts[k]}" for k in ("duplicated", "missing", "unowed") if counts[k]]
+    scope = "exactly once" if data.expects else "at most once (no expect records: 'missing' not checked)"
+    if bad:
+        return CheckResult(ONE_NOTIFICATION, "failed", f"{', '.join(bad)}; checked {scope}", counts, samples)
+    return CheckResult(
+        ONE_NOTIFICATION, "passed", f"{counts['distinct']} notification(s), checked {scope}", counts
+    )
+
+
+def business_checks(
+    audits: Mapping[str, FlowAudit], flows: Mapping[str, FlowData], config: InvariantConfig
+) -> list[CheckResult]:
+    """The three business invariants, in a fixed order."""
+    return [
+        orders_terminal_check(audits.get(config.orders_flow), config),
+        one_booking_check(flows.get(config.booking_flow), config),
+        one_notification_check(
+            audits.get(config.notification_flow), flows.get(config.notification_flow), config
+        ),
+    ]
