@@ -39,8 +39,9 @@ class ActiveFault:
 
 
 class FaultInjector:
-    def __init__(self, cluster: Cluster, journal: Journal, allow_external: bool = False) -> None:
-        if not cluster.owned and not allow_external:
+    def __init__(self, cluster: Cluster | None, journal: Journal, allow_external: bool = False) -> None:
+        """``cluster`` may be None for runs that only break services (their faults need no broker)."""
+        if cluster is not None and not cluster.owned and not allow_external:
             raise FaultError(
                 "refusing to inject faults into a cluster the drill did not start; pass --allow-external"
             )

@@ -24,9 +24,11 @@ class ProbeResult:
     message: str
 
 
-def run_probe(spec: ProbeSpec, cluster: Cluster) -> ProbeResult:
+def run_probe(spec: ProbeSpec, cluster: Cluster | None) -> ProbeResult:
+    if cluster is None and spec.probe in ("nodes_up", "no_alarms", "queue_depth_below"):
+        return ProbeResult(spec.probe, False, None, "this run has no cluster to probe")
     try:
-        return _PROBES[spec.probe](spec, cluster)
+        return _PROBES[spec.probe](spec, cluster)  # type: ignore[arg-type]  # None excluded above
     except Exception as exc:  # a probe that cannot look reports a deviation, never crashes the runner
         return ProbeResult(spec.probe, False, None, f"probe failed: {type(exc).__name__}: {exc}")
 

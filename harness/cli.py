@@ -35,6 +35,7 @@ from harness.cluster import (
     docker_available,
 )
 from harness.cluster import _state as cluster_state
+from harness.system_cli import app as system_app
 from reports.cli import audit as reports_audit
 from reports.cli import bench as bench_audit_command
 from simulator.cli import bench_command as bench_simulator_command
@@ -58,6 +59,7 @@ bench_app = typer.Typer(
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(bench_app, name="bench")
 app.add_typer(chaos_app, name="chaos")
+app.add_typer(system_app, name="system")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
 bench_app.command("simulator")(bench_simulator_command)

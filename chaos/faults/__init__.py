@@ -27,15 +27,18 @@ from chaos.faults.link import (
     LinkTimeout,
 )
 from chaos.faults.partition import Partition
+from chaos.faults.service import CrashLoop, KillReplica, PauseReplica, RestartReplica, StopService
 
 __all__ = [
     "FAULTS",
     "CloseConnections",
+    "CrashLoop",
     "DiskAlarm",
     "Fault",
     "FaultError",
     "FullOutage",
     "KillNode",
+    "KillReplica",
     "LinkBandwidth",
     "LinkDown",
     "LinkLatency",
@@ -48,7 +51,10 @@ __all__ = [
     "MoveLeader",
     "Partition",
     "PauseNode",
+    "PauseReplica",
     "RestartNode",
+    "RestartReplica",
     "RollingRestart",
     "StopNode",
+    "StopService",
 ]

@@ -38,28 +38,29 @@ class Fault(ABC):
         extra = " ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.kind}({self.target}{' ' + extra if extra else ''})"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         """The undo record, computed before anything changes. Default: nothing to remember."""
         return {}
 
     @abstractmethod
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         """Break the thing. Returns details for the journal (what was observed while applying)."""
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         """Put it back, from the undo record alone. Must be safe to call twice."""
         return {}
 
 
-def local(cluster: Cluster, what: str) -> LocalCluster:
+def local(cluster: Cluster | None, what: str) -> LocalCluster:
     """Process-level faults need a cluster whose processes are ours."""
     if not isinstance(cluster, LocalCluster):
-        raise FaultError(f"{what} needs the local provider (this cluster is {cluster.provider})")
+        have = cluster.provider if cluster is not None else "no cluster"
+        raise FaultError(f"{what} needs the local provider (this run has {have})")
     return cluster
 
 
-def resolve_node(cluster: Cluster, target: str) -> int:
+def resolve_node(cluster: Cluster | None, target: str) -> int:
     """``node:N`` | ``N`` | ``leader:[vhost/]queue`` | ``most-leaders`` -> a node index."""
     lc = local(cluster, f"target {target!r}")
     if target.isdigit() or target.startswith("node:"):

@@ -14,17 +14,17 @@ class KillNode(Fault):
 
     kind = "kill_node"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         return {"node": resolve_node(cluster, self.target or "1")}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "kill_node")
         pid = lc.beam_pid(undo["node"])
         lc.kill(undo["node"])
         return {"node": undo["node"], "pid": pid}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "kill_node undo")
         if lc.node_state(undo["node"]) == "down":
             t0 = time.monotonic()
@@ -38,7 +38,7 @@ class StopNode(KillNode):
 
     kind = "stop_node"
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "stop_node").stop_node(undo["node"])
         return {"node": undo["node"]}
 
@@ -49,7 +49,7 @@ class RestartNode(KillNode):
     kind = "restart_node"
     instant = True
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         t0 = time.monotonic()
         local(cluster, "restart_node").restart(undo["node"])
         return {"node": undo["node"], "seconds": round(time.monotonic() - t0, 2)}
@@ -60,16 +60,16 @@ class PauseNode(Fault):
 
     kind = "pause_node"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         node = resolve_node(cluster, self.target or "1")
         return {"node": node, "pid": local(cluster, "pause_node").beam_pid(node)}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "pause_node").pause(undo["node"])
         return {"node": undo["node"]}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "pause_node undo")
         # Only the very PID we froze: a node restarted since then is not ours to signal.
         if undo.get("pid") and lc.beam_pid(undo["node"]) == undo["pid"] and _procs.stopped(undo["pid"]):
@@ -83,14 +83,14 @@ class FullOutage(Fault):
 
     kind = "full_outage"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         lc = local(cluster, "full_outage")
         mode = self.params.get("mode", "stop")
         if mode not in ("stop", "kill"):
             raise FaultError(f"full_outage mode must be stop or kill, not {mode!r}")
         return {"nodes": lc.node_indices, "mode": mode}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "full_outage")
         if undo["mode"] == "kill":
             for n in undo["nodes"]:
@@ -101,7 +101,7 @@ class FullOutage(Fault):
         return {"nodes": undo["nodes"]}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "full_outage undo")
         down = [n for n in undo["nodes"] if lc.node_state(n) == "down"]
         t0 = time.monotonic()
@@ -117,10 +117,10 @@ class RollingRestart(Fault):
     kind = "rolling_restart"
     instant = True
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         return {"nodes": local(cluster, "rolling_restart").node_indices}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "rolling_restart")
         took: dict[str, float] = {}
         for n in undo["nodes"]:
@@ -135,7 +135,7 @@ class RollingRestart(Fault):
         return {"seconds_per_node": took}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "rolling_restart undo")
         down = [n for n in undo["nodes"] if lc.node_state(n) == "down"]
         if down:
@@ -148,12 +148,12 @@ class MemoryAlarm(Fault):
 
     kind = "memory_alarm"
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "memory_alarm").set_memory_alarm(True)
         return {}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "memory_alarm undo").set_memory_alarm(False)
         return {}
 
@@ -163,12 +163,12 @@ class DiskAlarm(Fault):
 
     kind = "disk_alarm"
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "disk_alarm").set_disk_alarm(True)
         return {}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         local(cluster, "disk_alarm undo").set_disk_alarm(False)
         return {}
 
@@ -179,7 +179,9 @@ class CloseConnections(Fault):
     kind = "close_connections"
     instant = True
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
+        if cluster is None:
+            raise FaultError("close_connections needs a cluster")
         user_filter = self.params.get("user")
         closed: list[str] = []
         for n in cluster.node_indices:
@@ -207,14 +209,14 @@ class MoveLeader(Fault):
     kind = "move_leader"
     instant = True
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         ref = self.target.removeprefix("queue:")
         if not ref:
             raise FaultError("move_leader needs a target queue:[vhost/]name")
         vhost, _, queue = ref.rpartition("/")
         return {"vhost": vhost or "/", "queue": queue, "from": resolve_node(cluster, f"leader:{ref}")}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "move_leader")
         old, q, vhost = undo["from"], undo["queue"], undo["vhost"]
         other = next(n for n in lc.node_indices if n != old and lc.node_state(n) == "up")

@@ -15,7 +15,7 @@ from chaos.links import LinkProxies
 from harness.cluster import Cluster
 
 
-def _links(cluster: Cluster) -> LinkProxies:
+def _links(cluster: Cluster | None) -> LinkProxies:
     lc = local(cluster, "link faults")
     links = LinkProxies.attach(lc.spec.run_dir)
     if links is None:
@@ -37,10 +37,10 @@ class LinkDown(Fault):
 
     kind = "link_down"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         return {"proxies": _proxies(_links(cluster), self.target)}
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         tp = _links(cluster).client()
         for name in undo["proxies"]:
             proxy = tp.get_proxy(name)
@@ -50,7 +50,7 @@ class LinkDown(Fault):
         return {"disabled": undo["proxies"]}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         tp = _links(cluster).client()
         for name in undo["proxies"]:
             proxy = tp.get_proxy(name)
@@ -63,7 +63,7 @@ class _LinkToxic(Fault):
     toxic: ClassVar[str]
     defaults: ClassVar[dict[str, int]]
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         params = dict(self.params)
         stream = str(params.pop("stream", "downstream"))
         if stream not in ("upstream", "downstream"):
@@ -84,7 +84,7 @@ class _LinkToxic(Fault):
             "attributes": attributes,
         }
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         tp = _links(cluster).client()
         for name in undo["proxies"]:
             proxy = tp.get_proxy(name)
@@ -100,7 +100,7 @@ class _LinkToxic(Fault):
         return {"toxic": undo["toxic_name"], "on": undo["proxies"], "attributes": undo["attributes"]}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         tp = _links(cluster).client()
         removed = []
         for name in undo["proxies"]:

@@ -88,7 +88,7 @@ class Partition(Fault):
 
     kind = "partition"
 
-    def plan(self, cluster: Cluster) -> dict[str, Any]:
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         lc = local(cluster, "partition")
         links = sorted(cut_links(self.target or "isolate:1", lc.node_indices, self.params.get("seed")))
         hosts = {n.index: n.host for n in lc.state.nodes}
@@ -103,7 +103,7 @@ class Partition(Fault):
             "pairs": [[hosts[a], hosts[b]] for a, b in links],
         }
 
-    def apply(self, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         chain, subnet = undo["chain"], undo["subnet"]
         if iptables("-S", chain, check=False).returncode == 0:
             raise FaultError(f"a partition is already applied (chain {chain} exists); heal it first")
@@ -115,7 +115,7 @@ class Partition(Fault):
         return {"links_cut": undo["links"]}
 
     @classmethod
-    def undo(cls, cluster: Cluster, undo: dict[str, Any]) -> dict[str, Any]:
+    def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         return heal_chain(undo["chain"], undo["subnet"])
 
 
