@@ -29,6 +29,7 @@ class FaultOutcome:
     kind: str
     target: str
     fault_id: str | None = None
+    started_at: float | None = None  # when applying began (applying an alarm can take seconds)
     applied_at: float | None = None
     undone_at: float | None = None
     error: str | None = None
@@ -167,6 +168,7 @@ class ExperimentRunner:
                 out.skipped = "stopped before it started"
                 return
             fault = FAULTS[pf.fault](pf.target, **pf.params)
+            out.started_at = time.time()
             with self.injector.applied(fault) as active:
                 out.fault_id, out.applied_at = active.fault_id, time.time()
                 if not fault.instant:

@@ -62,9 +62,11 @@ def test_an_experiment_runs_overlaps_sequences_and_recovers(
     assert [f.error for f in res.faults] == [None] * 4, res.faults
     assert all(f.fault_id and f.applied_at and f.undone_at for f in res.faults), res.faults
     pause, alarm, kill, _close = res.faults
-    assert pause.applied_at and alarm.applied_at and pause.undone_at and alarm.undone_at and kill.applied_at
-    # the first two overlapped; the third waited for the second to be undone
-    assert max(pause.applied_at, alarm.applied_at) < min(pause.undone_at, alarm.undone_at)
+    assert pause.started_at and alarm.started_at and pause.undone_at and alarm.undone_at and kill.applied_at
+    # the first two ran at once (both began before either was undone: applying the alarm with a node
+    # frozen can take seconds); the third waited for the second to be undone
+    assert max(pause.started_at, alarm.started_at) < min(pause.undone_at, alarm.undone_at)
+    assert abs(pause.started_at - alarm.started_at) < 1.0
     assert kill.applied_at >= alarm.undone_at
     assert not res.deviated and res.recovery_seconds is not None
     assert journal.open_faults() == []

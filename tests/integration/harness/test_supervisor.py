@@ -19,6 +19,7 @@ def bye(*_):
     open(os.path.join(sys.argv[1], f"graceful-{os.environ['DRILL_SERVICE']}-{os.environ['DRILL_REPLICA']}-{os.getpid()}"), "w").close()
     sys.exit(0)
 signal.signal(signal.SIGTERM, bye)
+open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()  # ready: the handler is in place
 while True:
     time.sleep(0.05)
 """
@@ -29,12 +30,13 @@ def system(tmp_path: Path) -> Iterator[SystemHandle]:
     (tmp_path / "worker.py").write_text(WORKER)
     marks = tmp_path / "marks"
     marks.mkdir()
+    (tmp_path / "ready").mkdir()
     spec = tmp_path / "services.toml"
     spec.write_text(
         f"""
 [[service]]
 name = "worker"
-argv = ["{{python}}", "{tmp_path / "worker.py"}", "{marks}"]
+argv = ["{{python}}", "{tmp_path / "worker.py"}", "{marks}", "{tmp_path / "ready"}"]
 replicas = 2
 
 [[service]]
@@ -49,6 +51,17 @@ replicas = 1
     finally:
         if handle.state() is not None:
             handle.stop()
+
+
+def wait_ready(handle: SystemHandle, service: str, index: int) -> None:
+    """Until the replica's process has installed its SIGTERM handler (a SIGTERM before that kills it)."""
+    deadline = time.monotonic() + 15
+    while True:
+        pid = handle.replica(service, index).get("pid")
+        if pid and (handle.run_dir.parent / "ready" / str(pid)).exists():
+            return
+        assert time.monotonic() < deadline, f"{service}#{index} never got ready"
+        time.sleep(0.02)
 
 
 def marks(handle: SystemHandle) -> list[str]:
@@ -83,6 +96,8 @@ def test_pause_is_not_a_death(system: SystemHandle) -> None:
 def test_scale_up_and_down_gracefully(system: SystemHandle) -> None:
     system.scale("worker", 3)
     system.wait("running", "worker", 2)
+    for i in (1, 2):
+        wait_ready(system, "worker", i)
     system.scale("worker", 1)
     system.wait("stopped", "worker", 1)
     system.wait("stopped", "worker", 2)
@@ -93,6 +108,8 @@ def test_scale_up_and_down_gracefully(system: SystemHandle) -> None:
 
 
 def test_stop_is_graceful_and_leaves_nothing(system: SystemHandle) -> None:
+    for i in (0, 1):
+        wait_ready(system, "worker", i)
     pids = [r["pid"] for r in system.replicas() if r.get("pid")]
     sup = system.state()["supervisor_pid"]  # type: ignore[index]
     system.stop()
