@@ -21,12 +21,15 @@ import os
 import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from toxiproxy import Toxiproxy
-
-from chaos.toxiproxy import api_alive, launch
 from harness.cluster import LocalCluster, _procs
+
+if TYPE_CHECKING:
+    from toxiproxy import Toxiproxy
+
+# The proxy server (aiohttp) and the client (requests) are imported where used: the CLI that mounts
+# these commands must answer --help fast.
 
 STATE = "links.json"
 
@@ -52,6 +55,9 @@ class LinkProxies:
         run_dir = cluster.spec.run_dir
         if (run_dir / STATE).exists():
             raise RuntimeError(f"link proxies already run for {run_dir}; `drill chaos links down` first")
+
+        from chaos.toxiproxy import launch
+
         handle = launch(url=api_url or os.environ.get("DRILL_TOXIPROXY_URL"))
         pid = handle.process.pid if handle.process is not None else None
         user, password = cluster.admin
@@ -84,6 +90,8 @@ class LinkProxies:
         path.chmod(0o600)
 
     def client(self) -> Toxiproxy:
+        from toxiproxy import Toxiproxy
+
         tp = Toxiproxy()
         host, port = self.state.api_url.split("://", 1)[1].rsplit(":", 1)
         tp.update_api_consumer(host.strip("[]"), int(port))
@@ -104,12 +112,18 @@ class LinkProxies:
 
     def reset(self) -> bool:
         """Every proxy enabled, every toxic removed (Toxiproxy's POST /reset)."""
+
+        from chaos.toxiproxy import api_alive
+
         if not api_alive(self.state.api_url):
             return False
         return bool(self.client().reset())
 
     def stop(self) -> None:
         """Delete our proxies and stop the server if we started it (by its recorded PID only)."""
+
+        from chaos.toxiproxy import api_alive
+
         if api_alive(self.state.api_url):
             tp = self.client()
             for name in self.state.proxies:

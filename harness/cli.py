@@ -36,8 +36,11 @@ from harness.cluster import (
 )
 from harness.cluster import _state as cluster_state
 from harness.system_cli import app as system_app
+from loadtests.cli import app as load_app
 from reports.cli import audit as reports_audit
 from reports.cli import bench as bench_audit_command
+from reports.cli import compare as reports_compare
+from reports.cli import report as reports_report
 from simulator.cli import bench_command as bench_simulator_command
 from simulator.cli import plan as simulator_plan
 from simulator.cli import simulate as simulator_simulate
@@ -60,10 +63,17 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(bench_app, name="bench")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(system_app, name="system")
+app.add_typer(load_app, name="load")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
 bench_app.command("simulator")(bench_simulator_command)
 bench_app.command("audit")(bench_audit_command)
+app.command("report", help="Rebuild every report file (report.html included) of a run from its raw data.")(
+    reports_report
+)
+app.command(
+    "compare", help="What changed between two runs' report.json (verdict, loss, availability, latency)."
+)(reports_compare)
 app.command(
     "audit",
     help="Audit a run directory: report.json, junit.xml, summary.md; exit 0 only if every check passed.",

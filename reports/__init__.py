@@ -61,7 +61,18 @@ by one and, through :class:`reports.audit.Chain`, end to end (attempts of the en
 observations of the exit flow, parked / in-flight explanations from any flow). Business invariants
 (:mod:`reports.checks`) are separate named checks; each check is one JUnit test case.
 
+Availability, latency and recovery are measured beside the audit, from the same single read of the
+ledger: ``timeline`` (request classes — 4xx bad input is not unavailability — and order milestones),
+``faults`` (chaos-journal fault windows, queue samples, backlog drain), ``performance`` (request- and
+time-based availability, nearest-rank percentiles, per-fault figures, failover, series), ``slo``
+(objectives from ``RUN/slo.toml``; each is a named check ``slo[...]``, so the exit code is 0 only when
+nothing was lost, invented or doubled **and** every objective held), ``story`` (the verdict in plain
+words), ``plots`` (matplotlib, inline PNG), ``compare`` (two report.json side by side), ``synthetic``
+(a consistent run directory for tests and demos).
+
 Layout: ``ops`` (model + collector) · ``taxonomy`` (the classification) · ``checks`` (named checks,
-exit code) · ``audit`` (pipeline over a run directory) · ``readers/`` (jsonl, simulator ledger,
-sqlite) · ``writers/`` (report.json, junit.xml, summary.md) · ``bench`` · ``cli``.
+exit code) · ``audit`` (pipeline over a run directory; report.json schema) · ``readers/`` (jsonl,
+simulator ledger, sqlite) · ``writers/`` (report.json, junit.xml, summary.md, report.html with
+``templates/report.html.j2``) · ``timeline`` · ``faults`` · ``performance`` · ``slo`` · ``story`` ·
+``plots`` · ``compare`` · ``synthetic`` · ``bench`` · ``cli``.
 """

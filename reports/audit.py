@@ -10,8 +10,43 @@ What is read from ``RUN_DIR`` (whatever is there)::
          "invariants": {"orders_flow": "orders", "booking_flow": "booking",
                         "notification_flow": "notification"}}
 
+    chaos/journal.jsonl        the chaos journal: fault windows   (reports.faults)
+    metrics/queues.jsonl       optional queue-depth samples       (reports.faults; backlog drain)
+    slo.toml                   optional objectives                (reports.slo; defaults in code)
+
 Sqlite paths are relative to the run directory. The report object is the single source for every
-writer (report.json, junit.xml, summary.md — and later the HTML report), so they never disagree.
+writer (report.json, junit.xml, summary.md, report.html), so they never disagree.
+
+report.json, ``schema_version`` 2 (top-level keys, in order)::
+
+    schema_version  2 (1 had no "slo" / "performance"; every v1 key is unchanged)
+    generated_at, run_dir, verdict ("PASS"|"FAIL"), exit_code, valid, strict, audit_seconds, span
+    totals, parked_reasons, checks[] ({name, status, passed, message, counts, samples, details};
+                    SLO checks are named "slo[<objective>]"), flows, chains, sources   (as in v1)
+    headline        the plain-words verdict, one sentence per list item (reports.story)
+    slo             the objectives used: {availability, time_availability, window_error_rate,
+                    window_p99_ms, intake_p99_ms, accepted_to_booked_p99_s,
+                    accepted_to_delivered_p99_s, failover_s, drain_s}  (a null value = switched
+                    off; the whole section is null, like "performance", when only ops were audited)
+    performance     {measured, reason, rules,
+                     intake: {requests, ok, rejected, unavailable, eligible, availability,
+                              latency_ms: {count, p50, p90, p99, max}, http_status: {"2xx": n, ...}},
+                     time_availability: {window_s, windows, good, empty, availability, criteria},
+                     end_to_end: {accepted_to_booked_s: {count, p50, p90, p99, max},
+                                  accepted_to_delivered_s: {...}, delivered_source},
+                     faults[]: {fault_id, kind, target, start, applied, end, duration_s, undone,
+                                undo_failed, intake: {...as above}, time_availability,
+                                accepted_to_booked_s, accepted_to_delivered_s, failover_s, drain: {measured, seconds,
+                                queue, baseline, peak, reason}},
+                     journal: {present, source, records, malformed},
+                     queues: {measured, source, samples, malformed, peak: {queue: n}},
+                     series: {t0, bucket_s, accepted_per_s[], delivered_per_s[], requests[],
+                              unavailable[], availability[], good[], p50_ms[], p99_ms[],
+                              queue_depth[] | null}  (null when nothing was timed)}
+
+Times are unix seconds; availabilities are fractions in [0, 1] or null when there was nothing to
+measure. The definitions are in :mod:`reports.timeline` (request classes) and
+:mod:`reports.performance` (availability, percentiles, failover, drain).
 """
 
 from __future__ import annotations
@@ -34,14 +69,19 @@ from reports.checks import (
     input_check,
     total_queue_check,
 )
+from reports.faults import JOURNAL_PATH, QUEUES_PATH, fault_windows, read_journal_records, read_queue_samples
 from reports.ops import Collector
+from reports.performance import Performance, measure
 from reports.readers import SourceStats
 from reports.readers.jsonl import read_jsonl
 from reports.readers.ledger import LEDGER_PATH, read_ledger
 from reports.readers.sqlite import TableMap, read_sqlite
+from reports.slo import SloConfig, load_slo, slo_checks
+from reports.story import headline
 from reports.taxonomy import FlowAudit, chain_data, classify, merge_counts, reasons_total
+from reports.timeline import Timeline
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CONFIG_FILE = "audit.json"
 
 #: The counts the verdict line prints, in order (the first three decide validity).
@@ -122,6 +162,8 @@ class AuditReport:
     t_min: float | None = None
     t_max: float | None = None
     seconds: float = 0.0
+    #: availability / latency / recovery (None when the audit was run on ops alone, e.g. in tests).
+    performance: Performance | None = None
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -171,7 +213,15 @@ class AuditReport:
             "flows": {name: _flow_dict(a) for name, a in sorted(self.flows.items())},
             "chains": {name: _flow_dict(a) for name, a in sorted(self.chains.items())},
             "sources": [s.to_dict() for s in self.sources],
+            "headline": headline(self),
+            "slo": None if self.performance is None else self.performance.slo.to_dict(),
+            "performance": None if self.performance is None else self.performance.to_dict(),
         }
+
+    def attach_performance(self, performance: Performance) -> None:
+        """Add the performance figures and one check per objective (the exit code now needs them)."""
+        self.performance = performance
+        self.checks.extend(slo_checks(performance))
 
 
 def _flow_dict(audit: FlowAudit) -> dict[str, Any]:
@@ -183,12 +233,15 @@ def _flow_dict(audit: FlowAudit) -> dict[str, Any]:
     }
 
 
-def read_sources(run_dir: Path, config: AuditConfig, collector: Collector) -> list[SourceStats]:
-    """Read every source found in ``run_dir`` (and configured databases) into ``collector``."""
+def read_sources(
+    run_dir: Path, config: AuditConfig, collector: Collector, timeline: Timeline | None = None
+) -> list[SourceStats]:
+    """Read every source found in ``run_dir`` (and configured databases) into ``collector``; the
+    ledger's times also go into ``timeline`` during the same read."""
     sources: list[SourceStats] = []
     ledger = run_dir / LEDGER_PATH
     if ledger.is_file():
-        sources.append(read_ledger(ledger, collector))
+        sources.append(read_ledger(ledger, collector, timeline))
     generic = [run_dir / "ops.jsonl", *sorted((run_dir / "ops").glob("*.jsonl"))]
     for path in generic:
         if path.is_file():
@@ -239,13 +292,35 @@ def audit_collected(
     )
 
 
-def audit_run(run_dir: Path, config: AuditConfig | None = None) -> AuditReport:
-    """Read whatever ``run_dir`` holds and audit it (the ``audit`` command without the writing)."""
+def measure_run(run_dir: Path, timeline: Timeline, slo: SloConfig, run_end: float | None) -> Performance:
+    """Availability, latency and recovery of ``run_dir`` from an already-filled ``timeline`` plus the
+    chaos journal and queue samples (both small: read here)."""
+    records, journal = read_journal_records(run_dir / JOURNAL_PATH)
+    # A fault never undone stays open to the end of the run as the evidence sees it.
+    windows = fault_windows(records, run_end)
+    queues = read_queue_samples(run_dir / QUEUES_PATH)
+    return measure(timeline, windows, queues, slo, journal)
+
+
+def audit_run(run_dir: Path, config: AuditConfig | None = None, slo: SloConfig | None = None) -> AuditReport:
+    """Read whatever ``run_dir`` holds and audit it (the ``audit`` command without the writing).
+
+    ``slo`` defaults to ``RUN/slo.toml`` or the built-in objectives (``ValueError`` on a bad file).
+    """
     started = time.perf_counter()
     if config is None:
         config = load_config(run_dir)
+    if slo is None:
+        slo = load_slo(run_dir)
     collector = Collector()
-    sources = read_sources(run_dir, config, collector)
+    timeline = Timeline()
+    sources = read_sources(run_dir, config, collector, timeline)
     report = audit_collected(collector, sources, config, run_dir=str(run_dir))
+    run_end = max((t for t in (collector.t_max, _last(timeline.answered)) if t is not None), default=None)
+    report.attach_performance(measure_run(run_dir, timeline, slo, run_end))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _last(values: Sequence[float]) -> float | None:
+    return max(values) if len(values) else None

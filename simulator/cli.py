@@ -16,10 +16,11 @@ import typer
 
 from simulator.bench import bench as _bench
 from simulator.config import ScenarioError, load_scenario
-from simulator.courier_amqp import CourierAdapterError
 from simulator.plan import plan_digest
-from simulator.runner import Runner
 from simulator.world import SecretsError
+
+# The runner (aiohttp) and the AMQP couriers (aio-pika) load inside `simulate`: the drill CLI that
+# mounts these commands must answer --help fast.
 
 app = typer.Typer(help="Traffic simulator: retailers, couriers, drivers and customers.", no_args_is_help=True)
 
@@ -100,6 +101,9 @@ def simulate(
                    f"delivered={p.delivered} failed={p.failed} returned={p.returned} unbooked={p.unbooked}")  # fmt: skip
         typer.echo(f"orders_digest={p.orders_digest}\ncouriers_digest={p.couriers_digest}\ndigest={p.digest}")
         return
+    from simulator.courier_amqp import CourierAdapterError
+    from simulator.runner import Runner
+
     rd = run_dir or _default_run_dir()
     tty = sys.stderr.isatty()
 

@@ -40,15 +40,18 @@ Safety: proxies listen on and connect to loopback only (127.0.0.0/8, ::1, ``loca
 other address is refused with 400. Throughput and latency overhead: ``python -m chaos.toxiproxy.bench``.
 """
 
-from chaos.toxiproxy.addresses import AddressPolicy
-from chaos.toxiproxy.server import (
-    ToxiproxyHandle,
-    ToxiproxyServer,
-    ToxiproxyThread,
-    api_alive,
-    launch,
-    start_subprocess,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chaos.toxiproxy.addresses import AddressPolicy
+    from chaos.toxiproxy.server import (
+        ToxiproxyHandle,
+        ToxiproxyServer,
+        ToxiproxyThread,
+        api_alive,
+        launch,
+        start_subprocess,
+    )
 
 __all__ = [
     "AddressPolicy",
@@ -59,3 +62,16 @@ __all__ = [
     "launch",
     "start_subprocess",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports (PEP 562): importing a submodule must not load aiohttp, so CLIs start fast."""
+    if name == "AddressPolicy":
+        from chaos.toxiproxy.addresses import AddressPolicy
+
+        return AddressPolicy
+    if name in __all__:
+        from chaos.toxiproxy import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'chaos.toxiproxy' has no attribute {name!r}")

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 
 import typer
 
-from chaos.toxiproxy._logs import configure_logging
-from chaos.toxiproxy.bench import bench_proxy
-from chaos.toxiproxy.server import DEFAULT_HOST, DEFAULT_PORT, run_server
+# The server (aiohttp) and the bench are imported inside the commands: mounting this app in the
+# drill CLI must not slow down its --help.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8474
 
 app = typer.Typer(help="A Toxiproxy-compatible TCP fault proxy (loopback only).", no_args_is_help=True)
 
@@ -27,6 +28,9 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="Log level of the JSON-line logs on stderr.")] = "INFO",
 ) -> None:
     """Serve the Toxiproxy REST API until SIGINT/SIGTERM."""
+    from chaos.toxiproxy._logs import configure_logging
+    from chaos.toxiproxy.server import run_server
+
     configure_logging(log_level)
     asyncio.run(run_server(host, port, config))
 
@@ -46,6 +50,8 @@ def bench_command(
     """Proxy pass-through overhead vs a direct connection; last line: the throughput ratio."""
     if mode not in ("subprocess", "thread"):
         raise typer.BadParameter("mode must be subprocess or thread")
+    from chaos.toxiproxy.bench import bench_proxy
+
     chosen: Literal["subprocess", "thread"] = "thread" if mode == "thread" else "subprocess"
     result = bench_proxy(
         rounds=rounds,

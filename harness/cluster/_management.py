@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,10 @@ class ManagementClient:
     """Talks to one node's management listener, with short timeouts (a paused node never answers)."""
 
     def __init__(self, base_url: str, user: str, password: str, timeout: float = 3.0) -> None:
+        import httpx  # here, not at the top: the CLI's --help must not pay for it
+
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(auth=(user, password), timeout=timeout)
+        self._client: httpx.Client = httpx.Client(auth=(user, password), timeout=timeout)
 
     def close(self) -> None:
         self._client.close()

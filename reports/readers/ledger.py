@@ -65,6 +65,7 @@ from reports.ops import (
 )
 from reports.readers import SourceStats, gc_paused
 from reports.readers.jsonl import parse_op
+from reports.timeline import TIMELINE_KINDS, Timeline
 
 READER = "simulator-ledger"
 LEDGER_PATH: Final = Path("simulator") / "ledger.jsonl"
@@ -104,15 +105,23 @@ KNOWN_NOT_OPS: Final = frozenset(
 )
 
 _SKIP_BYTES: Final = frozenset(kind.encode() for kind in KNOWN_NOT_OPS)
+#: The one skipped kind that still carries an order milestone for the timeline (reports.timeline).
+_STATUS_SENT: Final = b"status_sent"
+_CANONICAL_DELIVERED: Final = b'"canonical":"delivered"'
+_ORDER_REF_AT: Final = b',"order_ref":"'
 
 
-def read_ledger(path: Path, collector: Collector) -> SourceStats:
+def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = None) -> SourceStats:
     """Feed the ops of a simulator ledger into ``collector``, streaming.
 
     A long drill writes tens of millions of records (location pings, progress), so records are not
     kept: each is mapped as it is read. The only exception is a record that names a delivery but no
     order while that delivery's accepted answer has not been read yet; it waits in a small list and
     is mapped at the end, when every answer is known.
+
+    With a ``timeline``, the parsed records it uses are also handed to :meth:`Timeline.feed` (the same
+    read serves the availability and latency analysis), and so is the one skipped kind that carries a
+    milestone: a ``status_sent`` whose bytes say the parcel was delivered (sliced, not parsed).
     """
     stats = SourceStats(source=str(path), reader=READER)
     order_of: dict[str, str] = {}
@@ -120,6 +129,8 @@ def read_ledger(path: Path, collector: Collector) -> SourceStats:
     deferred: list[tuple[int, dict[str, Any]]] = []
 
     def emit(lineno: int, rec: Mapping[str, Any]) -> None:
+        if timeline is not None and rec["kind"] in TIMELINE_KINDS:
+            timeline.feed(rec, order_of)
         try:
             ops = _to_ops(rec, order_of, jobs_seen, stats)
         except OpError as exc:
@@ -147,6 +158,12 @@ def read_ledger(path: Path, collector: Collector) -> SourceStats:
                     kind_bytes = line[comma + 9 : end]
                     if kind_bytes in _SKIP_BYTES:
                         skipped[kind_bytes] += 1
+                        if (
+                            timeline is not None
+                            and kind_bytes == _STATUS_SENT
+                            and _CANONICAL_DELIVERED in line
+                        ):
+                            _courier_delivered(line, comma, end, timeline, order_of)
                         continue
             if not line.strip():
                 continue
@@ -180,6 +197,35 @@ def read_ledger(path: Path, collector: Collector) -> SourceStats:
         stats.ignored[kind_bytes.decode()] += n
         stats.records += n
     return stats
+
+
+def _courier_delivered(
+    line: bytes, comma: int, end: int, timeline: Timeline, order_of: Mapping[str, str]
+) -> None:
+    """A courier's ``delivered`` status, for the timeline only (it is not an op).
+
+    The writer's exact shape ``{"t":<t>,"kind":"status_sent","order_ref":"<ref>",...`` is sliced
+    rather than parsed: one per order, and a full parse of each would cost ~1 s per million orders.
+    Anything else (another key order, an escaped ref) takes the slow, general path. A damaged line is
+    not an error here: the loss audit ignores this kind, so it must not fail the input check either.
+    """
+    if line.startswith(_ORDER_REF_AT, end + 1):
+        start = end + 1 + len(_ORDER_REF_AT)
+        stop = line.find(b'"', start)
+        ref = line[start:stop]
+        if stop > start and b"\\" not in ref:
+            try:
+                t = float(line[5:comma])
+            except ValueError:
+                return
+            timeline.courier_delivered(ref.decode(), t)
+            return
+    try:
+        rec = _json.loads(line)
+    except ValueError:
+        return
+    if isinstance(rec, dict):
+        timeline.feed(rec, order_of)
 
 
 def _to_ops(

@@ -1,4 +1,5 @@
-"""summary.md: the one-page human summary (verdict, checks, flows, park reasons, samples, sources)."""
+"""summary.md: the one-page human summary (verdict, headline, availability and latency, checks, flows,
+faults, park reasons, samples, sources)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.audit import VERDICT_COUNTS, AuditReport
+from reports.performance import Performance
+from reports.story import headline, pct, seconds
 from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
 
@@ -52,13 +55,15 @@ def summary_markdown(report: AuditReport) -> str:
     if report.t_min is not None and report.t_max is not None:
         span = f" · ops from {_when(report.t_min)} to {_when(report.t_max)} ({report.t_max - report.t_min:.1f} s)"
     out += [f"Run `{report.run_dir}` · audited in {report.seconds:.2f} s{span}", ""]
+    out += [" ".join(headline(report)[1:]), ""]
     out += [
         "Jepsen total-queue validity (nothing lost, nothing unexpected, no effect twice): "
         + ("**valid**" if report.valid else "**INVALID**"),
         "",
-        "## Checks",
-        "",
     ]
+    if report.performance is not None:
+        out += _performance_section(report.performance)
+    out += ["## Checks", ""]
     out += _table(
         ("check", "status", "message"), ((c.name, STATUS_MARK[c.status], c.message) for c in report.checks)
     )
@@ -96,6 +101,69 @@ def summary_markdown(report: AuditReport) -> str:
         out += ["", "Malformed records (samples):", "", *(f"- `{e}`" for e in errors)]
     out += ["", f"Counts shown in the verdict: {', '.join(VERDICT_COUNTS)}.", ""]
     return "\n".join(out)
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f} ms"
+
+
+def _s(v: float | None) -> str:
+    return "—" if v is None else seconds(v)
+
+
+def _performance_section(perf: Performance) -> list[str]:
+    """Availability, latency and the fault table (see reports.performance for the definitions)."""
+    out = ["## Availability and latency", ""]
+    if not perf.measured:
+        return [*out, f"Not measured: {perf.reason}.", ""]
+    intake, ta = perf.intake, perf.time
+    lat, booked, delivered = perf.intake.latency, perf.accepted_to_booked, perf.accepted_to_delivered
+    out += [
+        f"- Intake availability (requests): **{pct(intake.availability)}** — {intake.ok:,} ok / "
+        f"{intake.eligible:,} ({intake.unavailable:,} unavailable; {intake.rejected:,} rejected for bad "
+        "input, not counted)",
+        f"- Intake availability (time): **{pct(ta.availability)}** — {ta.good:,} of {ta.windows:,} one-second "
+        f"windows with error rate < {pct(ta.error_rate_below)} and p99 < {ta.p99_ms_below:g} ms"
+        + (f" ({ta.empty:,} seconds without traffic not counted)" if ta.empty else ""),
+        f"- Intake latency: p50 {_ms(lat.get('p50'))}, p99 **{_ms(lat.get('p99'))}**, max {_ms(lat.get('max'))}",
+        f"- Accepted → booked: p50 {_s(booked.get('p50'))}, p99 **{_s(booked.get('p99'))}** "
+        f"({booked.get('count')} orders)",
+        f"- Accepted → delivered: p50 {_s(delivered.get('p50'))}, p99 **{_s(delivered.get('p99'))}** "
+        f"({delivered.get('count')} orders; delivered = {perf.delivered_source or 'not seen'})",
+        "",
+    ]
+    if perf.faults:
+        out += _table(
+            (
+                "fault",
+                "kind",
+                "target",
+                "duration",
+                "availability",
+                "time avail.",
+                "p99",
+                "failover",
+                "drain",
+            ),
+            (
+                (
+                    f.window.fault_id,
+                    f.window.kind,
+                    f.window.target,
+                    f"{f.window.end - f.window.start:.1f} s" + ("" if f.window.undone else " (never undone)"),
+                    pct(f.intake.availability),
+                    pct(f.time.availability),
+                    _ms(f.intake.latency.get("p99")),
+                    _s(f.failover_s),
+                    _s(f.drain.seconds) if f.drain.measured else f.drain.reason,
+                )
+                for f in perf.faults
+            ),
+        )
+        out.append("")
+    else:
+        out += ["No fault was injected (no chaos journal entry).", ""]
+    return out
 
 
 def _samples_section(audits: Sequence[FlowAudit]) -> list[str]:

@@ -95,7 +95,7 @@ def test_report_json_carries_schema_version_counts_and_checks(tmp_path: Path) ->
     report = make_report(*FAILING)
     write_all(report, tmp_path)
     doc = json.loads((tmp_path / REPORT_JSON).read_text())
-    assert doc["schema_version"] == SCHEMA_VERSION == 1
+    assert doc["schema_version"] == SCHEMA_VERSION == 2
     assert (doc["verdict"], doc["exit_code"], doc["valid"]) == ("FAIL", 1, False)
     assert doc["flows"]["orders"]["counts"]["lost"] == 1
     assert doc["flows"]["orders"]["samples"]["lost"] == ["o-lost"]
