@@ -24,6 +24,7 @@ from chaos.faults import (
     MoveLeader,
     Partition,
     PauseNode,
+    RestartNode,
     RollingRestart,
     StopNode,
 )
@@ -127,6 +128,17 @@ def test_graceful_stop(injector: FaultInjector, journal: Journal) -> None:
         assert lc.node_state(3) == "down"
     assert lc.node_state(3) == "up"
     assert_journaled(journal, "stop_node")
+
+
+def test_graceful_restart(injector: FaultInjector, journal: Journal) -> None:
+    lc = injector.cluster
+    assert isinstance(lc, LocalCluster)
+    before = lc.beam_pid(1)
+    with injector.applied(RestartNode("1")) as active:
+        assert active.detail["node"] == 1
+    assert lc.node_state(1) == "up" and lc.beam_pid(1) != before
+    assert lc.state.node(1).name in lc.running_nodes(2)
+    assert_journaled(journal, "restart_node")
 
 
 def test_pause(injector: FaultInjector, journal: Journal) -> None:
