@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from chaos.experiment import ProbeSpec
-from harness.cluster import Cluster, ManagementClient
+from harness.cluster import Cluster, ManagementClient, amqp_queue_depths
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,18 @@ def _no_alarms(spec: ProbeSpec, cluster: Cluster) -> ProbeResult:
 
 
 def _queue_depth(spec: ProbeSpec, cluster: Cluster) -> ProbeResult:
+    """Names from the management API; depths from the queues themselves (the API's counts lag)."""
     pattern = re.compile(spec.queue_pattern)
     for n in cluster.node_indices:
         try:
             with ManagementClient(cluster.management_url(n), *cluster.admin) as mc:
-                queues = mc.get("queues?columns=name,vhost,messages")
+                queues = mc.get("queues?columns=name,vhost")
         except Exception:
             continue
-        depths = {
-            f"{q['vhost']}/{q['name']}": int(q.get("messages") or 0)
-            for q in queues
-            if pattern.search(q["name"])
-        }
+        names = [(q["vhost"], q["name"]) for q in queues if pattern.search(q["name"])]
+        depths = amqp_queue_depths(cluster.amqp_urls, names)
+        if depths is None:
+            return ProbeResult("queue_depth_below", False, None, "no node answered the depth query")
         worst = max(depths.items(), key=lambda kv: kv[1], default=("-", 0))
         limit = spec.max or 0
         return ProbeResult(

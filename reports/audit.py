@@ -318,8 +318,34 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None, slo: SloConfig |
     report = audit_collected(collector, sources, config, run_dir=str(run_dir))
     run_end = max((t for t in (collector.t_max, _last(timeline.answered)) if t is not None), default=None)
     report.attach_performance(measure_run(run_dir, timeline, slo, run_end))
+    drained = drain_check(run_dir)
+    if drained is not None:
+        report.checks.insert(0, drained)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def drain_check(run_dir: Path) -> CheckResult | None:
+    """The ``drained`` check from ``RUN/drain.json`` (written by ``audit --drain``), if the run was drained.
+
+    A failed drain is its own failing check: ids still queued are then reported by the loss audit as
+    lost unless an ``inflight`` record explains them, and this check says why.
+    """
+    path = run_dir / "drain.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    left = {str(k): int(v) for k, v in (doc.get("leftover") or {}).items()}
+    if doc.get("drained"):
+        return CheckResult("drained", "passed", f"queues and outboxes empty after {doc.get('seconds', 0):.1f} s",
+                           details=doc)  # fmt: skip
+    return CheckResult(
+        "drained",
+        "failed",
+        f"not drained after {doc.get('seconds', 0):.1f} s: {sum(left.values())} message(s) left in {len(left)} place(s)",
+        counts=left,
+        details=doc,
+    )
 
 
 def _last(values: Sequence[float]) -> float | None:

@@ -6,6 +6,7 @@ the default), :class:`ExternalCluster` (URLs of a cluster someone else runs), an
 """
 
 from harness.cluster._containers import ContainerCluster, docker_available
+from harness.cluster._depth import amqp_queue_depths
 from harness.cluster._errors import (
     ClusterAlreadyRunning,
     ClusterError,
@@ -43,5 +44,6 @@ __all__ = [
     "RunDirUnusable",
     "UnknownNode",
     "amqp_handshake",
+    "amqp_queue_depths",
     "docker_available",
 ]

@@ -1,0 +1,146 @@
+"""Drain before judging: wait, with a deadline, until the broker's queues and the services' outboxes are
+empty, so the audit does not call "lost" what is merely still on its way.
+
+The wait samples queue depths from the management API (any node that answers) and pending outbox rows
+from the services' SQLite files (opened read-only), and writes every sample to
+``RUN/metrics/queues.jsonl`` — the file the backlog-drain measurement reads. A drain that times out is
+not an error: its result says what was left, and the audit then reports those ids as in flight or lost.
+
+Example::
+
+    result = drain(["http://127.0.1.1:15701"], ("drill-admin", "pw"), [Path("run/intake.db")],
+                   run_dir=Path("run"), amqp_urls=["amqp://drill-admin:pw@127.0.1.1:5701/"], deadline_s=60)
+    result.drained, result.seconds, result.leftover
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUEUES_FILE = Path("metrics") / "queues.jsonl"
+# Parking lots hold what was explained (parked with a reason): they never drain and must not be waited for.
+DEFAULT_IGNORE = r"(^|\.)(parked|parking-lot)($|\.)|\.retry\."
+
+
+@dataclass
+class DrainResult:
+    drained: bool
+    seconds: float
+    samples: int
+    leftover: dict[str, int] = field(default_factory=dict)  # queue or outbox -> messages still there
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "drained": self.drained,
+            "seconds": round(self.seconds, 2),
+            "samples": self.samples,
+            "leftover": self.leftover,
+            "errors": self.errors[-5:],
+        }
+
+
+def queue_names(
+    management_urls: list[str], auth: tuple[str, str], timeout: float = 3.0
+) -> list[tuple[str, str]] | None:
+    """(vhost, name) of every queue, from the first node whose management API answers (None: none did).
+
+    Only the names come from the management API: its message counts are statistics that lag (see
+    harness/cluster/_depth.py); the depths are asked of the queues themselves.
+    """
+    import httpx
+
+    for url in management_urls:
+        try:
+            resp = httpx.get(f"{url.rstrip('/')}/api/queues?columns=name,vhost", auth=auth, timeout=timeout)
+            resp.raise_for_status()
+        except httpx.HTTPError:
+            continue
+        return [(q["vhost"], q["name"]) for q in resp.json()]
+    return None
+
+
+def pending_outbox(db: Path) -> int:
+    """Rows of the messaging outbox still waiting for a confirm (0 when the file has no outbox)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return int(row[0])
+
+
+def drain(
+    management_urls: list[str],
+    auth: tuple[str, str],
+    outboxes: list[Path],
+    run_dir: Path,
+    amqp_urls: list[str],
+    deadline_s: float = 120.0,
+    ignore: str = DEFAULT_IGNORE,
+    only: str = ".*",
+    interval_s: float = 0.5,
+    settle_s: float = 2.0,
+) -> DrainResult:
+    """Wait until every watched queue and outbox has been empty for ``settle_s`` (the in-flight deliveries
+    of a consumer are acked within that time; a queue that empties then refills is not drained).
+
+    Watched queues: ``vhost/name`` matching ``only`` whose name does not match ``ignore``. When ``only``
+    is not the default and matches no queue yet, the drain keeps waiting: a queue the broker has not
+    listed yet is not an empty one.
+    """
+    from harness.cluster import amqp_queue_depths
+
+    skip = re.compile(ignore)
+    watch = re.compile(only)
+    out = run_dir / QUEUES_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    result = DrainResult(drained=False, seconds=0.0, samples=0)
+    empty_since: float | None = None
+    with out.open("a") as fh:
+        while True:
+            now = time.time()
+            names = queue_names(management_urls, auth)
+            watched = [q for q in names or [] if watch.search(f"{q[0]}/{q[1]}") and not skip.search(q[1])]
+            depths = amqp_queue_depths(amqp_urls, watched) if names is not None else None
+            left: dict[str, int] = {}
+            if depths is None:
+                result.errors.append("no node answered (management API or AMQP)")
+            else:
+                if only != ".*" and not watched:
+                    left[f"(no queue matches {only})"] = -1
+                for name, n in depths.items():
+                    fh.write(json.dumps({"t": now, "queue": name, "messages": n}) + "\n")
+                    if n:
+                        left[name] = n
+            for db in outboxes:
+                try:
+                    n = pending_outbox(db)
+                except (sqlite3.Error, OSError) as exc:
+                    result.errors.append(f"{db}: {exc}")
+                    left[f"outbox:{db}"] = -1
+                    continue
+                fh.write(json.dumps({"t": now, "queue": f"outbox:{db.name}", "messages": n}) + "\n")
+                if n:
+                    left[f"outbox:{db}"] = n
+            fh.flush()
+            result.samples += 1
+            empty = not left and depths is not None
+            empty_since = (empty_since or time.monotonic()) if empty else None
+            result.leftover = left
+            result.seconds = time.monotonic() - t0
+            if empty_since is not None and time.monotonic() - empty_since >= settle_s:
+                result.drained = True
+                return result
+            if result.seconds >= deadline_s:
+                return result
+            time.sleep(interval_s)
