@@ -44,6 +44,8 @@ from reports.cli import report as reports_report
 from simulator.cli import bench_command as bench_simulator_command
 from simulator.cli import plan as simulator_plan
 from simulator.cli import simulate as simulator_simulate
+from system.messaging.cli import bench_app as bench_messaging_app
+from system.messaging.cli import parked_app, topology_cmd
 
 ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parent.parent))
 
@@ -64,6 +66,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(system_app, name="system")
 app.add_typer(load_app, name="load")
+app.command("topology")(topology_cmd)
+app.add_typer(parked_app, name="parked")
+bench_app.add_typer(bench_messaging_app, name="messaging")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
 bench_app.command("simulator")(bench_simulator_command)

@@ -1,0 +1,50 @@
+"""One intake HTTP replica: ``python -m system.intake`` (see :mod:`system.intake.app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from aiohttp import web
+
+from system.logs import get_logger
+
+from .app import build_app
+from .retailers import RetailerRegistry
+from .settings import IntakeSettings
+from .store import IntakeStore
+
+log = get_logger(__name__)
+
+
+async def serve(settings: IntakeSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then finish the requests in flight and close the DB."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = IntakeStore(settings.database, synchronous=settings.sqlite_synchronous)
+    await store.open()
+    retailers = RetailerRegistry(settings.retailers_path, settings.retailers_reload_s)
+    retailers.loaded  # noqa: B018 - load now, so a missing file is logged at start, not at the first order
+    app = build_app(settings, store, retailers)
+    # access_log=None: one line per request would drown the useful ones; accepted orders are logged
+    # with their delivery and message ids by the store, refusals by the error middleware.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    log.info(
+        "intake listening",
+        extra={
+            "host": settings.host,
+            "port": settings.port,
+            "db": str(settings.database),
+            "replica": os.environ.get("DRILL_REPLICA"),
+        },
+    )
+    await stop.wait()
+    log.info("intake stopping")
+    await runner.cleanup()
+    await store.close()

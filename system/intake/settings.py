@@ -1,0 +1,92 @@
+"""The one typed place for intake configuration (environment prefix ``DRILL_INTAKE_``).
+
+Every field can be overridden with ``DRILL_INTAKE_<FIELD>``. A few come from the supervisor's or the
+drill's own variables when the intake-specific one is unset:
+
+* the run directory: ``DRILL_INTAKE_RUN_DIR``, else ``DRILL_RUN_DIR`` (set by the supervisor);
+* the retailers file: ``DRILL_INTAKE_RETAILERS``, else ``DRILL_RETAILERS``, else ``<run dir>/retailers.json``;
+* the HTTP port: ``DRILL_INTAKE_PORT``, else ``DRILL_HTTP_PORT``.
+
+Broker settings (URLs, timeouts, confirm window) are the messaging core's :class:`MessagingSettings`
+(``DRILL_MSG_*``); :func:`messaging_settings` also accepts the drill-wide ``DRILL_AMQP_URLS``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from system.messaging.settings import MessagingSettings
+
+
+class IntakeSettings(BaseSettings):
+    """Settings of one intake process (HTTP replica or relay)."""
+
+    model_config = SettingsConfigDict(env_prefix="DRILL_INTAKE_", extra="ignore", populate_by_name=True)
+
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("DRILL_INTAKE_PORT", "DRILL_HTTP_PORT", "port"),
+        description="HTTP port (the supervisor gives each replica its own).",
+    )
+    run_dir: Path = Field(
+        default=Path("."),
+        validation_alias=AliasChoices("DRILL_INTAKE_RUN_DIR", "DRILL_RUN_DIR", "run_dir"),
+        description="Where the run keeps its files; the intake DB and the default retailers file live here.",
+    )
+    db_path: Path | None = Field(
+        default=None,
+        description="The intake SQLite file shared by every replica (default <run dir>/intake.db).",
+    )
+    retailers_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRILL_INTAKE_RETAILERS", "DRILL_RETAILERS", "retailers_file"),
+        description="retailers.json with API keys and webhook secrets (default <run dir>/retailers.json).",
+    )
+    retailers_reload_s: float = Field(
+        default=1.0, gt=0, description="How often the retailers file's mtime is checked for a reload."
+    )
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest request body accepted (413 above it)."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="FULL",
+        description="FULL fsyncs every commit: a 202 survives a power loss, not only a process kill.",
+    )
+    log_level: str = Field(default="INFO", description="Root log level.")
+    declare_platform_topology: bool = Field(
+        default=True,
+        description="Relay: declare the whole platform topology at start, so order.created is routable "
+        "before the quoting service ever ran (False: only the orders exchange).",
+    )
+    relay_stats_every_s: float = Field(
+        default=10.0, gt=0, description="Relay: period of its progress log line (pending rows, published)."
+    )
+    shutdown_grace_s: float = Field(
+        default=5.0, gt=0, description="Relay: how long SIGTERM waits for publishes in flight."
+    )
+
+    @property
+    def database(self) -> Path:
+        """The intake DB file."""
+        return self.db_path if self.db_path is not None else self.run_dir / "intake.db"
+
+    @property
+    def retailers_path(self) -> Path:
+        """The retailers file."""
+        return self.retailers_file if self.retailers_file is not None else self.run_dir / "retailers.json"
+
+
+def messaging_settings() -> MessagingSettings:
+    """The messaging core's settings; ``DRILL_AMQP_URLS`` (comma separated, set by the drill) is used
+    when ``DRILL_MSG_AMQP_URLS`` is not."""
+    if "DRILL_MSG_AMQP_URLS" not in os.environ and os.environ.get("DRILL_AMQP_URLS"):
+        return MessagingSettings(amqp_urls=os.environ["DRILL_AMQP_URLS"])  # type: ignore[arg-type]
+    return MessagingSettings()

@@ -1,0 +1,186 @@
+"""Real processes for the integration tests and the bench: ``python -m system.messaging._testprocs``.
+
+``produce``  writes N business rows, each with its outbox message in ONE transaction, while an
+             :class:`OutboxRelay` publishes them; exits when every row is confirmed.
+``consume``  runs an :class:`InboxConsumer` whose handler writes an ``effects`` row in the inbox
+             transaction; stops gracefully on SIGTERM. Payloads with ``"poison": true`` always fail.
+
+Broker URLs and the rest come from ``DRILL_MSG_*`` (see :class:`MessagingSettings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import BaseModel
+
+from system.logs import configure_logging, get_logger
+
+from . import outbox
+from .consumer import InboxConsumer
+from .db import begin_immediate, open_db
+from .envelope import InboundMessage, OutgoingMessage
+from .publisher import ConfirmingPublisher
+from .relay import OutboxRelay
+from .settings import MessagingSettings
+from .topology import Binding, Exchange, RetryTier, Service, Topology, WorkQueue
+
+log = get_logger(__name__)
+
+ROUTING_KEY = "item.created"
+
+
+class Item(BaseModel):
+    """The test payload: a sequence number, optional padding, optional poison flag."""
+
+    seq: int
+    pad: str = ""
+    poison: bool = False
+
+
+def single_queue_topology(
+    prefix: str, retry_ms: tuple[int, ...] = (200, 400), max_attempts: int = 3
+) -> Topology:
+    """One exchange ``<prefix>.ex`` and one work queue ``<prefix>.work`` bound with ``item.*``."""
+    return Topology(
+        exchanges=(Exchange(f"{prefix}.ex", "topic"),),
+        services=(
+            Service(
+                name=f"{prefix}-svc",
+                consumes=(
+                    WorkQueue(
+                        name=f"{prefix}.work",
+                        bindings=(Binding(f"{prefix}.ex", "item.*"),),
+                        retry_tiers=tuple(RetryTier(ms) for ms in retry_ms),
+                        max_attempts=max_attempts,
+                        delivery_limit=20,
+                    ),
+                ),
+                publishes_to=(f"{prefix}.ex",),
+            ),
+        ),
+    )
+
+
+EFFECTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS effects (
+    message_id TEXT NOT NULL, seq INTEGER NOT NULL, redelivered INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY, state TEXT NOT NULL);
+"""
+
+
+async def write_items(
+    db: aiosqlite.Connection,
+    start: int,
+    count: int,
+    exchange: str,
+    pad: int,
+    relay: OutboxRelay | None,
+    per_tx: int = 1,
+) -> None:
+    """The "service": per transaction, a state change (``items`` row) and its message in the outbox."""
+    for first in range(start, start + count, per_tx):
+        await begin_immediate(db)
+        for seq in range(first, min(first + per_tx, start + count)):
+            await db.execute("INSERT INTO items (seq, state) VALUES (?, 'created')", (seq,))
+            await outbox.add(db, OutgoingMessage.json(exchange, ROUTING_KEY, Item(seq=seq, pad="x" * pad)))
+        await db.execute("COMMIT")
+        if relay is not None:
+            relay.notify()
+
+
+async def produce(args: argparse.Namespace, settings: MessagingSettings) -> None:
+    db = await open_db(args.db)
+    await outbox.ensure_schema(db)
+    await db.executescript(EFFECTS_SCHEMA)
+    publisher = ConfirmingPublisher(settings, name="testprocs:relay")
+    relay = OutboxRelay(args.db, publisher, settings)
+    written = asyncio.Event()
+    relay_task = asyncio.create_task(relay.run(asyncio.Event(), drain_after=written))
+    cursor = await db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items")
+    row = await cursor.fetchone()
+    await cursor.close()
+    start = int(row[0]) if row else 0
+    await write_items(db, start, max(args.count - start, 0), args.exchange, args.pad, relay, args.per_tx)
+    log.info("all rows committed", extra={"count": args.count})
+    written.set()
+    relay.notify()
+    await relay_task
+    await publisher.close()
+    await db.close()
+    print(json.dumps({"published": relay.stats.published, **publisher.stats.__dict__}))
+
+
+async def effect_handler(db: aiosqlite.Connection, message: InboundMessage[Item]) -> None:
+    """The business effect: one ``effects`` row per processed message (no unique key: dupes show)."""
+    if message.payload.poison:
+        raise RuntimeError(f"poison item {message.payload.seq}")
+    await db.execute(
+        "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, ?, (julianday('now') - 2440587.5) * 86400.0)",
+        (message.message_id, message.payload.seq, int(message.redelivered)),
+    )
+    if _HANDLER_DELAY_S:
+        await asyncio.sleep(_HANDLER_DELAY_S)
+
+
+_HANDLER_DELAY_S = 0.0
+
+
+async def consume(args: argparse.Namespace, settings: MessagingSettings) -> None:
+    global _HANDLER_DELAY_S
+    _HANDLER_DELAY_S = args.handler_delay_ms / 1000
+    db = await open_db(args.db)
+    await db.executescript(EFFECTS_SCHEMA)
+    await db.close()
+    topology = single_queue_topology(args.prefix)
+    consumer: InboxConsumer[Item] = InboxConsumer(
+        settings,
+        db_path=args.db,
+        topology=topology,
+        queue=f"{args.prefix}.work",
+        handler=effect_handler,
+        decode=Item.model_validate_json,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, consumer.stop)
+    loop.add_signal_handler(signal.SIGINT, consumer.stop)
+    task = asyncio.create_task(consumer.run())
+    await consumer.consuming.wait()
+    if args.ready_file:
+        await asyncio.to_thread(Path(args.ready_file).write_text, "ready")
+    await task
+    print(json.dumps(consumer.stats.__dict__))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m system.messaging._testprocs")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("produce")
+    p.add_argument("--db", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--exchange", required=True)
+    p.add_argument("--pad", type=int, default=0)
+    p.add_argument("--per-tx", type=int, default=1)
+    c = sub.add_parser("consume")
+    c.add_argument("--db", required=True)
+    c.add_argument("--prefix", required=True)
+    c.add_argument("--handler-delay-ms", type=float, default=0.0)
+    c.add_argument("--ready-file")
+    args = parser.parse_args(argv)
+    configure_logging("INFO")
+    settings = MessagingSettings()
+    runner: Any = produce if args.cmd == "produce" else consume
+    asyncio.run(runner(args, settings))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""SQLite connections for the outbox and the inbox: WAL, explicit transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+
+async def open_db(path: str | Path, *, synchronous: str = "NORMAL") -> aiosqlite.Connection:
+    """Open ``path`` in WAL mode with explicit transactions (``BEGIN``/``COMMIT`` are ours).
+
+    ``synchronous=NORMAL`` in WAL mode: a committed transaction survives SIGKILL of the process (it is
+    in the OS page cache) but may be lost on power loss; pass ``FULL`` to fsync every commit.
+    """
+    db = await aiosqlite.connect(str(path), isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute(f"PRAGMA synchronous={synchronous}")
+    # Relay and service write the same file from two connections: wait for the lock, don't fail.
+    await db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+async def begin_immediate(db: aiosqlite.Connection, *, attempts: int = 200) -> None:
+    """``BEGIN IMMEDIATE``, retried while another connection holds the write lock.
+
+    Observed here: with two connections writing the same WAL file SQLite sometimes answers
+    "database is locked" at once instead of waiting for ``busy_timeout``, so we wait ourselves.
+    """
+    for attempt in range(attempts):
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+    await db.execute("BEGIN IMMEDIATE")
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` when the body raises."""
+    await begin_immediate(db)
+    try:
+        yield db
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")

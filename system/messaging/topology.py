@@ -1,0 +1,288 @@
+"""Topology as code: one declarative description of exchanges, queues and bindings.
+
+A :class:`Topology` lists the shared exchanges and, per service, the work queues it consumes. Each
+:class:`WorkQueue` expands into the queues RabbitMQ actually holds:
+
+* the work queue itself (quorum, durable, ``x-delivery-limit``, dead-lettering at-least-once to the
+  parking lot when the broker gives up on redeliveries);
+* one delay queue per :class:`RetryTier` (``x-message-ttl``), dead-lettering back to the work queue
+  through the ``requeue`` exchange — only this queue, never the other subscribers of the original key;
+* the parking lot ``<queue>.parked`` where poison and malformed messages wait for a human.
+
+The plain data here is what ``drill topology`` prints, what :mod:`.declare` declares and what
+:func:`Topology.permissions` turns into the per-service user permission regexes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+QUORUM = "quorum"
+
+
+class QueueRole(StrEnum):
+    """What a declared queue is for."""
+
+    WORK = "work"
+    RETRY = "retry"
+    PARKED = "parked"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A durable exchange shared by the platform."""
+
+    name: str
+    type: str = "topic"
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class Binding:
+    """``queue`` receives what ``exchange`` routes with ``routing_key``."""
+
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True, order=True)
+class RetryTier:
+    """One backoff step: a failed message waits ``delay_ms`` in this tier's TTL queue, then comes back."""
+
+    delay_ms: int
+
+    @property
+    def suffix(self) -> str:
+        """Short human name of the delay, used in queue names (``1s``, ``250ms``, ``5m``)."""
+        if self.delay_ms % 60_000 == 0:
+            return f"{self.delay_ms // 60_000}m"
+        if self.delay_ms % 1000 == 0:
+            return f"{self.delay_ms // 1000}s"
+        return f"{self.delay_ms}ms"
+
+
+def exponential_tiers(first_ms: int, factor: int, count: int) -> tuple[RetryTier, ...]:
+    """``count`` tiers starting at ``first_ms``, each ``factor`` times longer than the previous."""
+    return tuple(RetryTier(first_ms * factor**i) for i in range(count))
+
+
+@dataclass(frozen=True)
+class WorkQueue:
+    """A queue a service consumes, with its retry tiers and parking lot."""
+
+    name: str
+    bindings: tuple[Binding, ...]
+    retry_tiers: tuple[RetryTier, ...] = exponential_tiers(1_000, 5, 3)
+    delivery_limit: int = 20
+    max_attempts: int = 4
+    parked_max_length: int | None = None
+
+    @property
+    def parked_queue(self) -> str:
+        """Name of this queue's parking lot."""
+        return f"{self.name}.parked"
+
+    def retry_queue(self, tier: RetryTier) -> str:
+        """Name of the delay queue of ``tier``."""
+        return f"{self.name}.retry.{tier.suffix}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service: the queues it consumes and the exchanges it publishes to."""
+
+    name: str
+    consumes: tuple[WorkQueue, ...] = ()
+    publishes_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeclaredQueue:
+    """A queue as RabbitMQ holds it: name, arguments, bindings, and which work queue it belongs to."""
+
+    name: str
+    role: QueueRole
+    work_queue: str
+    arguments: Mapping[str, Any]
+    bindings: tuple[Binding, ...]
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """The three regexes of ``rabbitmqctl set_permissions -p <vhost> <user> <conf> <write> <read>``."""
+
+    configure: str
+    write: str
+    read: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole platform's messaging topology in one vhost."""
+
+    vhost: str = "/"
+    exchanges: tuple[Exchange, ...] = ()
+    services: tuple[Service, ...] = ()
+    retry_exchange: str = "drill.retry"
+    requeue_exchange: str = "drill.requeue"
+    parked_exchange: str = "drill.parked"
+    _index: dict[str, tuple[Service, WorkQueue]] = field(default_factory=dict, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names: set[str] = set()
+        for service in self.services:
+            for queue in service.consumes:
+                for declared in self._expand(queue):
+                    if declared.name in names:
+                        raise ValueError(f"queue {declared.name!r} is declared twice in the topology")
+                    names.add(declared.name)
+                self._index[queue.name] = (service, queue)
+        known = {e.name for e in self.all_exchanges()}
+        for service in self.services:
+            for queue in service.consumes:
+                for binding in queue.bindings:
+                    if binding.exchange not in known:
+                        raise ValueError(
+                            f"queue {queue.name!r} binds to unknown exchange {binding.exchange!r}"
+                        )
+            for name in service.publishes_to:
+                if name not in known:
+                    raise ValueError(f"service {service.name!r} publishes to unknown exchange {name!r}")
+
+    # -- expansion ---------------------------------------------------------------------------
+
+    def all_exchanges(self) -> tuple[Exchange, ...]:
+        """The platform exchanges plus the three direct exchanges the retry machinery uses."""
+        machinery = (
+            Exchange(self.retry_exchange, "direct"),
+            Exchange(self.requeue_exchange, "direct"),
+            Exchange(self.parked_exchange, "direct"),
+        )
+        return self.exchanges + machinery
+
+    def work_queues(self) -> Iterator[WorkQueue]:
+        """Every work queue of every service."""
+        for service in self.services:
+            yield from service.consumes
+
+    def work_queue(self, name: str) -> WorkQueue:
+        """The work queue called ``name`` (KeyError if unknown)."""
+        return self._index[name][1]
+
+    def owner(self, queue: str) -> Service:
+        """The service consuming the work queue ``queue``."""
+        return self._index[queue][0]
+
+    def declared_queues(self, service: str | None = None) -> list[DeclaredQueue]:
+        """Every queue RabbitMQ must hold (of one service if ``service`` is given)."""
+        out: list[DeclaredQueue] = []
+        for svc in self.services:
+            if service is None or svc.name == service:
+                for queue in svc.consumes:
+                    out.extend(self._expand(queue))
+        return out
+
+    def _expand(self, queue: WorkQueue) -> list[DeclaredQueue]:
+        # at-least-once dead-lettering is only honoured together with reject-publish overflow.
+        safe_dlx = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        work = DeclaredQueue(
+            name=queue.name,
+            role=QueueRole.WORK,
+            work_queue=queue.name,
+            arguments={
+                "x-queue-type": QUORUM,
+                "x-delivery-limit": queue.delivery_limit,
+                "x-dead-letter-exchange": self.parked_exchange,
+                "x-dead-letter-routing-key": queue.name,
+                **safe_dlx,
+            },
+            bindings=(*queue.bindings, Binding(self.requeue_exchange, queue.name)),
+        )
+        retries = [
+            DeclaredQueue(
+                name=queue.retry_queue(tier),
+                role=QueueRole.RETRY,
+                work_queue=queue.name,
+                arguments={
+                    "x-queue-type": QUORUM,
+                    "x-message-ttl": tier.delay_ms,
+                    "x-dead-letter-exchange": self.requeue_exchange,
+                    "x-dead-letter-routing-key": queue.name,
+                    **safe_dlx,
+                },
+                bindings=(Binding(self.retry_exchange, queue.retry_queue(tier)),),
+            )
+            for tier in queue.retry_tiers
+        ]
+        parked_args: dict[str, Any] = {"x-queue-type": QUORUM}
+        if queue.parked_max_length is not None:
+            # A full parking lot refuses (the broker keeps retrying the dead-letter) rather than drops.
+            parked_args |= {"x-max-length": queue.parked_max_length, "x-overflow": "reject-publish"}
+        parked = DeclaredQueue(
+            name=queue.parked_queue,
+            role=QueueRole.PARKED,
+            work_queue=queue.name,
+            arguments=parked_args,
+            bindings=(Binding(self.parked_exchange, queue.name),),
+        )
+        return [work, *retries, parked]
+
+    # -- permissions -------------------------------------------------------------------------
+
+    def permissions(self, service: str) -> Permissions:
+        """The permission regexes of ``service``'s own RabbitMQ user.
+
+        configure: its own queues (it declares them at start). write: the exchanges it publishes to,
+        the retry and parking exchanges (the consumer republishes failures there; declaring a queue
+        with a dead-letter exchange also needs write on that exchange) and its own queues (binding
+        needs write on the queue). read: its own queues (consume, parked inspection) and the exchanges
+        its queues bind to (binding needs read on the exchange).
+        """
+        svc = next((s for s in self.services if s.name == service), None)
+        if svc is None:
+            raise KeyError(f"unknown service {service!r}")
+        work = [q.name for q in svc.consumes]
+        bound = sorted({b.exchange for q in self.declared_queues(service) for b in q.bindings})
+        machinery = [self.retry_exchange, self.requeue_exchange, self.parked_exchange]
+        queues = _queue_families(work)
+        return Permissions(
+            configure=f"^{queues}$" if work else "^$",
+            write=_anchored([queues] if work else [], [*svc.publishes_to, *machinery]),
+            read=_anchored([queues] if work else [], bound),
+        )
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """Human-readable listing, ending with the count of queues."""
+        lines = [f"vhost {self.vhost}", "exchanges:"]
+        lines += [f"  {e.name} ({e.type})" for e in self.all_exchanges()]
+        for svc in self.services:
+            lines.append(f"service {svc.name} publishes to: {', '.join(svc.publishes_to) or '-'}")
+            for queue in self.declared_queues(svc.name):
+                args = " ".join(f"{k}={v}" for k, v in sorted(queue.arguments.items()))
+                binds = ", ".join(f"{b.exchange}:{b.routing_key}" for b in queue.bindings)
+                lines.append(f"  [{queue.role}] {queue.name}  {args}  <- {binds}")
+        lines.append(f"{len(self.declared_queues())} queues, {len(self.all_exchanges())} exchanges")
+        return "\n".join(lines)
+
+
+# Suffixes of the queues a work queue expands into (see WorkQueue.retry_queue / parked_queue).
+_FAMILY_SUFFIX = r"(?:\.retry\.[0-9]+(?:ms|s|m)|\.parked)?"
+
+
+def _queue_families(work_queues: Iterable[str]) -> str:
+    """A regex matching each work queue and its retry and parking queues."""
+    names = "|".join(re.escape(n) for n in sorted(set(work_queues)))
+    return f"(?:{names}){_FAMILY_SUFFIX}"
+
+
+def _anchored(patterns: list[str], names: Iterable[str]) -> str:
+    parts = patterns + [re.escape(n) for n in sorted(set(names))]
+    if not parts:
+        return "^$"  # RabbitMQ's idiom for "nothing"
+    return "^(?:" + "|".join(parts) + ")$"

@@ -1,0 +1,218 @@
+"""The consumer's transaction logic (real SQLite, fake channel/publisher): effects exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from aiormq.abc import DeliveredMessage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
+
+from system.messaging import inbox
+from system.messaging.consumer import InboxConsumer, _Delivery
+from system.messaging.db import open_db
+from system.messaging.envelope import ATTEMPT, PARK_REASON, InboundMessage, OutgoingMessage
+from system.messaging.settings import MessagingSettings
+from system.messaging.topology import Binding, Exchange, RetryTier, Service, Topology, WorkQueue
+
+TOPO = Topology(
+    exchanges=(Exchange("ex"),),
+    services=(
+        Service(
+            "s",
+            consumes=(WorkQueue("q", (Binding("ex", "#"),), (RetryTier(10), RetryTier(20)), max_attempts=3),),
+        ),
+    ),
+)
+
+
+@dataclass
+class FakeChannel:
+    acked: list[int] = field(default_factory=list)
+    nacked: list[int] = field(default_factory=list)
+
+    async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
+        self.acked.append(tag)
+
+    async def basic_nack(
+        self, tag: int, multiple: bool = False, requeue: bool = True, wait: bool = True
+    ) -> None:
+        self.nacked.append(tag)
+
+
+@dataclass
+class FakePublisher:
+    published: list[OutgoingMessage] = field(default_factory=list)
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        self.published.append(message)
+
+    async def close(self) -> None:
+        pass
+
+
+def delivery(channel: FakeChannel, tag: int, message_id: str, body: bytes, attempt: int = 0) -> _Delivery:
+    props = spec.Basic.Properties(message_id=message_id, headers={ATTEMPT: attempt} if attempt else {})
+    raw = DeliveredMessage(
+        delivery=spec.Basic.Deliver(delivery_tag=tag, exchange="ex", routing_key="k", redelivered=False),
+        header=ContentHeader(properties=props, body_size=len(body)),
+        body=body,
+        channel=channel,  # type: ignore[arg-type]
+    )
+    return _Delivery(1, channel, raw)  # type: ignore[arg-type]
+
+
+async def make_consumer(db_path: Path, fail: set[str]) -> tuple[InboxConsumer[dict[str, Any]], FakePublisher]:
+    async def handler(db: aiosqlite.Connection, message: InboundMessage[dict[str, Any]]) -> None:
+        await db.execute("INSERT INTO effects (message_id) VALUES (?)", (message.message_id,))
+        if message.message_id in fail:
+            raise RuntimeError("handler bug")  # after writing: the savepoint must undo the write
+
+    consumer: InboxConsumer[dict[str, Any]] = InboxConsumer(
+        MessagingSettings(), db_path=db_path, topology=TOPO, queue="q", handler=handler, decode=json.loads
+    )
+    fake = FakePublisher()
+    consumer._publisher = fake  # type: ignore[assignment]
+    consumer._generation = 1
+    return consumer, fake
+
+
+# A delivery: (message id from a small pool so duplicates happen, handler fails?, malformed body?)
+deliveries = st.lists(
+    st.tuples(st.sampled_from("abcdef"), st.booleans(), st.integers(0, 9).map(lambda n: n == 0)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(deliveries, st.integers(1, 8))
+def test_effects_exactly_once_and_every_delivery_settled_once(
+    script: list[tuple[str, bool, bool]], batch_size: int
+) -> None:
+    async def scenario(db_path: Path) -> None:
+        db = await open_db(db_path)
+        await db.execute("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        await inbox.ensure_schema(db)
+        failing = {mid for mid, fails, _ in script if fails}
+        consumer, publisher = await make_consumer(db_path, failing)
+        channel = FakeChannel()
+        items = [
+            delivery(channel, tag, mid, b"{oops" if malformed else b'{"x": 1}')
+            for tag, (mid, _, malformed) in enumerate(script, start=1)
+        ]
+        for i in range(0, len(items), batch_size):
+            await consumer._process(db, items[i : i + batch_size])
+
+        rows = [r[0] for r in await (await db.execute("SELECT message_id FROM effects")).fetchall()]
+        assert len(rows) == len(set(rows)), "an effect was applied twice"
+        should_succeed = {mid for mid, _, malformed in script if not malformed and mid not in failing}
+        assert set(rows) == should_succeed
+        processed = {r[0] for r in await (await db.execute("SELECT message_id FROM inbox")).fetchall()}
+        assert processed == should_succeed  # inbox row iff effects committed
+        assert sorted(channel.acked) == list(range(1, len(script) + 1)) and not channel.nacked
+        rerouted = [m.message_id for m in publisher.published]
+        expected = [mid for mid, _, malformed in script if malformed or mid in failing]
+        assert sorted(rerouted) == sorted(expected)
+        for m in publisher.published:
+            if PARK_REASON in m.headers:
+                assert m.exchange == TOPO.parked_exchange and m.routing_key == "q"
+            else:
+                assert m.exchange == TOPO.retry_exchange and m.routing_key.startswith("q.retry.")
+        assert consumer.stats.duplicates == sum(
+            1 for mid, _, malformed in script if not malformed and mid in should_succeed
+        ) - len(should_succeed)
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "inbox.db"))
+
+
+def test_third_failure_parks_with_reason_and_origin() -> None:
+    async def scenario(db_path: Path) -> None:
+        db = await open_db(db_path)
+        await db.execute("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        await inbox.ensure_schema(db)
+        consumer, publisher = await make_consumer(db_path, {"m"})
+        channel = FakeChannel()
+        for attempt in range(3):
+            await consumer._process(db, [delivery(channel, attempt + 1, "m", b"{}", attempt=attempt)])
+        first, second, third = publisher.published
+        assert (first.routing_key, second.routing_key) == ("q.retry.10ms", "q.retry.20ms")
+        assert third.exchange == TOPO.parked_exchange
+        assert "handler failed 3 times" in third.headers[PARK_REASON]
+        assert third.headers["x-drill-original-exchange"] == "ex"
+        assert third.headers["x-drill-original-routing-key"] == "k"
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "inbox.db"))
+
+
+def run_closing(coro: Any) -> None:
+    """asyncio.run that also closes SQLite connections left open by a failed assertion (their threads
+    would otherwise keep the test process alive)."""
+    import aiosqlite as _a
+
+    opened: list[_a.Connection] = []
+    original = _a.Connection.__await__
+
+    async def scenario_with_cleanup() -> None:
+        try:
+            await coro
+        finally:
+            for conn in opened:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    def tracking_await(self: _a.Connection) -> Any:
+        opened.append(self)
+        return original(self)
+
+    _a.Connection.__await__ = tracking_await  # type: ignore[method-assign]
+    try:
+        asyncio.run(scenario_with_cleanup())
+    finally:
+        _a.Connection.__await__ = original  # type: ignore[method-assign]
+
+
+def test_a_failing_handler_runs_once_per_delivery_and_its_neighbours_commit() -> None:
+    calls: list[str] = []
+
+    async def scenario(db_path: Path) -> None:
+        db = await open_db(db_path)
+        await db.execute("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        await inbox.ensure_schema(db)
+        consumer, publisher = await make_consumer(db_path, {"bad"})
+        inner = consumer._handler
+
+        async def counting(db: aiosqlite.Connection, message: InboundMessage[dict[str, Any]]) -> None:
+            calls.append(message.message_id)
+            await inner(db, message)
+
+        consumer._handler = counting
+        channel = FakeChannel()
+        batch = [
+            delivery(channel, 1, "a", b"{}"),
+            delivery(channel, 2, "bad", b"{}"),
+            delivery(channel, 3, "c", b"{}"),
+        ]
+        await consumer._process(db, batch)
+        rows = sorted(r[0] for r in await (await db.execute("SELECT message_id FROM effects")).fetchall())
+        assert rows == ["a", "c"]
+        assert calls.count("bad") == 1  # one delivery, one attempt, one failure
+        assert [m.message_id for m in publisher.published] == ["bad"]
+        assert sorted(channel.acked) == [1, 2, 3]
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "inbox.db"))
