@@ -255,6 +255,32 @@ class IntakeUser(FastHttpUser):
         if first.outcome == "accepted":
             self.send(req, order, retailer, name=name, kind="duplicate", same_id=first.delivery_id)
 
+    def cancel_remembered(self, name: str) -> None:
+        """Cancel an order this user got accepted, on this user's channel (409 allowed: too late)."""
+        acc = self.take_accepted()
+        if acc is None:
+            return
+        req = self.encoder.encode_cancel(acc.order, acc.retailer, acc.delivery_id)
+        if req is not None:
+            self.send(
+                req, acc.order, acc.retailer, name=name, kind="cancel", expect=frozenset({200, 202, 409})
+            )
+
+    def badly_signed(self, header: str, name: str, probe: str) -> None:
+        """A create whose signature header was made with the wrong secret: 401 expected."""
+        order, retailer = self.factory.next()
+        req = self.encoder.encode_order(order, retailer)[0]
+        headers = {**req.headers, header: hmac_b64("not-the-secret", req.body)}
+        self.send(
+            dataclasses.replace(req, headers=headers),
+            order,
+            retailer,
+            name=name,
+            kind="order",
+            expect=frozenset({401}),
+            probe=probe,
+        )
+
     def take_accepted(self) -> Accepted | None:
         """Remove and return one remembered delivery at random (None when there is none)."""
         if not self.accepted:
@@ -372,35 +398,12 @@ class ShopifyWebhooks(IntakeUser):
     @task(1)
     def cancel(self) -> None:
         """``orders/cancelled`` for a remembered order (409 allowed: too late)."""
-        acc = self.take_accepted()
-        if acc is None:
-            return
-        req = self.encoder.encode_cancel(acc.order, acc.retailer, acc.delivery_id)
-        if req is not None:
-            self.send(
-                req,
-                acc.order,
-                acc.retailer,
-                name="shopify orders/cancelled",
-                kind="cancel",
-                expect=frozenset({200, 202, 409}),
-            )
+        self.cancel_remembered("shopify orders/cancelled")
 
     @task(1)
     def bad_hmac(self) -> None:
         """A webhook whose HMAC was made with the wrong secret: 401 expected."""
-        order, retailer = self.factory.next()
-        req = self.encoder.encode_order(order, retailer)[0]
-        headers = {**req.headers, "X-Shopify-Hmac-Sha256": hmac_b64("not-the-secret", req.body)}
-        self.send(
-            dataclasses.replace(req, headers=headers),
-            order,
-            retailer,
-            name="shopify orders/create [bad hmac]",
-            kind="order",
-            expect=frozenset({401}),
-            probe="bad_hmac",
-        )
+        self.badly_signed("X-Shopify-Hmac-Sha256", "shopify orders/create [bad hmac]", "bad_hmac")
 
 
 class EposWebhooks(IntakeUser):
@@ -442,35 +445,12 @@ class EposWebhooks(IntakeUser):
     @task(1)
     def cancel(self) -> None:
         """``order.updated`` with the order CANCELED (version 3)."""
-        acc = self.take_accepted()
-        if acc is None:
-            return
-        req = self.encoder.encode_cancel(acc.order, acc.retailer, acc.delivery_id)
-        if req is not None:
-            self.send(
-                req,
-                acc.order,
-                acc.retailer,
-                name="epos order.updated [cancel]",
-                kind="cancel",
-                expect=frozenset({200, 202, 409}),
-            )
+        self.cancel_remembered("epos order.updated [cancel]")
 
     @task(1)
     def bad_signature(self) -> None:
         """An event signed with the wrong key: 401 expected."""
-        order, retailer = self.factory.next()
-        req = self.encoder.encode_order(order, retailer)[0]
-        headers = {**req.headers, "X-Epos-Signature": hmac_b64("not-the-secret", req.body)}
-        self.send(
-            dataclasses.replace(req, headers=headers),
-            order,
-            retailer,
-            name="epos order.created [bad signature]",
-            kind="order",
-            expect=frozenset({401}),
-            probe="bad_signature",
-        )
+        self.badly_signed("X-Epos-Signature", "epos order.created [bad signature]", "bad_signature")
 
 
 def _parse_answer(content: bytes | None, status: int | None) -> tuple[str | None, str | None, str | None]:

@@ -98,16 +98,25 @@ class FullOutage(Fault):
                     lc.kill(n)
         else:
             lc.stop_nodes([n for n in undo["nodes"] if lc.node_state(n) != "down"])
-        return {"nodes": undo["nodes"]}
+        # The outage must be total: a node still alive here (a stop that hung) is killed.
+        lingering = [n for n in undo["nodes"] if lc.node_state(n) != "down"]
+        for n in lingering:
+            lc.kill(n)
+        return {"nodes": undo["nodes"], "forced": lingering}
 
     @classmethod
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "full_outage undo")
         down = [n for n in undo["nodes"] if lc.node_state(n) == "down"]
         t0 = time.monotonic()
-        if down:
-            # Together: a node that was not the last to stop waits for its peers' tables.
-            lc.start_nodes(down)
+        if down == list(undo["nodes"]):
+            try:
+                # Together: a node that was not the last to stop waits for its peers' tables.
+                lc.start_nodes(down)
+            except ClusterError:
+                lc.restart_all()
+        else:
+            lc.ensure_healthy()  # some came back by other means (e.g. heal after a crash): mend the rest
         return {"started": down, "seconds": round(time.monotonic() - t0, 2)}
 
 

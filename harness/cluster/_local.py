@@ -502,16 +502,40 @@ cluster_formation.discovery_retry_interval = 100
 
     def stop_nodes(self, nodes: list[int]) -> None:
         """Graceful stop of several nodes at once (one by one, pause_minority would pause the last)."""
-        beams = [self._node_state(i).beam_pid for i in nodes]
+        beams = [p for p in (self._node_state(i).beam_pid for i in nodes) if p]
         for pid in beams:
             _procs.send(pid, signal.SIGCONT)
             _procs.send(pid, signal.SIGTERM)
-        if not _procs.wait_gone([p for p in beams if p], timeout=30):
+        if not _procs.wait_gone(beams, timeout=30):
+            log.warning("nodes %s still stopping after 30 s: SIGKILL", nodes)
             for i in nodes:
                 _procs.kill_group(self._node_state(i).wrapper_pid)
+                _procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
+            if not _procs.wait_gone(beams, timeout=15):
+                raise ClusterError(f"nodes {nodes} survived SIGKILL: {[p for p in beams if _procs.alive(p)]}")
         for i in nodes:
             self._node_state(i).paused = False
         self._save()
+
+    def restart_all(self, timeout: float | None = None) -> None:
+        """Every node down at once (SIGKILL), then all started together: the remedy for a wedged cluster
+        (a node paused by pause_minority that never resumes, or nodes waiting for each other's tables)."""
+        beams = [n.beam_pid for n in self.state.nodes if _procs.alive(n.beam_pid)]
+        for n in self.state.nodes:
+            _procs.send(n.beam_pid, signal.SIGCONT)
+            _procs.kill_group(n.wrapper_pid)
+            _procs.send(n.beam_pid, signal.SIGKILL)
+        if not _procs.wait_gone([p for p in beams if p], timeout=15):
+            raise ClusterError(f"nodes survived SIGKILL: {[p for p in beams if p and _procs.alive(p)]}")
+        for n in self.state.nodes:
+            n.paused = False
+        self._save()
+        deadline = time.monotonic() + 10
+        while (
+            not all(port_free(n.host, n.amqp_port) for n in self.state.nodes) and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        self.start_nodes(self.node_indices, timeout)
 
     def start_nodes(self, nodes: list[int], timeout: float | None = None) -> None:
         """Start stopped nodes together (a full-cluster recovery needs them all at once)."""
@@ -632,13 +656,18 @@ cluster_formation.discovery_retry_interval = 100
                 did.append(f"resumed node {n.index}")
             elif st == "down":
                 down.append(n.index)
-        if down:
-            for i in down:
-                ns = self._node_state(i)
-                _procs.kill_group(ns.wrapper_pid)
-            self.start_nodes(down, timeout)
-            did.append(f"restarted node(s) {down}")
-        self._wait_ready(self.node_indices, timeout or self.spec.start_timeout)
+        try:
+            if down:
+                for i in down:
+                    ns = self._node_state(i)
+                    _procs.kill_group(ns.wrapper_pid)
+                self.start_nodes(down, timeout or 60)
+                did.append(f"restarted node(s) {down}")
+            self._wait_ready(self.node_indices, timeout or 60)
+        except NodeStartTimeout as exc:
+            log.warning("cluster wedged (%s): restarting every node together", str(exc).splitlines()[0])
+            self.restart_all(timeout)
+            did.append("cluster wedged: restarted every node together")
         alarms = [s for s in self.status() if s.mem_alarm or s.disk_free_alarm]
         if alarms:
             self.set_memory_alarm(False)
