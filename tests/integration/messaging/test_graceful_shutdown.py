@@ -1,0 +1,63 @@
+"""SIGTERM of a consumer mid-stream: in-flight handlers finish, their messages are acked, the process exits 0.
+
+Against a SIGKILL (test_process_kills), the difference is observable: after a graceful stop nothing the
+first consumer processed comes back to the next one as a duplicate, because all of it was acked.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Cluster
+
+from .conftest import DeclaredTopology, Procs, env_for, scalar, settings_for, wait_for
+from .test_leader_kill import loss_report
+
+pytestmark = pytest.mark.integration
+
+
+def stats_of(log: Path) -> dict[str, int]:
+    """The consumer's counters, printed as one JSON object on its way out."""
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith("{") and '"duplicates"' in line:
+            stats: dict[str, int] = json.loads(line)
+            return stats
+    raise AssertionError(f"no stats line in {log}")
+
+
+def test_sigterm_finishes_in_flight_work_and_acks_it(
+    cluster: Cluster, topo: DeclaredTopology, procs: Procs, tmp_path: Path
+) -> None:
+    count = 2000
+    env = env_for(settings_for(cluster))
+    producer_db, consumer_db = tmp_path / "producer.db", tmp_path / "consumer.db"
+    producer = procs.start("producer", "produce", "--db", str(producer_db), "--count", str(count),
+                           "--exchange", topo.exchange, "--per-tx", "50", env=env)  # fmt: skip
+    assert producer.wait(timeout=120) == 0
+    first = procs.start("consumer1", "consume", "--db", str(consumer_db), "--prefix", topo.prefix,
+                        "--handler-delay-ms", "3", env=env)  # fmt: skip
+
+    def consumed() -> int:
+        return scalar(consumer_db, "SELECT COUNT(*) FROM effects")
+
+    wait_for(lambda: consumed() >= 300, 60, "the first consumer to make progress")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0, "a graceful stop exits 0"
+    at_stop = consumed()
+    assert at_stop < count, "everything was consumed before the stop: the test would prove nothing"
+
+    second = procs.start("consumer2", "consume", "--db", str(consumer_db), "--prefix", topo.prefix, env=env)
+    wait_for(lambda: consumed() >= count, 60, "the second consumer to finish the queue", period=0.2)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+
+    report = loss_report(producer_db, consumer_db)
+    dup_at_second = stats_of(procs.log_dir / "consumer2.log")["duplicates"]
+    print(f"\ngraceful stop at {at_stop}: second consumer saw {dup_at_second} already-processed messages;",
+          " ".join(f"{k}={v}" for k, v in report.items()))  # fmt: skip
+    assert report["lost"] == 0 and report["unexpected"] == 0 and report["duplicated_effects"] == 0
+    assert dup_at_second == 0, "every message the first consumer processed had been acked before it exited"
