@@ -61,32 +61,6 @@ cluster_app = typer.Typer(
 bench_app = typer.Typer(
     help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True
 )
-app.add_typer(cluster_app, name="cluster")
-app.add_typer(bench_app, name="bench")
-app.add_typer(chaos_app, name="chaos")
-app.add_typer(system_app, name="system")
-app.add_typer(load_app, name="load")
-app.command("topology")(topology_cmd)
-app.add_typer(parked_app, name="parked")
-bench_app.add_typer(bench_messaging_app, name="messaging")
-chaos_app.add_typer(proxy_app, name="proxy")
-bench_app.command("proxy")(bench_proxy_command)
-bench_app.command("simulator")(bench_simulator_command)
-bench_app.command("audit")(bench_audit_command)
-app.command("report", help="Rebuild every report file (report.html included) of a run from its raw data.")(
-    reports_report
-)
-app.command(
-    "compare", help="What changed between two runs' report.json (verdict, loss, availability, latency)."
-)(reports_compare)
-app.command(
-    "audit",
-    help="Audit a run directory: report.json, junit.xml, summary.md; exit 0 only if every check passed.",
-)(reports_audit)
-app.command("simulate")(simulator_simulate)
-app.command(
-    "plan", help="Print a traffic scenario's deterministic plan (orders, courier answers) and its digest."
-)(simulator_plan)
 
 # Rich falls back to 80 columns when piped (CI logs): wide enough for the status table instead.
 _WIDTH = None if sys.stdout.isatty() else 150
@@ -374,6 +348,36 @@ def demo(
     console.print(
         "[bold]demo done[/] — the full drill (platform, traffic, chaos, audit, report) is being built"
     )
+
+
+# ---------------------------------------------------------------------------------------- mounts
+# After the built-in commands, so `./drill` lists demo and test first. Each package owns its commands.
+app.command("simulate")(simulator_simulate)
+app.command(
+    "plan", help="Print a traffic scenario's deterministic plan (orders, courier answers) and its digest."
+)(simulator_plan)
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(bench_app, name="bench")
+app.add_typer(chaos_app, name="chaos")
+app.add_typer(system_app, name="system")
+app.add_typer(load_app, name="load")
+app.command("topology")(topology_cmd)
+app.add_typer(parked_app, name="parked")
+bench_app.add_typer(bench_messaging_app, name="messaging")
+chaos_app.add_typer(proxy_app, name="proxy")
+bench_app.command("proxy")(bench_proxy_command)
+bench_app.command("simulator")(bench_simulator_command)
+bench_app.command("audit")(bench_audit_command)
+app.command("report", help="Rebuild every report file (report.html included) of a run from its raw data.")(
+    reports_report
+)
+app.command(
+    "compare", help="What changed between two runs' report.json (verdict, loss, availability, latency)."
+)(reports_compare)
+app.command(
+    "audit",
+    help="Audit a run directory: report.json, junit.xml, summary.md; exit 0 only if every check passed.",
+)(reports_audit)
 
 
 def main() -> None:
