@@ -32,6 +32,18 @@ def _proxies(links: LinkProxies, target: str) -> list[str]:
         raise FaultError(f"bad link target {target!r}: use a node number or all ({exc})") from exc
 
 
+def _named(cluster: Cluster | None, names: list[str], required: bool) -> list[Any]:
+    """The toxiproxy-python Proxy objects for ``names``, from one ``GET /proxies``.
+
+    ``required``: a proxy missing is an error (applying); otherwise it is skipped (undoing is idempotent).
+    """
+    by_name = _links(cluster).client().proxies()
+    missing = [n for n in names if n not in by_name]
+    if required and missing:
+        raise FaultError(f"proxy {', '.join(missing)} vanished")
+    return [by_name[n] for n in names if n in by_name]
+
+
 class LinkDown(Fault):
     """Link down: the node's proxy is disabled (connections closed, new ones refused). Undo: enable."""
 
@@ -41,21 +53,14 @@ class LinkDown(Fault):
         return {"proxies": _proxies(_links(cluster), self.target)}
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        tp = _links(cluster).client()
-        for name in undo["proxies"]:
-            proxy = tp.get_proxy(name)
-            if proxy is None:
-                raise FaultError(f"proxy {name} vanished")
+        for proxy in _named(cluster, undo["proxies"], required=True):
             proxy.disable()
         return {"disabled": undo["proxies"]}
 
     @classmethod
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        tp = _links(cluster).client()
-        for name in undo["proxies"]:
-            proxy = tp.get_proxy(name)
-            if proxy is not None:
-                proxy.enable()
+        for proxy in _named(cluster, undo["proxies"], required=False):
+            proxy.enable()
         return {"enabled": undo["proxies"]}
 
 
@@ -85,11 +90,7 @@ class _LinkToxic(Fault):
         }
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        tp = _links(cluster).client()
-        for name in undo["proxies"]:
-            proxy = tp.get_proxy(name)
-            if proxy is None:
-                raise FaultError(f"proxy {name} vanished")
+        for proxy in _named(cluster, undo["proxies"], required=True):
             proxy.add_toxic(
                 name=undo["toxic_name"],
                 type=undo["type"],
@@ -101,13 +102,11 @@ class _LinkToxic(Fault):
 
     @classmethod
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        tp = _links(cluster).client()
         removed = []
-        for name in undo["proxies"]:
-            proxy = tp.get_proxy(name)
-            if proxy is not None and undo["toxic_name"] in proxy.toxics():
+        for proxy in _named(cluster, undo["proxies"], required=False):
+            if undo["toxic_name"] in proxy.toxics():
                 proxy.destroy_toxic(undo["toxic_name"])
-                removed.append(name)
+                removed.append(proxy.name)
         return {"removed_from": removed}
 
 
