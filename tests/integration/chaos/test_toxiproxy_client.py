@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,7 @@ from chaos.toxiproxy.loopback import LoopbackServer, recv_exact
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ToxiproxyThread]:
-    with ToxiproxyThread(port=0) as srv:
-        yield srv
-
-
-@pytest.fixture
-def tp(server: ToxiproxyThread) -> Iterator[Toxiproxy]:
-    client = Toxiproxy()
-    client.update_api_consumer(server.host, server.port)
-    yield client
-    client.reset()
-    client.destroy_all()
-
-
-@pytest.fixture
-def echo() -> Iterator[LoopbackServer]:
-    with LoopbackServer("echo") as srv:
-        yield srv
+# server, tp and echo come from conftest.py.
 
 
 def _connect(listen: str) -> socket.socket:

@@ -11,7 +11,6 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from toxiproxy import Proxy, Toxiproxy
@@ -24,25 +23,7 @@ from chaos.toxiproxy.loopback import LoopbackServer, recv_exact
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ToxiproxyThread]:
-    with ToxiproxyThread(port=0) as srv:
-        yield srv
-
-
-@pytest.fixture
-def tp(server: ToxiproxyThread) -> Iterator[Toxiproxy]:
-    client = Toxiproxy()
-    client.update_api_consumer(server.host, server.port)
-    yield client
-    client.reset()
-    client.destroy_all()
-
-
-@pytest.fixture
-def echo() -> Iterator[LoopbackServer]:
-    with LoopbackServer("echo") as srv:
-        yield srv
+# server, tp and echo come from conftest.py.
 
 
 @pytest.fixture
