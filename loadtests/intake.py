@@ -255,15 +255,33 @@ class IntakeUser(FastHttpUser):
         if first.outcome == "accepted":
             self.send(req, order, retailer, name=name, kind="duplicate", same_id=first.delivery_id)
 
-    def cancel_remembered(self, name: str) -> None:
-        """Cancel an order this user got accepted, on this user's channel (409 allowed: too late)."""
+    def order_maybe_twice(self, name: str, duplicate_name: str) -> None:
+        """A new order; sometimes sent again, byte for byte, as providers and retrying clients do."""
+        order, retailer = self.factory.next()
+        req = self.encoder.encode_order(order, retailer)[0]
+        answer = self.create(req, order, retailer, name=name)
+        if self.rng.random() < DUPLICATE_SHARE:
+            self.duplicate(req, order, retailer, answer, duplicate_name)
+
+    def cancel_remembered(self, name: str, by_id: bool = False) -> None:
+        """Cancel an order this user got accepted, on this user's channel (409 allowed: too late).
+
+        ``by_id``: the request names the delivery id in its path (REST), so the ledger records it.
+        """
         acc = self.take_accepted()
         if acc is None:
             return
         req = self.encoder.encode_cancel(acc.order, acc.retailer, acc.delivery_id)
+        extra: dict[str, Any] = {"delivery_id_sent": acc.delivery_id} if by_id else {}
         if req is not None:
             self.send(
-                req, acc.order, acc.retailer, name=name, kind="cancel", expect=frozenset({200, 202, 409})
+                req,
+                acc.order,
+                acc.retailer,
+                name=name,
+                kind="cancel",
+                expect=frozenset({200, 202, 409}),
+                **extra,
             )
 
     def badly_signed(self, header: str, name: str, probe: str) -> None:
@@ -339,29 +357,12 @@ class RestRetailer(IntakeUser):
     @task(20)
     def order(self) -> None:
         """A new delivery; sometimes retried on purpose with the same key and body."""
-        order, retailer = self.factory.next()
-        req = self.encoder.encode_order(order, retailer)[0]
-        answer = self.create(req, order, retailer, name="POST /v1/deliveries")
-        if self.rng.random() < DUPLICATE_SHARE:
-            self.duplicate(req, order, retailer, answer, "POST /v1/deliveries [retry]")
+        self.order_maybe_twice("POST /v1/deliveries", "POST /v1/deliveries [retry]")
 
     @task(2)
     def cancel(self) -> None:
         """Cancel a remembered delivery: 202 (or 200 repeat), 409 when it is too late."""
-        acc = self.take_accepted()
-        if acc is None:
-            return
-        req = self.encoder.encode_cancel(acc.order, acc.retailer, acc.delivery_id)
-        if req is not None:
-            self.send(
-                req,
-                acc.order,
-                acc.retailer,
-                name="POST /v1/deliveries/{id}/cancel",
-                kind="cancel",
-                expect=frozenset({200, 202, 409}),
-                delivery_id_sent=acc.delivery_id,
-            )
+        self.cancel_remembered("POST /v1/deliveries/{id}/cancel", by_id=True)
 
     @task(1)
     def bad_input(self) -> None:
@@ -389,11 +390,7 @@ class ShopifyWebhooks(IntakeUser):
     @task(20)
     def order(self) -> None:
         """A signed ``orders/create``; sometimes delivered twice with the same webhook id."""
-        order, retailer = self.factory.next()
-        req = self.encoder.encode_order(order, retailer)[0]
-        answer = self.create(req, order, retailer, name="shopify orders/create")
-        if self.rng.random() < DUPLICATE_SHARE:
-            self.duplicate(req, order, retailer, answer, "shopify orders/create [duplicate]")
+        self.order_maybe_twice("shopify orders/create", "shopify orders/create [duplicate]")
 
     @task(1)
     def cancel(self) -> None:
