@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +21,8 @@ from system.messaging.db import open_db
 from system.messaging.envelope import ATTEMPT, PARK_REASON, InboundMessage, OutgoingMessage
 from system.messaging.settings import MessagingSettings
 from system.messaging.topology import Binding, Exchange, RetryTier, Service, Topology, WorkQueue
+
+from .conftest import run_closing
 
 TOPO = Topology(
     exchanges=(Exchange("ex"),),
@@ -156,33 +156,6 @@ def test_third_failure_parks_with_reason_and_origin() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_closing(scenario(Path(tmp) / "inbox.db"))
-
-
-def run_closing(coro: Any) -> None:
-    """asyncio.run that also closes SQLite connections left open by a failed assertion (their threads
-    would otherwise keep the test process alive)."""
-    import aiosqlite as _a
-
-    opened: list[_a.Connection] = []
-    original = _a.Connection.__await__
-
-    async def scenario_with_cleanup() -> None:
-        try:
-            await coro
-        finally:
-            for conn in opened:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-    def tracking_await(self: _a.Connection) -> Any:
-        opened.append(self)
-        return original(self)
-
-    _a.Connection.__await__ = tracking_await  # type: ignore[method-assign]
-    try:
-        asyncio.run(scenario_with_cleanup())
-    finally:
-        _a.Connection.__await__ = original  # type: ignore[method-assign]
 
 
 def test_a_failing_handler_runs_once_per_delivery_and_its_neighbours_commit() -> None:

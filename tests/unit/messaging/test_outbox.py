@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +12,8 @@ from system.messaging import outbox
 from system.messaging.db import open_db
 from system.messaging.envelope import OutgoingMessage
 from system.messaging.outbox import Confirmed, OutboxStatus, Returned, RowState, eligible, transition
+
+from .conftest import run_closing
 
 events = st.lists(
     st.one_of(
@@ -88,30 +87,3 @@ def test_store_follows_the_transitions(actions: list[str]) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_closing(scenario(Path(tmp) / "outbox.db"))
-
-
-def run_closing(coro: Any) -> None:
-    """asyncio.run that also closes SQLite connections left open by a failed assertion (their threads
-    would otherwise keep the test process alive)."""
-    import aiosqlite as _a
-
-    opened: list[_a.Connection] = []
-    original = _a.Connection.__await__
-
-    async def scenario_with_cleanup() -> None:
-        try:
-            await coro
-        finally:
-            for conn in opened:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-    def tracking_await(self: _a.Connection) -> Any:
-        opened.append(self)
-        return original(self)
-
-    _a.Connection.__await__ = tracking_await  # type: ignore[method-assign]
-    try:
-        asyncio.run(scenario_with_cleanup())
-    finally:
-        _a.Connection.__await__ = original  # type: ignore[method-assign]
