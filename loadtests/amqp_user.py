@@ -51,7 +51,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from locust import User, constant, events, task
 from pamqp.common import FieldTable
 
-from loadtests.ledger import NullLedger, RequestLedger
+from loadtests.ledger import INTERRUPTED, NullLedger, RequestLedger
 from loadtests.settings import env_float, env_int, env_str
 from loadtests.world import process_tag
 
@@ -262,6 +262,11 @@ class AmqpPublisher(User):
             self.bridge.publish(body, message_id)
         except Exception as e:
             exc = e
+        except gevent.GreenletExit:
+            # Locust ends the run by killing users mid-publish: the outcome is unknown and Locust no
+            # longer counts requests, so only the op file can say so.
+            self.ledger.write("unknown", None, id=message_id, flow=FLOW, error=INTERRUPTED)
+            raise
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         if exc is None:
             kind = "ack"

@@ -52,6 +52,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+#: The error of an ``unknown`` outcome recorded for a request cut by the end of the run (Locust kills
+#: users mid-request; such a request has no outcome of its own and is not in Locust's stats).
+INTERRUPTED: Final = "interrupted by the end of the run"
+
 Outcome = Literal["accepted", "rejected", "unknown"]
 
 FLUSH_EVERY_S: Final = 1.0
