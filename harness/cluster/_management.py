@@ -63,5 +63,14 @@ class ManagementClient:
                 out.setdefault(leader, []).append(f"{q['vhost']}/{q['name']}")
         return out
 
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        resp = self._client.put(f"{self.base_url}/api/{path}", json=body)
+        resp.raise_for_status()
+
+    def delete(self, path: str) -> None:
+        resp = self._client.delete(f"{self.base_url}/api/{path}")
+        if resp.status_code != 404:
+            resp.raise_for_status()
+
     def queue(self, name: str, vhost: str = "/") -> Any:
         return self.get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")

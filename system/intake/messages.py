@@ -4,7 +4,7 @@ Message ids are derived from the delivery id (and the ePOS version), never rando
 on the same order, or a request retried after an unknown outcome, produce the same id, so the outbox's
 unique ``message_id`` keeps one row and consumers deduplicate any republish.
 
-Routing keys are ones the platform topology binds (``system/messaging/platform.py``): a mandatory
+Routing keys are ones the platform topology binds (``system/platform/topology.py``): a mandatory
 publish to an unbound key would come back unroutable and wait in the outbox. A cancellation therefore
 travels as ``order.updated`` with ``type`` (and AMQP type) ``order.cancel_requested``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from system.domain.intake import DeliveryRequest
 from system.messaging.envelope import OutgoingMessage
-from system.messaging.platform import ORDERS
+from system.platform.topology import ORDERS
 
 ORDER_CREATED = "order.created"
 ORDER_UPDATED = "order.updated"

@@ -25,10 +25,10 @@ from system.messaging import outbox
 from system.messaging.connector import ClusterConnector
 from system.messaging.db import open_db
 from system.messaging.declare import declare_topology
-from system.messaging.platform import ORDERS, platform_topology
 from system.messaging.publisher import ConfirmingPublisher
 from system.messaging.relay import OutboxRelay
 from system.messaging.settings import MessagingSettings
+from system.platform.topology import ORDERS, platform_topology
 
 from .settings import IntakeSettings
 from .store import IntakeStore

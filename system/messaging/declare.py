@@ -53,11 +53,18 @@ async def declare_topology(
             for exchange in topology.all_exchanges():
                 await _guarded(
                     channel.declare_exchange(
-                        exchange.name, exchange.type, durable=True, internal=exchange.internal
+                        exchange.name,
+                        exchange.type,
+                        durable=True,
+                        internal=exchange.internal,
+                        arguments=dict(exchange.arguments) or None,
                     ),
                     "exchange",
                     exchange.name,
                 )
+            for eb in topology.exchange_bindings:
+                destination = await channel.get_exchange(eb.destination, ensure=False)
+                await destination.bind(eb.source, eb.routing_key)
         queues = topology.declared_queues(service)
         for queue in queues:
             declared = await _guarded(

@@ -21,7 +21,7 @@ class MessagingSettings(BaseSettings):
         description="Every node of the cluster; clients connect to the first that answers and fail over.",
     )
     topology: str = Field(
-        default="system.messaging.platform:platform_topology",
+        default="system.platform.topology:platform_topology",
         description="'module:function' returning the platform's Topology (used by the CLI).",
     )
     random_start_node: bool = Field(

@@ -30,6 +30,7 @@ class QueueRole(StrEnum):
     WORK = "work"
     RETRY = "retry"
     PARKED = "parked"
+    PLAIN = "plain"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ class Exchange:
     name: str
     type: str = "topic"
     internal: bool = False
+    #: Declaration arguments, e.g. ``{"hash-header": "x-delivery-id"}`` for a consistent-hash exchange.
+    arguments: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ExchangeBinding:
+    """Exchange ``destination`` receives what ``source`` routes with ``routing_key`` (an e2e binding)."""
+
+    source: str
+    destination: str
+    routing_key: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class WorkQueue:
     delivery_limit: int = 20
     max_attempts: int = 4
     parked_max_length: int | None = None
+    #: Only one consumer at a time gets deliveries (the others wait as hot standbys): keeps the queue's
+    #: order for handlers that need it, e.g. a tracking shard.
+    single_active_consumer: bool = False
 
     @property
     def parked_queue(self) -> str:
@@ -92,12 +107,29 @@ class WorkQueue:
 
 
 @dataclass(frozen=True)
+class PlainQueue:
+    """A queue whose arguments are fixed by a contract with an outside party (no retry tiers, no parking),
+    e.g. a courier company's request queue (docs/intake-api.md §3.1): declared with exactly these
+    arguments so either side may declare it first."""
+
+    name: str
+    bindings: tuple[Binding, ...]
+    arguments: Mapping[str, Any] = field(
+        default_factory=lambda: {"x-queue-type": QUORUM}, hash=False, compare=False
+    )
+
+
+@dataclass(frozen=True)
 class Service:
-    """A service: the queues it consumes and the exchanges it publishes to."""
+    """A service (or an outside party): the queues it consumes and the exchanges it publishes to."""
 
     name: str
     consumes: tuple[WorkQueue, ...] = ()
     publishes_to: tuple[str, ...] = ()
+    #: Plain queues it consumes (contract queues of an outside party, like a courier's requests).
+    owns: tuple[PlainQueue, ...] = ()
+    #: Exchanges it declares itself (an outside party that may start first needs configure on them).
+    declares: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +162,7 @@ class Topology:
     retry_exchange: str = "drill.retry"
     requeue_exchange: str = "drill.requeue"
     parked_exchange: str = "drill.parked"
+    exchange_bindings: tuple[ExchangeBinding, ...] = ()
     _index: dict[str, tuple[Service, WorkQueue]] = field(default_factory=dict, init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,15 +174,22 @@ class Topology:
                         raise ValueError(f"queue {declared.name!r} is declared twice in the topology")
                     names.add(declared.name)
                 self._index[queue.name] = (service, queue)
+            for plain in service.owns:
+                if plain.name in names:
+                    raise ValueError(f"queue {plain.name!r} is declared twice in the topology")
+                names.add(plain.name)
         known = {e.name for e in self.all_exchanges()}
+        for eb in self.exchange_bindings:
+            for name in (eb.source, eb.destination):
+                if name not in known:
+                    raise ValueError(f"exchange binding names unknown exchange {name!r}")
         for service in self.services:
-            for queue in service.consumes:
-                for binding in queue.bindings:
-                    if binding.exchange not in known:
-                        raise ValueError(
-                            f"queue {queue.name!r} binds to unknown exchange {binding.exchange!r}"
-                        )
-            for name in service.publishes_to:
+            bound: list[tuple[str, Binding]] = [(q.name, b) for q in service.consumes for b in q.bindings]
+            bound += [(q.name, b) for q in service.owns for b in q.bindings]
+            for queue_name, binding in bound:
+                if binding.exchange not in known:
+                    raise ValueError(f"queue {queue_name!r} binds to unknown exchange {binding.exchange!r}")
+            for name in (*service.publishes_to, *service.declares):
                 if name not in known:
                     raise ValueError(f"service {service.name!r} publishes to unknown exchange {name!r}")
 
@@ -184,6 +224,10 @@ class Topology:
             if service is None or svc.name == service:
                 for queue in svc.consumes:
                     out.extend(self._expand(queue))
+                out.extend(
+                    DeclaredQueue(p.name, QueueRole.PLAIN, p.name, dict(p.arguments), p.bindings)
+                    for p in svc.owns
+                )
         return out
 
     def _expand(self, queue: WorkQueue) -> list[DeclaredQueue]:
@@ -199,6 +243,7 @@ class Topology:
                 "x-dead-letter-exchange": self.parked_exchange,
                 "x-dead-letter-routing-key": queue.name,
                 **safe_dlx,
+                **({"x-single-active-consumer": True} if queue.single_active_consumer else {}),
             },
             bindings=(*queue.bindings, Binding(self.requeue_exchange, queue.name)),
         )
@@ -246,13 +291,14 @@ class Topology:
         if svc is None:
             raise KeyError(f"unknown service {service!r}")
         work = [q.name for q in svc.consumes]
+        plain = [q.name for q in svc.owns]
         bound = sorted({b.exchange for q in self.declared_queues(service) for b in q.bindings})
-        machinery = [self.retry_exchange, self.requeue_exchange, self.parked_exchange]
-        queues = _queue_families(work)
+        machinery = [self.retry_exchange, self.requeue_exchange, self.parked_exchange] if work else []
+        own = ([_queue_families(work)] if work else []) + [re.escape(n) for n in sorted(plain)]
         return Permissions(
-            configure=f"^{queues}$" if work else "^$",
-            write=_anchored([queues] if work else [], [*svc.publishes_to, *machinery]),
-            read=_anchored([queues] if work else [], bound),
+            configure=_anchored(own, svc.declares),
+            write=_anchored(own, [*svc.publishes_to, *machinery]),
+            read=_anchored(own, bound),
         )
 
     # -- rendering ---------------------------------------------------------------------------
@@ -260,7 +306,11 @@ class Topology:
     def describe(self) -> str:
         """Human-readable listing, ending with the count of queues."""
         lines = [f"vhost {self.vhost}", "exchanges:"]
-        lines += [f"  {e.name} ({e.type})" for e in self.all_exchanges()]
+        lines += [
+            f"  {e.name} ({e.type})" + "".join(f" {k}={v}" for k, v in sorted(e.arguments.items()))
+            for e in self.all_exchanges()
+        ]
+        lines += [f"  {b.destination} <- {b.source}:{b.routing_key}" for b in self.exchange_bindings]
         for svc in self.services:
             lines.append(f"service {svc.name} publishes to: {', '.join(svc.publishes_to) or '-'}")
             for queue in self.declared_queues(svc.name):

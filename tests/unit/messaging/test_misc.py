@@ -17,8 +17,8 @@ from system.messaging.cli import app
 from system.messaging.declare import _INEQUIVALENT, TopologyConflict
 from system.messaging.envelope import ORIGINAL_EXCHANGE, ORIGINAL_ROUTING_KEY, PARK_REASON, OutgoingMessage
 from system.messaging.parking import parse_parked
-from system.messaging.platform import platform_topology
 from system.messaging.settings import MessagingSettings
+from system.platform.topology import platform_topology
 
 
 def test_json_lines_carry_the_message_id() -> None:

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from system.messaging.platform import platform_topology
 from system.messaging.topology import (
     Binding,
     Exchange,
@@ -19,6 +18,7 @@ from system.messaging.topology import (
     WorkQueue,
     exponential_tiers,
 )
+from system.platform.topology import platform_topology
 
 
 def small() -> Topology:
@@ -83,7 +83,21 @@ def test_describe_ends_with_the_count_of_queues() -> None:
     topo = platform_topology()
     last = topo.describe().splitlines()[-1]
     assert last == f"{len(topo.declared_queues())} queues, {len(topo.all_exchanges())} exchanges"
-    assert len(topo.declared_queues()) == 5 * len(list(topo.work_queues()))
+    plain = [q for q in topo.declared_queues() if q.role is QueueRole.PLAIN]
+    assert len(topo.declared_queues()) == 5 * len(list(topo.work_queues())) + len(plain)
+
+
+def test_platform_has_more_than_100_quorum_queues_one_request_queue_per_courier() -> None:
+    from system.domain.marketplace import load_marketplace
+
+    topo = platform_topology()
+    queues = topo.declared_queues()
+    assert len(queues) > 100
+    assert all(q.arguments["x-queue-type"] == "quorum" for q in queues)
+    names = {q.name for q in queues}
+    assert {f"courier.{c.id}.requests" for c in load_marketplace().couriers} <= names
+    # The contract queues carry exactly the contract's arguments, so either side may declare first.
+    assert all(dict(q.arguments) == {"x-queue-type": "quorum"} for q in queues if q.role is QueueRole.PLAIN)
 
 
 def test_exponential_tiers_and_suffixes() -> None:
@@ -112,7 +126,11 @@ def test_permissions_cover_own_queues_only() -> None:
         for q in topo.declared_queues(svc.name):
             for b in q.bindings:
                 assert re.fullmatch(perms.read, b.exchange)
-    assert topo.permissions("intake").configure == "^$"
+    # notifications publishes to no exchange of the platform (its sends go to the HTTP provider)
+    assert not any(re.fullmatch(topo.permissions("notifications").write, e.name) for e in topo.exchanges)
+    assert not re.fullmatch(topo.permissions("couriers").configure, "orders")
+    assert re.fullmatch(topo.permissions("couriers").configure, "courier.events")
+    assert Topology(services=(Service("x"),)).permissions("x").configure == "^$"
 
 
 names = st.text(alphabet="abcdefghij.-_*+?()[]", min_size=1, max_size=12)
