@@ -80,6 +80,12 @@ def simulate(
     amqp: Annotated[
         str | None, typer.Option(help="AMQP URL: play the couriers on the platform's queues.")
     ] = None,
+    linger: Annotated[
+        str | None,
+        typer.Option(
+            help="With --amqp: after the last order keep the couriers up until idle, at most this long."
+        ),
+    ] = None,
     plan_only: Annotated[
         bool, typer.Option(help="Print the plan's digest and counts, send nothing.")
     ] = False,
@@ -113,7 +119,18 @@ def simulate(
         sys.stderr.flush()
 
     try:
-        runner = Runner(sc, seed, target, rd, secs, retailers, show, _parse_listen(listen), amqp_url=amqp)
+        runner = Runner(
+            sc,
+            seed,
+            target,
+            rd,
+            secs,
+            retailers,
+            show,
+            _parse_listen(listen),
+            amqp_url=amqp,
+            linger_s=parse_duration(linger) if linger else 0.0,
+        )
     except SecretsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -141,6 +141,11 @@ class CourierDesk:
             out.append(m)
         return out
 
+    @property
+    def handled(self) -> int:
+        """Requests taken from the platform so far (quote, booking and cancel requests)."""
+        return self._handled
+
     def next_due(self) -> float | None:
         """Run time of the next scheduled message (None when idle)."""
         return self._queue[0].due if self._queue else None

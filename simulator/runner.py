@@ -89,8 +89,13 @@ class Runner:
         notify_listen: tuple[str, int] | None = None,
         progress_every_s: float = 1.0,
         amqp_url: str | None = None,
+        linger_s: float = 0.0,
+        settle_s: float = 5.0,
     ) -> None:
         self.scenario = scenario
+        self.linger_s = linger_s
+        self.settle_s = settle_s
+        self.desk: CourierDesk | None = None
         self.seed = seed
         self.target = target
         self.dir = run_dir / "simulator"
@@ -258,6 +263,24 @@ class Runner:
             if self.progress is not None:
                 self.progress(format_progress(now, off, rate, c))
 
+    async def _linger(self, led: Ledger) -> None:
+        """After the last order: keep the couriers and the notification receiver up until the couriers
+        are idle (nothing scheduled and no request from the platform for ``settle_s``) or ``linger_s``
+        has passed, so deliveries accepted near the end still run to their end."""
+        t_end = self.run_s() + self.linger_s
+        led.write("linger_started", None, linger_s=self.linger_s, settle_s=self.settle_s)
+        last_handled, quiet_since = -1, self.run_s()
+        while self.run_s() < t_end:
+            await asyncio.sleep(0.25)
+            if self.desk is None:
+                break
+            handled = self.desk.handled
+            if handled != last_handled or self.desk.next_due() is not None:
+                last_handled, quiet_since = handled, self.run_s()
+            elif self.run_s() - quiet_since >= self.settle_s:
+                break
+        led.write("linger_finished", None, idle=self.run_s() < t_end)
+
     async def run(self) -> RunSummary:
         """Play the scenario for the duration; returns the summary (also written as JSON)."""
         self._loop = asyncio.get_running_loop()
@@ -271,7 +294,7 @@ class Runner:
         runner_site: web.AppRunner | None = None
         adapter: CourierAmqpAdapter | None = None
         if self.amqp_url is not None:
-            desk = CourierDesk(self.seed, self.scenario, clock, led)
+            desk = self.desk = CourierDesk(self.seed, self.scenario, clock, led)
             adapter = CourierAmqpAdapter(
                 self.amqp_url, desk, led, self.run_s, on_published=self._on_courier_published
             )
@@ -315,6 +338,8 @@ class Runner:
                     for t in pending:
                         t.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
+            if self.linger_s > 0:
+                await self._linger(led)
         except BaseException as exc:
             led.write("run_aborted", None, error=repr(exc))
             raise

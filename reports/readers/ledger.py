@@ -13,8 +13,8 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
     ledger kind                      condition                        op       flow          id; key
     order_sent, duplicate_sent       (retries and provider re-sends)  attempt  orders        order
     order_answer, duplicate_answer   outcome accepted|rejected|unknown ack|fail|unknown  orders  order
-    notification_received            always                           effect   notification  order;
-                                                                          (delivery, state, recipient, channel)
+    notification_received            not marked duplicate (a re-send  effect   notification  order;
+                                     of an id already received)                (delivery, state, recipient, channel)
                                      + audience customer (or absent)
                                        and state terminal             observe  orders        order
     booking_answer_sent              type booking_accepted, first      effect   booking       order;
@@ -85,6 +85,8 @@ KNOWN_NOT_OPS: Final = frozenset(
         "progress",
         "run_finished",
         "run_aborted",
+        "linger_started",
+        "linger_finished",
         "update_sent",
         "update_answer",
         "cancel_sent",
@@ -246,6 +248,11 @@ def _to_ops(
             raise OpError(f"{kind} with unknown outcome {outcome!r}")
         return [Op(op_kind, _field(rec, "order_ref"), ORDERS, t)]
     if kind == "notification_received":
+        if rec.get("duplicate") is True:
+            # The same notification_id again: the platform re-sent after an unknown outcome and the
+            # provider recognised it (idempotent by id) — one message reached the customer, not two.
+            stats.ignored["notification_received(resend)"] += 1
+            return []
         order = _order(rec, order_of)
         state = _field(rec, "state")
         audience = rec.get("audience")

@@ -132,6 +132,22 @@ def test_ledger_maps_orders_onto_the_taxonomy(tmp_path: Path) -> None:
     assert len(collector.flow("notification").effects) == 4
 
 
+def test_a_resend_of_the_same_notification_id_is_not_a_second_notification(tmp_path: Path) -> None:
+    collector, stats = ledger_collector(
+        tmp_path,
+        [
+            {"t": 1, "kind": "order_sent", "order_ref": "A", "req": 1, "channel": "rest"},
+            {"t": 2, "kind": "order_answer", "order_ref": "A", "req": 1, "outcome": "accepted", "delivery_id": "dA"},
+            notified("A", "picked_up"),
+            notified("A", "picked_up", duplicate=True),  # the provider saw this id before
+            notified("A", "picked_up", notification_id="n2"),  # a second, different notification
+        ],
+    )  # fmt: skip
+    assert stats.ignored["notification_received(resend)"] == 1
+    effects = collector.flow("notification").effects
+    assert len(effects) == 2 and effects[0] == effects[1]  # the audit sees a duplicated effect
+
+
 def test_ledger_maps_by_delivery_when_the_order_ref_is_missing(tmp_path: Path) -> None:
     collector, stats = ledger_collector(
         tmp_path,
