@@ -24,8 +24,7 @@ file as it reads ``<run>/simulator/ledger.jsonl``:
     a cancellation (REST cancel, Shopify ``orders/cancelled``, ePOS ``order.updated`` CANCELED).
 ``track_read``
     a ``GET /v1/deliveries/{id}``: ``delivery_id``, ``outcome``, ``http_status``, ``state``,
-    ``latency_ms``. *Not* a simulator kind: the audit counts it as ``unrecognised:track_read`` until
-    ``reports.readers.ledger.KNOWN_NOT_OPS`` lists it.
+    ``latency_ms``. *Not* a simulator kind: the audit knows it and counts it under ``ignored``.
 
 Every record also has ``t`` (unix seconds), ``kind``, ``order_ref`` and ``source: "locust"``.
 ``req`` is a string ``<pid>:<n>``, unique across the processes of a run.

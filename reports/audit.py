@@ -3,6 +3,7 @@
 What is read from ``RUN_DIR`` (whatever is there)::
 
     simulator/ledger.jsonl     the simulator's ledger            (reports.readers.ledger)
+    locust/ledger.jsonl        the Locust load test's ledger     (the same reader and kinds)
     ops.jsonl, ops/*.jsonl     generic op records                (reports.readers.jsonl)
     audit.json                 optional configuration:
         {"chains":     [{"name": "order_to_door", "entry": "intake", "exit": "delivery"}],
@@ -74,7 +75,7 @@ from reports.ops import Collector
 from reports.performance import Performance, measure
 from reports.readers import SourceStats
 from reports.readers.jsonl import read_jsonl
-from reports.readers.ledger import LEDGER_PATH, read_ledger
+from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH, read_ledger
 from reports.readers.sqlite import TableMap, read_sqlite
 from reports.slo import SloConfig, load_slo, slo_checks
 from reports.story import headline
@@ -239,9 +240,9 @@ def read_sources(
     """Read every source found in ``run_dir`` (and configured databases) into ``collector``; the
     ledger's times also go into ``timeline`` during the same read."""
     sources: list[SourceStats] = []
-    ledger = run_dir / LEDGER_PATH
-    if ledger.is_file():
-        sources.append(read_ledger(ledger, collector, timeline))
+    for ledger in (run_dir / LEDGER_PATH, run_dir / LOCUST_LEDGER_PATH):
+        if ledger.is_file():
+            sources.append(read_ledger(ledger, collector, timeline))
     generic = [run_dir / "ops.jsonl", *sorted((run_dir / "ops").glob("*.jsonl"))]
     for path in generic:
         if path.is_file():

@@ -69,6 +69,8 @@ from reports.timeline import TIMELINE_KINDS, Timeline
 
 READER = "simulator-ledger"
 LEDGER_PATH: Final = Path("simulator") / "ledger.jsonl"
+#: The Locust load test's ledger: the same kinds and fields (loadtests/ledger.py), plus ``track_read``.
+LOCUST_LEDGER_PATH: Final = Path("locust") / "ledger.jsonl"
 
 ORDERS: Final = "orders"
 NOTIFICATION: Final = "notification"
@@ -103,6 +105,7 @@ KNOWN_NOT_OPS: Final = frozenset(
         "courier_publish_failed",
         "status_sent",
         "location_sent",
+        "track_read",
     }
 )
 

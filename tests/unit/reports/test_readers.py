@@ -334,3 +334,31 @@ def test_contract_with_the_simulator_ledger_writer(tmp_path: Path) -> None:
     assert classify(collector.flow("orders")).ok == {"s1-1"}
     assert collector.flow("booking").effects == [("s1-1", ("s1-1", "dashly", "j1"))]
     assert (collector.t_min, collector.t_max) == (1.0, 4.0)  # run_started is not an op
+
+
+def test_the_locust_ledger_is_audited_beside_the_simulators(tmp_path: Path) -> None:
+    from reports.audit import audit_run
+
+    (tmp_path / "simulator").mkdir()
+    (tmp_path / "locust").mkdir()
+    write_lines(
+        tmp_path / "simulator" / "ledger.jsonl",
+        [
+            {"t": 1, "kind": "order_sent", "order_ref": "S1", "req": 1, "channel": "rest"},
+            {"t": 2, "kind": "order_answer", "order_ref": "S1", "req": 1, "outcome": "accepted", "delivery_id": "d1"},
+        ],
+    )  # fmt: skip
+    write_lines(
+        tmp_path / "locust" / "ledger.jsonl",
+        [
+            {"t": 1, "kind": "order_sent", "order_ref": "L1", "req": "9:1", "channel": "rest", "source": "locust"},
+            {"t": 2, "kind": "order_answer", "order_ref": "L1", "req": "9:1", "outcome": "accepted",
+             "delivery_id": "d2", "source": "locust"},
+            {"t": 3, "kind": "track_read", "order_ref": "L1", "delivery_id": "d2", "outcome": "accepted",
+             "source": "locust"},
+        ],
+    )  # fmt: skip
+    report = audit_run(tmp_path)
+    assert len(report.sources) == 2
+    assert report.flows["orders"].acknowledged == {"S1", "L1"}
+    assert all("unrecognised:track_read" not in s.ignored for s in report.sources)
