@@ -178,6 +178,80 @@ def heal(
         console.print(line)
 
 
+@app.command("hunt")
+def hunt_command(
+    examples: Annotated[
+        int, typer.Option(help="Schedules to try before giving up (shrinking runs more).")
+    ] = 5,
+    max_steps: Annotated[int, typer.Option(help="Most faults in one schedule.")] = 3,
+    count: Annotated[int, typer.Option(help="Messages per workload run.")] = 3000,
+    out: Annotated[Path | None, typer.Option(help="Write the minimal failing experiment here.")] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Run this experiment file once against the workload instead.")
+    ] = None,
+    broken: Annotated[
+        bool, typer.Option(help="TEST ONLY: a consumer that acks before it writes (the hunt must catch it).")
+    ] = False,
+    work_dir: Annotated[Path | None, typer.Option(help="Where workload runs keep their files.")] = None,
+    run_dir: RunDirOpt = None,
+    journal: JournalOpt = None,
+) -> None:
+    """Property-based chaos: random fault schedules against a live messaging workload; a loss is shrunk
+    to a minimal schedule and printed as an experiment file. Exit 1 when one was found."""
+    import tempfile
+
+    from chaos.experiment import ExperimentError, load
+    from chaos.hunt import MESSAGING_KINDS, HuntRun, Step, hunt, live_runner, run_schedule
+    from chaos.workloads import MessagingWorkload
+
+    _interrupt_on_sigterm()
+    try:
+        inj = _injector(run_dir, journal, False)
+    except (FaultError, ClusterError) as exc:
+        err.print(f"error: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    assert inj.cluster is not None
+    cluster = inj.cluster
+    base = work_dir or Path(tempfile.mkdtemp(prefix="drill-hunt-"))
+    n = iter(range(1_000_000))
+
+    def workload() -> MessagingWorkload:
+        return MessagingWorkload(cluster, base / f"run-{next(n):03d}", count=count, broken=broken)
+
+    def show(run: HuntRun) -> None:
+        faults = ", ".join(f"{s.kind} {s.target}@{s.at}s/{s.duration}s" for s in run.steps)
+        console.print(
+            f"{'VALID  ' if run.verdict.valid else 'INVALID'} [{faults}] {run.verdict.line()}",
+            highlight=False,
+        )
+
+    if replay is not None:
+        try:
+            exp = load(replay)
+        except ExperimentError as exc:
+            err.print(f"error: {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        steps = [Step(int(m.at or 0), m.fault, m.target, int(m.duration)) for m in exp.method]
+        run = run_schedule(steps, workload(), inj)
+        show(run)
+        raise typer.Exit(0 if run.verdict.valid else 1)
+    console.print(
+        f"hunting: {examples} schedule(s) of up to {max_steps} faults from {sorted(MESSAGING_KINDS)}"
+    )
+    result = hunt(
+        live_runner(workload, inj), MESSAGING_KINDS, max_examples=examples, max_steps=max_steps, on_run=show
+    )
+    if result.experiment is None:
+        console.print(f"no schedule broke the audit in {len(result.runs)} run(s)")
+        return
+    console.print("minimal failing schedule:")
+    print(result.experiment)
+    if out is not None:
+        out.write_text(result.experiment)
+        console.print(f"written to {out}")
+    raise typer.Exit(1)
+
+
 links_app = typer.Typer(help="Toxiproxy proxies in front of each broker node (client <-> broker links).")
 app.add_typer(links_app, name="links")
 

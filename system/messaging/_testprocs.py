@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -160,6 +161,62 @@ async def consume(args: argparse.Namespace, settings: MessagingSettings) -> None
     print(json.dumps(consumer.stats.__dict__))
 
 
+async def consume_acking_first(args: argparse.Namespace, settings: MessagingSettings) -> None:
+    """TEST ONLY, deliberately broken: acks every delivery on receipt and only then writes its effect
+    (no inbox, no transaction around the ack). A SIGKILL loses what was acked but not yet written: the
+    chaos hunt's tests use it to show that a loss is found and shrunk to a minimal fault schedule."""
+    from .connector import ClusterConnector
+
+    db = await open_db(args.db)
+    await db.executescript(EFFECTS_SCHEMA)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    bodies: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def work() -> None:
+        while True:
+            message_id, body = await bodies.get()
+            await asyncio.sleep(args.handler_delay_ms / 1000)
+            item = Item.model_validate_json(body)
+            await db.execute(
+                "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, 0, 0)", (message_id, item.seq)
+            )
+            bodies.task_done()
+
+    worker = asyncio.create_task(work())
+    connector = ClusterConnector(settings, name="testprocs:broken-consumer")
+    while not stop.is_set():
+        try:
+            connection = await connector.connect(stop)
+        except ConnectionError:
+            break
+        lost = asyncio.Event()
+        connection.close_callbacks.add(lambda *_, ev=lost: ev.set())
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        queue = await channel.get_queue(f"{args.prefix}.work", ensure=False)
+
+        async def on_message(message: Any) -> None:
+            await message.ack()  # the bug: acknowledged before the effect exists
+            bodies.put_nowait((message.message_id or "", message.body))
+
+        await queue.consume(on_message)
+        if args.ready_file:
+            await asyncio.to_thread(Path(args.ready_file).write_text, "ready")
+        await asyncio.wait(
+            {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        with contextlib.suppress(Exception):
+            await connection.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(bodies.join(), 5)
+    worker.cancel()
+    await db.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m system.messaging._testprocs")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -174,10 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--prefix", required=True)
     c.add_argument("--handler-delay-ms", type=float, default=0.0)
     c.add_argument("--ready-file")
+    c.add_argument(
+        "--ack-on-receipt", action="store_true", help="TEST ONLY: a deliberately broken consumer (acks first)"
+    )
     args = parser.parse_args(argv)
     configure_logging("INFO")
     settings = MessagingSettings()
     runner: Any = produce if args.cmd == "produce" else consume
+    if args.cmd == "consume" and args.ack_on_receipt:
+        runner = consume_acking_first
     asyncio.run(runner(args, settings))
     sys.stdout.flush()
 
