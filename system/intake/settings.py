@@ -5,10 +5,15 @@ drill's own variables when the intake-specific one is unset:
 
 * the run directory: ``DRILL_INTAKE_RUN_DIR``, else ``DRILL_RUN_DIR`` (set by the supervisor);
 * the retailers file: ``DRILL_INTAKE_RETAILERS``, else ``DRILL_RETAILERS``, else ``<run dir>/retailers.json``;
-* the HTTP port: ``DRILL_INTAKE_PORT``, else ``DRILL_HTTP_PORT``.
+* the HTTP port: ``DRILL_INTAKE_PORT``, else ``DRILL_HTTP_PORT``;
+* the platform secrets file: ``DRILL_INTAKE_PLATFORM_SECRETS``, else ``DRILL_PLATFORM_SECRETS``, else
+  ``<run dir>/secrets/platform.json``;
+* the replica index: ``DRILL_INTAKE_REPLICA``, else ``DRILL_REPLICA`` (set by the supervisor).
 
 Broker settings (URLs, timeouts, confirm window) are the messaging core's :class:`MessagingSettings`
-(``DRILL_MSG_*``); :func:`messaging_settings` also accepts the drill-wide ``DRILL_AMQP_URLS``.
+(``DRILL_MSG_*``). :func:`messaging_settings` takes the URLs from the platform secrets file when there
+is one (the ``intake`` user, see :mod:`system.platform.settings`), else from ``DRILL_MSG_AMQP_URLS`` or
+the drill-wide ``DRILL_AMQP_URLS``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from system.messaging.settings import MessagingSettings
+from system.platform.settings import ServiceSettings, messaging_settings_for
+from system.platform.topology import INTAKE
 
 
 class IntakeSettings(BaseSettings):
@@ -72,6 +79,26 @@ class IntakeSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=5.0, gt=0, description="Relay: how long SIGTERM waits for publishes in flight."
     )
+    platform_secrets: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "DRILL_INTAKE_PLATFORM_SECRETS", "DRILL_PLATFORM_SECRETS", "platform_secrets"
+        ),
+        description="Relay: the platform secrets file (default <run dir>/secrets/platform.json). When it "
+        "exists the relay connects as the intake user and declares only intake's own queues.",
+    )
+    replica: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("DRILL_INTAKE_REPLICA", "DRILL_REPLICA", "replica"),
+        description="Replica index given by the supervisor (names the relay's ready marker).",
+    )
+    mirror_states: bool = Field(
+        default=True,
+        description="Relay: consume tracking's state changes (queue intake.deliveries) into intake.db, so "
+        "GET /v1/deliveries/{id} and the cancel endpoint see what tracking decided. Needs the platform "
+        "topology (secrets file, or declare_platform_topology).",
+    )
 
     @property
     def database(self) -> Path:
@@ -83,10 +110,33 @@ class IntakeSettings(BaseSettings):
         """The retailers file."""
         return self.retailers_file if self.retailers_file is not None else self.run_dir / "retailers.json"
 
+    @property
+    def secrets_path(self) -> Path:
+        """Where the platform secrets file is looked for."""
+        if self.platform_secrets is not None:
+            return self.platform_secrets
+        return self.run_dir / "secrets" / "platform.json"
 
-def messaging_settings() -> MessagingSettings:
-    """The messaging core's settings; ``DRILL_AMQP_URLS`` (comma separated, set by the drill) is used
-    when ``DRILL_MSG_AMQP_URLS`` is not."""
+    @property
+    def uses_platform_secrets(self) -> bool:
+        """Whether the relay runs as the platform's least-privilege ``intake`` user (a secrets file exists)."""
+        return self.secrets_path.exists()
+
+    @property
+    def ready_marker(self) -> Path:
+        """Touched by the relay once it publishes and (with the mirror) consumes; removed at exit."""
+        return self.run_dir / "ready" / f"{INTAKE}.{self.replica}"
+
+
+def messaging_settings(settings: IntakeSettings | None = None) -> MessagingSettings:
+    """The messaging core's settings: the ``intake`` user's URLs from the platform secrets file when it
+    exists; else ``DRILL_AMQP_URLS`` (comma separated, set by the drill) when ``DRILL_MSG_AMQP_URLS`` is
+    not set."""
+    s = settings if settings is not None else IntakeSettings()
+    if s.uses_platform_secrets:
+        return messaging_settings_for(
+            ServiceSettings(service=INTAKE, run_dir=s.run_dir, platform_secrets=s.secrets_path)
+        )
     if "DRILL_MSG_AMQP_URLS" not in os.environ and os.environ.get("DRILL_AMQP_URLS"):
         return MessagingSettings(amqp_urls=os.environ["DRILL_AMQP_URLS"])  # type: ignore[arg-type]
     return MessagingSettings()

@@ -12,7 +12,9 @@ retry landing on the other replica finds the row its first attempt wrote.
 Hook for the tracking service: :meth:`IntakeStore.apply_lifecycle_event` applies a canonical lifecycle
 event (through :func:`system.domain.lifecycle.transition`, which rejects illegal and out-of-order
 events) and records courier, driver and ETA; ``GET /v1/deliveries/{id}`` reads them back with the
-``delivery_history`` table.
+``delivery_history`` table. In the running platform tracking decides and intake mirrors:
+:mod:`system.intake.mirror` applies tracking's state changes with :func:`get_delivery` and
+:func:`mirror_state` inside its consumer's transaction.
 """
 
 from __future__ import annotations
@@ -495,6 +497,54 @@ class IntakeStore:
                 (courier, courier_job_id, driver_id, driver_vehicle, eta, now, d.id),
             )
             return outcome if isinstance(outcome, Accepted) else outcome.reason
+
+
+# -- the state mirror (system/intake/mirror.py; run inside the consumer's open transaction) ---------------
+
+
+async def get_delivery(db: aiosqlite.Connection, delivery_id: str) -> Delivery | None:
+    """The delivery ``delivery_id`` read with ``db`` (inside the caller's transaction), or None."""
+    return await _get(db, delivery_id)
+
+
+async def mirror_state(
+    db: aiosqlite.Connection,
+    d: Delivery,
+    state: State,
+    *,
+    at: float,
+    detail: str | None = None,
+    courier: str | None = None,
+    courier_job_id: str | None = None,
+    driver_id: str | None = None,
+    driver_vehicle: str | None = None,
+    eta: str | None = None,
+) -> bool:
+    """Move ``d`` to ``state`` as tracking decided it (history source ``tracking``), keeping courier,
+    driver and ETA fields the change does not name. Conditional on the row still being in ``d.state``:
+    False (nothing written) when it moved meanwhile. The caller decides that ``state`` is forward."""
+    cursor = await db.execute(
+        "UPDATE deliveries SET state = ?, courier = COALESCE(?, courier),"
+        " courier_job_id = COALESCE(?, courier_job_id), driver_id = COALESCE(?, driver_id),"
+        " driver_vehicle = COALESCE(?, driver_vehicle), eta = COALESCE(?, eta), updated_at = ?"
+        " WHERE id = ? AND state = ?",
+        (
+            state.value,
+            courier,
+            courier_job_id,
+            driver_id,
+            driver_vehicle,
+            eta,
+            time.time(),
+            d.id,
+            d.state.value,
+        ),
+    )
+    moved = cursor.rowcount == 1
+    await cursor.close()
+    if moved:
+        await _history(db, d.id, state, at, "tracking", detail)
+    return moved
 
 
 # -- SQL helpers (all run inside the caller's transaction) -----------------------------------------------

@@ -393,7 +393,12 @@ class InboxConsumer(Generic[T]):
 
     def _after_failure(self, delivery: _Delivery, exc: Exception) -> Retry | Park:
         headers = delivery.raw.header.properties.headers or {}
-        step = self._policy.after_failure(_as_int(headers.get(ATTEMPT)), repr(exc)[:300])
+        step: Retry | Park
+        if isinstance(exc, MalformedMessage):
+            # The handler found the message itself invalid: retrying can't help, park it now.
+            step = Park(f"malformed: {exc}"[:500], _as_int(headers.get(ATTEMPT)) + 1)
+        else:
+            step = self._policy.after_failure(_as_int(headers.get(ATTEMPT)), repr(exc)[:300])
         log.warning(
             "handler failed",
             extra={
