@@ -16,7 +16,7 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from system.messaging import inbox
-from system.messaging.consumer import InboxConsumer, _Delivery
+from system.messaging.consumer import InboxConsumer, MalformedMessage, _Delivery
 from system.messaging.db import open_db
 from system.messaging.envelope import ATTEMPT, PARK_REASON, InboundMessage, OutgoingMessage
 from system.messaging.settings import MessagingSettings
@@ -185,6 +185,31 @@ def test_a_failing_handler_runs_once_per_delivery_and_its_neighbours_commit() ->
         assert calls.count("bad") == 1  # one delivery, one attempt, one failure
         assert [m.message_id for m in publisher.published] == ["bad"]
         assert sorted(channel.acked) == [1, 2, 3]
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "inbox.db"))
+
+
+def test_a_handler_that_finds_the_message_malformed_parks_it_at_once() -> None:
+    async def scenario(db_path: Path) -> None:
+        db = await open_db(db_path)
+        await db.execute("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        await inbox.ensure_schema(db)
+        consumer, publisher = await make_consumer(db_path, set())
+
+        async def refuse(db: aiosqlite.Connection, message: InboundMessage[dict[str, Any]]) -> None:
+            await db.execute("INSERT INTO effects (message_id) VALUES (?)", (message.message_id,))
+            raise MalformedMessage("answer for unknown delivery dlv_9")
+
+        consumer._handler = refuse
+        channel = FakeChannel()
+        await consumer._process(db, [delivery(channel, 1, "m", b"{}")])
+        (parked,) = publisher.published  # no retry tier: straight to the parking lot
+        assert parked.exchange == TOPO.parked_exchange
+        assert "malformed: answer for unknown delivery dlv_9" in parked.headers[PARK_REASON]
+        assert await (await db.execute("SELECT COUNT(*) FROM effects")).fetchone() == (0,)
+        assert channel.acked == [1]
         await db.close()
 
     with tempfile.TemporaryDirectory() as tmp:
