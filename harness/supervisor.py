@@ -25,6 +25,11 @@ Spec (TOML)::
 
 ``{python}`` is this interpreter; ``{replica}`` the replica index (0-based); ``{port:BASE+replica}`` a
 port computed per replica; ``{run_dir}`` the run directory.
+
+Every replica gets the supervisor's environment, then ``DRILL_SERVICE`` (the service's name),
+``DRILL_REPLICA`` and ``DRILL_RUN_DIR``, then the spec's ``env``. A spec may thus set ``DRILL_SERVICE``
+itself (the intake relay runs as service ``intake``: the same broker user and DB as the HTTP replicas);
+``DRILL_REPLICA`` and ``DRILL_RUN_DIR`` are always the supervisor's.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -108,6 +114,14 @@ def _expand(text: str, replica: int, run_dir: Path) -> str:
     )
 
 
+def replica_env(spec: ServiceSpec, replica: int, run_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of one replica (the precedence in the module docstring)."""
+    env = {**base, "DRILL_SERVICE": spec.name}
+    env.update({k: _expand(v, replica, run_dir) for k, v in spec.env.items()})
+    env.update(DRILL_REPLICA=str(replica), DRILL_RUN_DIR=str(run_dir))
+    return env
+
+
 @dataclass
 class ReplicaState:
     service: str
@@ -145,8 +159,7 @@ class Supervisor:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         r.log = str(logs / f"{r.service}-{r.index}.log")
-        env = {**os.environ, **{k: _expand(v, r.index, self.run_dir) for k, v in spec.env.items()}}
-        env.update(DRILL_SERVICE=r.service, DRILL_REPLICA=str(r.index), DRILL_RUN_DIR=str(self.run_dir))
+        env = replica_env(spec, r.index, self.run_dir, os.environ)
         with open(r.log, "ab") as out:
             proc = subprocess.Popen(
                 [_expand(a, r.index, self.run_dir) for a in spec.argv],
@@ -269,8 +282,13 @@ class SystemHandle:
         self.run_dir = run_dir
 
     @classmethod
-    def start(cls, run_dir: Path, spec_path: Path, timeout: float = 30.0) -> SystemHandle:
-        """Start the supervisor in the background and wait until every wanted replica runs."""
+    def start(
+        cls, run_dir: Path, spec_path: Path, timeout: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> SystemHandle:
+        """Start the supervisor in the background and wait until every wanted replica runs.
+
+        ``env`` is added to this process's environment for the supervisor, hence for every replica.
+        """
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = cls(run_dir)
         st = handle.state()
@@ -283,6 +301,7 @@ class SystemHandle:
         with open(run_dir / "supervisor.log", "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.supervisor", str(run_dir), str(spec_path)],
+                env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -360,6 +379,26 @@ class SystemHandle:
                 raise SupervisorError(f"{service}#{index} not {cond} after {timeout:.0f} s (it is {now})")
             time.sleep(0.05)
 
+    def ready_marker(self, service: str, index: int) -> Path:
+        """The file a platform service's replica writes once it consumes (``system/platform/runtime.py``)."""
+        return self.run_dir / "ready" / f"{service}.{index}"
+
+    def is_ready(self, replica: dict[str, Any]) -> bool:
+        """Whether a replica (a row of :meth:`replicas`) runs and has written its ready marker.
+
+        A marker holds the PID that wrote it, so a SIGKILLed predecessor's leftover does not count. A
+        process may name its marker after the service it runs as (the intake relay runs as ``intake``),
+        so any marker holding the replica's PID counts too.
+        """
+        pid = replica.get("pid")
+        if not pid or not _procs.alive(pid):
+            return False
+        own = _read_marker(self.ready_marker(replica["service"], replica["index"]))
+        if own is not None and (not own.isdigit() or int(own) == pid):
+            return True
+        markers = sorted((self.run_dir / "ready").glob("*")) if (self.run_dir / "ready").is_dir() else []
+        return any(_read_marker(m) == str(pid) for m in markers)
+
     def scale(self, service: str, replicas: int) -> None:
         self.replicas(service)  # validates the name
         path = self.run_dir / DESIRED
@@ -392,6 +431,13 @@ class SystemHandle:
             _procs.send(sup, signal.SIGKILL)
         (self.run_dir / STATE).unlink(missing_ok=True)
         (self.run_dir / DESIRED).unlink(missing_ok=True)
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def main(argv: list[str]) -> None:

@@ -53,7 +53,8 @@ Kinds and their own fields:
     a courier status event (``courier``, ``dialect``, ``status``, ``canonical``) / a driver location ping.
 ``notification_received``
     the platform notified someone: ``audience`` (customer|driver), ``channel`` (sms|email|push),
-    ``state``, ``to``, ``delivery_id``.
+    ``state``, ``to``, ``delivery_id``, ``notification_id``; ``duplicate: true`` when that
+    ``notification_id`` was already received in this run (a re-send, not a second notification).
 ``progress``
     once a second: ``run_s``, ``offered_rate``, ``sent_rate`` (measured over the last second) and the
     running counts ``sent``, ``accepted``, ``rejected``, ``unknown``, ``delivered``.

@@ -181,7 +181,8 @@ async def consume_acking_first(args: argparse.Namespace, settings: MessagingSett
             await asyncio.sleep(args.handler_delay_ms / 1000)
             item = Item.model_validate_json(body)
             await db.execute(
-                "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, 0, 0)", (message_id, item.seq)
+                "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, 0, 0)",
+                (message_id, item.seq),
             )
             bodies.task_done()
 
