@@ -1,11 +1,15 @@
-"""A provisioned platform vhost per test: the platform's exchanges and queues, one user per service.
+"""The provisioned platform for the tests: ONE vhost per session, emptied before every test.
 
-Each test gets a fresh vhost on the session's cluster (deleted afterwards), so messages a test leaves in
-a queue never reach the next one, and the per-service users exist with their least-privilege grants.
+Provisioning declares 106 quorum queues (each a Raft group on three nodes): 10-25 s on this machine, and
+as long again to delete them. So the vhost, its topology and the per-service users (least-privilege
+grants) are made once per session; before each test every queue of the vhost is purged, so messages a
+test left behind never reach the next one. Each test gets its own run dir with a copy of the secrets file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +19,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.provision import admin_urls, provision_platform, unprovision
+from system.platform.topology import platform_topology
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,52 @@ class PlatformVhost:
     cluster: Cluster
 
 
-@pytest.fixture
-def platform_vhost(cluster: Cluster, tmp_path: Path) -> Iterator[PlatformVhost]:
+@dataclass(frozen=True)
+class _Provisioned:
+    vhost: str
+    secrets: Path
+
+
+@pytest.fixture(scope="session")
+def platform_session(
+    cluster_session: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Provisioned]:
     vhost = f"t-{uuid.uuid4().hex[:8]}"
-    provisioned = provision_platform(cluster, tmp_path, vhost=vhost)
+    run = tmp_path_factory.mktemp("platform")
+    provisioned = provision_platform(cluster_session, run, vhost=vhost)
     try:
-        yield PlatformVhost(vhost, admin_urls(cluster, vhost), provisioned.secrets_path, tmp_path, cluster)
+        yield _Provisioned(vhost, provisioned.secrets_path)
     finally:
-        unprovision(cluster, vhost)
+        unprovision(cluster_session, vhost)
+
+
+async def _purge_all(urls: list[str], vhost: str) -> None:
+    import aio_pika
+
+    names = [q.name for q in platform_topology(vhost).declared_queues()]
+    last: Exception | None = None
+    for url in urls:  # any node that answers (a previous test may have left one restarting)
+        try:
+            conn = await aio_pika.connect(url, timeout=10)
+        except Exception as exc:
+            last = exc
+            continue
+        try:
+            channel = await conn.channel()
+            underlay = await channel.get_underlay_channel()
+            for name in names:
+                await underlay.queue_purge(name)
+            return
+        finally:
+            await conn.close()
+    raise RuntimeError(f"no node answered to purge the test vhost: {last!r}")
+
+
+@pytest.fixture
+def platform_vhost(cluster: Cluster, platform_session: _Provisioned, tmp_path: Path) -> PlatformVhost:
+    urls = admin_urls(cluster, platform_session.vhost)
+    asyncio.run(_purge_all(urls, platform_session.vhost))
+    secrets = tmp_path / "secrets" / "platform.json"
+    secrets.parent.mkdir(mode=0o700)
+    shutil.copy2(platform_session.secrets, secrets)
+    return PlatformVhost(platform_session.vhost, urls, secrets, tmp_path, cluster)
