@@ -1,0 +1,99 @@
+"""What dispatch publishes: booking and cancel requests to couriers (docs/intake-api.md §3.3, §3.4) and
+lifecycle events for tracking. Ids are deterministic, so a re-run decision writes the same outbox rows.
+
+Example:
+    >>> import json
+    >>> m = cancel_request("dlv_1", "s42-0000001", "dashly", "dashly-job-7")
+    >>> m.routing_key, m.message_id, json.loads(m.body)["courier_job_id"]
+    ('dashly.cancel_request', 'cx-dlv_1-dashly-job-7', 'dashly-job-7')
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from system.domain.lifecycle import Event
+from system.messaging.envelope import OutgoingMessage
+from system.platform.contracts import LifecycleEvent, lifecycle_message
+from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER
+
+from .decisions import Book, Booked, CancelJob, Effect, Job, NoCourier, booking_request_id, cancel_request_id
+
+
+def _courier_request(courier: str, kind: str, body: dict[str, Any]) -> OutgoingMessage:
+    return OutgoingMessage.json(
+        COURIER_REQUESTS,
+        f"{courier}.{kind}",
+        body,
+        message_id=body["message_id"],
+        headers={"x-courier": courier, DELIVERY_HEADER: body["delivery_id"]},
+        message_type=kind,
+    )
+
+
+def booking_request(delivery_id: str, order_reference: str, book: Book) -> OutgoingMessage:
+    """``<courier>.booking_request`` for the attempt's quote."""
+    return _courier_request(
+        book.attempt.courier,
+        "booking_request",
+        {
+            "type": "booking_request",
+            "message_id": booking_request_id(delivery_id, book.attempt.number),
+            "courier": book.attempt.courier,
+            "delivery_id": delivery_id,
+            "order_reference": order_reference,
+            "quote_id": book.quote.quote_id,
+        },
+    )
+
+
+def cancel_request(
+    delivery_id: str, order_reference: str, courier: str, courier_job_id: str
+) -> OutgoingMessage:
+    """``<courier>.cancel_request`` for one courier job."""
+    return _courier_request(
+        courier,
+        "cancel_request",
+        {
+            "type": "cancel_request",
+            "message_id": cancel_request_id(delivery_id, courier_job_id),
+            "courier": courier,
+            "delivery_id": delivery_id,
+            "order_reference": order_reference,
+            "courier_job_id": courier_job_id,
+        },
+    )
+
+
+def effect_message(job: Job, effect: Effect, now: datetime) -> OutgoingMessage:
+    """The message an effect sends."""
+    d, ref = job.delivery_id, job.order_reference
+    if isinstance(effect, Book):
+        return booking_request(d, ref, effect)
+    if isinstance(effect, CancelJob):
+        return cancel_request(d, ref, effect.courier, effect.courier_job_id)
+    if isinstance(effect, Booked):
+        event = LifecycleEvent(
+            message_id=f"{d}:booked:dispatch",
+            delivery_id=d,
+            order_reference=ref,
+            event=Event.BOOKED,
+            source="dispatch",
+            at=now,
+            courier=effect.courier,
+            courier_job_id=effect.courier_job_id,
+            driver=effect.driver,
+        )
+        return lifecycle_message(event)
+    assert isinstance(effect, NoCourier)
+    event = LifecycleEvent(
+        message_id=f"{d}:no_courier:dispatch",
+        delivery_id=d,
+        order_reference=ref,
+        event=Event.NO_COURIER,
+        source="dispatch",
+        at=now,
+        reason=effect.reason,
+    )
+    return lifecycle_message(event)

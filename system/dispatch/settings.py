@@ -1,0 +1,30 @@
+"""The one typed place for dispatch's own configuration (environment prefix ``DRILL_DISPATCH_``).
+
+What every service shares (replica, run dir, DB path, broker credentials) is
+:class:`system.platform.settings.ServiceSettings` (``DRILL_*``).
+
+Example:
+    >>> DispatchSettings(booking_timeout_s=2).booking_timeout_s
+    2.0
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DispatchSettings(BaseSettings):
+    """Settings of one dispatch replica."""
+
+    model_config = SettingsConfigDict(env_prefix="DRILL_DISPATCH_", extra="ignore", populate_by_name=True)
+
+    booking_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a booking request waits for its answer before the next option is tried.",
+    )
+    sweep_every_s: float = Field(
+        default=0.2, gt=0, description="Period of the sweep that times out booking attempts."
+    )
+    sweep_batch: int = Field(default=200, ge=1, description="Most attempts one sweep transaction times out.")

@@ -1,0 +1,278 @@
+"""Quoting's decoders, handlers (``quoting.orders``, ``quoting.answers``) and deadline sweep.
+
+Handlers run inside the consumer's open transaction (which also records the message in the inbox) and
+never commit; the sweep opens its own with :meth:`ServiceRuntime.transaction`. A round is decided where
+its last expected answer arrives, or by the first sweep after its deadline — whichever replica gets
+there first; the conditional update in :func:`.store.close_round` makes it happen once.
+
+Bad input is parked with a reason, never dropped: a body that fails its schema is refused by the
+decoder, and an answer that names an unknown delivery, a courier that was not asked, or a request we
+did not send raises :class:`~system.messaging.MalformedMessage` in the handler.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from system.domain.dialects import CourierMessageInvalid
+from system.domain.marketplace import Marketplace
+from system.domain.quoting import Quote, QuoteDeclined, parse_quote_answer
+from system.domain.retailers import RetailerRules
+from system.intake.retailers import RetailerRegistry, RetailersUnavailable
+from system.logs import get_logger
+from system.messaging import MalformedMessage
+from system.messaging.envelope import InboundMessage
+from system.platform.runtime import ServiceRuntime
+
+from . import store
+from .orders import CancelRequested, OrderCreated, OrderMessage, decode_order
+from .rounds import (
+    NoCourier,
+    Quoted,
+    Round,
+    RoundStatus,
+    couriers_to_ask,
+    decide,
+    decision_messages,
+    quote_request,
+    quote_request_id,
+)
+from .settings import QuotingSettings
+
+log = get_logger(__name__)
+
+__all__ = ["CourierAnswer", "Quoting", "RegistryRules", "RulesSource", "decode_answer", "decode_order"]
+
+
+@dataclass(frozen=True)
+class CourierAnswer:
+    """A ``quote`` / ``quote_declined`` with what matches it to its round."""
+
+    answer: Quote | QuoteDeclined
+    delivery_id: str
+    in_reply_to: str
+
+
+def decode_answer(body: bytes) -> CourierAnswer:
+    """Validate a courier's answer (docs/intake-api.md §3.2); raises :class:`CourierMessageInvalid`."""
+    try:
+        doc: Any = json.loads(body)
+    except ValueError as exc:
+        raise CourierMessageInvalid(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CourierMessageInvalid("an answer must be a JSON object")
+    answer = parse_quote_answer(doc)
+    delivery_id, in_reply_to = doc.get("delivery_id"), doc.get("in_reply_to")
+    if not isinstance(delivery_id, str) or not delivery_id:
+        raise CourierMessageInvalid(f"{doc.get('type')} from {answer.courier!r} has no delivery_id")
+    if not isinstance(in_reply_to, str) or not in_reply_to:
+        raise CourierMessageInvalid(f"{doc.get('type')} from {answer.courier!r} has no in_reply_to")
+    return CourierAnswer(answer, delivery_id, in_reply_to)
+
+
+class RulesSource(Protocol):
+    """Where a retailer's marketplace rules come from."""
+
+    def rules_for(self, retailer_id: str) -> RetailerRules:
+        """The rules of ``retailer_id`` (the defaults when it is unknown)."""
+        ...
+
+
+class RegistryRules:
+    """Rules from the retailers file (intake's registry, read-only: reloaded when the file changes).
+
+    An unknown retailer, or a file that cannot be read, gets the default rules and a warning: the order
+    is already accepted, and refusing to quote it would strand it, while the default rules only widen
+    the choice of couriers.
+    """
+
+    def __init__(self, path: Path, reload_every_s: float = 1.0) -> None:
+        self._registry = RetailerRegistry(path, reload_every_s)
+
+    def rules_for(self, retailer_id: str) -> RetailerRules:
+        """The retailer's rules, or the defaults (logged)."""
+        try:
+            retailer = self._registry.by_id(retailer_id)
+        except RetailersUnavailable as exc:
+            log.warning(
+                "retailers file unusable: default rules",
+                extra={"retailer_id": retailer_id, "error": str(exc)},
+            )
+            return RetailerRules()
+        if retailer is None:
+            log.warning("unknown retailer: default rules", extra={"retailer_id": retailer_id})
+            return RetailerRules()
+        return retailer.rules
+
+
+class Quoting:
+    """The quoting service's behaviour, independent of the process around it."""
+
+    def __init__(
+        self,
+        settings: QuotingSettings,
+        market: Marketplace,
+        rules: RulesSource,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.market = market
+        self.rules = rules
+        self.clock = clock
+
+    # -- quoting.orders ----------------------------------------------------------------------------
+
+    async def on_order(self, db: aiosqlite.Connection, message: InboundMessage[OrderMessage]) -> None:
+        """``order.created`` starts a round; a cancel stops one; other updates change nothing here."""
+        order = message.payload
+        if isinstance(order, OrderCreated):
+            await self._start_round(db, order, message.message_id)
+        elif isinstance(order, CancelRequested):
+            await self._cancel(db, order, message.message_id)
+        else:
+            log.debug(
+                "order update ignored",
+                extra={"message_id": message.message_id, "delivery_id": order.delivery_id},
+            )
+
+    async def _start_round(self, db: aiosqlite.Connection, order: OrderCreated, message_id: str) -> None:
+        now = self.clock()
+        d = order.delivery_id
+        if await store.get_round(db, d) is not None:
+            log.info("round already started", extra={"message_id": message_id, "delivery_id": d})
+            return
+        rules = self.rules.rules_for(order.retailer_id)
+        cancelled = await store.cancelled_early(db, d)
+        asked = () if cancelled else couriers_to_ask(self.market, order.request, rules)
+        round_ = Round(
+            delivery_id=d,
+            order_reference=order.order_reference,
+            retailer_id=order.retailer_id,
+            request=order.request,
+            rules=rules,
+            asked=asked,
+            deadline_at=now + self.settings.quote_deadline_s,
+            status=RoundStatus.CANCELLED if cancelled else RoundStatus.COLLECTING,
+        )
+        await store.insert_round(db, round_, now)
+        if cancelled:
+            log.info(
+                "order cancelled before quoting: no round", extra={"message_id": message_id, "delivery_id": d}
+            )
+            return
+        for courier in asked:
+            await store.add_once(db, quote_request(d, order.request, courier))
+        log.info(
+            "quote round started",
+            extra={
+                "message_id": message_id,
+                "delivery_id": d,
+                "asked": list(asked),
+                "deadline_at": round_.deadline_at,
+            },
+        )
+        if not asked:
+            await self._decide(db, round_, now)  # nobody to wait for: no_courier now
+
+    async def _cancel(self, db: aiosqlite.Connection, order: CancelRequested, message_id: str) -> None:
+        d, now = order.delivery_id, self.clock()
+        round_ = await store.get_round(db, d)
+        if round_ is None:
+            await store.remember_cancel(db, d, message_id, now)
+            log.info(
+                "cancel before the order: remembered", extra={"message_id": message_id, "delivery_id": d}
+            )
+        elif await store.close_round(db, d, RoundStatus.CANCELLED, now, order.reason or "cancelled"):
+            log.info(
+                "round cancelled before its decision", extra={"message_id": message_id, "delivery_id": d}
+            )
+        else:
+            # Decided already: dispatch acts on the cancel (it consumes the same message).
+            log.info(
+                "cancel after the decision: nothing to do here",
+                extra={"message_id": message_id, "delivery_id": d, "status": round_.status.value},
+            )
+
+    # -- quoting.answers ---------------------------------------------------------------------------
+
+    async def on_answer(self, db: aiosqlite.Connection, message: InboundMessage[CourierAnswer]) -> None:
+        """Record a courier's answer against its round; decide when the last asked courier answered."""
+        a = message.payload
+        courier, d = a.answer.courier, a.delivery_id
+        round_ = await store.get_round(db, d)
+        if round_ is None:
+            raise MalformedMessage(f"answer for unknown delivery {d!r} from courier {courier!r}")
+        if courier not in round_.asked:
+            raise MalformedMessage(f"answer from courier {courier!r}, which was not asked to quote {d!r}")
+        expected = quote_request_id(d, courier)
+        if a.in_reply_to != expected:
+            raise MalformedMessage(
+                f"answer from {courier!r} for {d!r} replies to {a.in_reply_to!r}, not to our request {expected!r}"
+            )
+        now = self.clock()
+        late = round_.status is not RoundStatus.COLLECTING
+        if not await store.record_answer(db, d, message.message_id, a.answer, late=late, now=now):
+            log.info(
+                "second answer from a courier ignored",
+                extra={"message_id": message.message_id, "delivery_id": d, "courier": courier},
+            )
+            return
+        if late:
+            log.info(
+                "late answer recorded, round already decided",
+                extra={"message_id": message.message_id, "delivery_id": d, "status": round_.status.value},
+            )
+            return
+        answered = {x.courier for x in await store.answers_in_time(db, d)}
+        if set(round_.asked) <= answered:
+            await self._decide(db, round_, now)
+
+    # -- deadlines ---------------------------------------------------------------------------------
+
+    async def sweep(self, runtime: ServiceRuntime) -> None:
+        """Decide the rounds whose deadline passed (one transaction per batch)."""
+        async with runtime.transaction() as db:
+            await self.decide_due(db)
+
+    async def decide_due(self, db: aiosqlite.Connection) -> int:
+        """Decide every collecting round past its deadline (up to the batch size); how many were decided."""
+        now = self.clock()
+        decided = 0
+        for d in await store.due_rounds(db, now, self.settings.sweep_batch):
+            round_ = await store.get_round(db, d)
+            if round_ is not None and await self._decide(db, round_, now):
+                decided += 1
+        return decided
+
+    async def _decide(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
+        """Rank what arrived in time and publish the outcome, once (False: decided or cancelled already)."""
+        answers = await store.answers_in_time(db, round_.delivery_id)
+        at = store.utc(now)
+        decision = decide(round_, answers, at, self.market)
+        if isinstance(decision, Quoted):
+            status, outcome = RoundStatus.QUOTED, ",".join(q.courier for q in decision.options)
+        else:
+            status, outcome = RoundStatus.NO_COURIER, decision.reason
+        if not await store.close_round(db, round_.delivery_id, status, now, outcome):
+            return False
+        for m in decision_messages(round_, decision, at):
+            await store.add_once(db, m)
+        log.info(
+            "quote round decided",
+            extra={
+                "delivery_id": round_.delivery_id,
+                "status": status.value,
+                "answers": len(answers),
+                "asked": len(round_.asked),
+                "outcome": outcome,
+                "reason": decision.reason if isinstance(decision, NoCourier) else None,
+            },
+        )
+        return True

@@ -1,0 +1,232 @@
+"""The pure part of quoting: whom to ask, what to send them, when a round is due and what it decides.
+
+A *round* is one order's scatter-gather: a quote request to every eligible courier, then the answers
+until every asked courier answered or the deadline passed (a courier in an outage answers nothing at
+all, so only the deadline ends that wait). The decision ranks the quotes received in time with the
+retailer's rules (:func:`system.domain.quoting.rank_quotes`): any suitable one → ``quoted`` (a
+``DeliveryQuoted`` for dispatch and a ``quoted`` lifecycle event), none → ``no_courier``.
+
+Example:
+    >>> r = Round("dlv_1", "s42-0000001", "r01", _EXAMPLE, RetailerRules(), ("zoomly", "dashly"), 10.0)
+    >>> is_due(r, {"zoomly"}, now=9.0), is_due(r, {"zoomly", "dashly"}, now=9.0), is_due(r, set(), now=10.0)
+    (False, True, True)
+    >>> quote_request_id("dlv_1", "zoomly")
+    'qr-dlv_1-zoomly'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from system.domain.intake import DeliveryRequest
+from system.domain.lifecycle import Event
+from system.domain.marketplace import Marketplace, eligible_for
+from system.domain.quoting import OrderFacts, Quote, QuoteDeclined, assess, fleet_of, rank_quotes
+from system.domain.retailers import RetailerRules
+from system.messaging.envelope import OutgoingMessage
+from system.platform.contracts import DeliveryQuoted, LifecycleEvent, lifecycle_message, quoted_message
+from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER, DELIVERY_QUOTED
+
+Answer = Quote | QuoteDeclined
+
+
+class RoundStatus(StrEnum):
+    """Where a round is: collecting answers, or decided one way, or cancelled before a decision."""
+
+    COLLECTING = "collecting"
+    QUOTED = "quoted"
+    NO_COURIER = "no_courier"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Round:
+    """One order's quote round as stored (``deadline_at``: unix time)."""
+
+    delivery_id: str
+    order_reference: str
+    retailer_id: str
+    request: DeliveryRequest
+    rules: RetailerRules
+    asked: tuple[str, ...]
+    deadline_at: float
+    status: RoundStatus = RoundStatus.COLLECTING
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """At least one suitable quote: ``options`` best first, the order dispatch tries them in."""
+
+    options: tuple[Quote, ...]
+
+
+@dataclass(frozen=True)
+class NoCourier:
+    """No suitable quote; ``reason`` says why in words (counts of what each asked courier did)."""
+
+    reason: str
+
+
+Decision = Quoted | NoCourier
+
+
+def couriers_to_ask(market: Marketplace, request: DeliveryRequest, rules: RetailerRules) -> tuple[str, ...]:
+    """The couriers worth asking: serve both ends, carry the parcel in a vehicle the retailer allows."""
+    return tuple(c.id for c in eligible_for(market, request, rules.allowed_vehicles))
+
+
+def quote_request_id(delivery_id: str, courier: str) -> str:
+    """The deterministic message id of the quote request to ``courier`` (answers echo it as in_reply_to)."""
+    return f"qr-{delivery_id}-{courier}"
+
+
+def iso(at: datetime) -> str:
+    """An instant as ISO-8601 UTC with a ``Z`` (the courier contract's format)."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def quote_request_body(delivery_id: str, request: DeliveryRequest, courier: str) -> dict[str, Any]:
+    """The body of docs/intake-api.md §3.2 (exactly those fields)."""
+    return {
+        "type": "quote_request",
+        "message_id": quote_request_id(delivery_id, courier),
+        "courier": courier,
+        "delivery_id": delivery_id,
+        "order_reference": request.reference,
+        "pickup": {"lat": request.pickup.lat, "lon": request.pickup.lon, "postcode": request.pickup.postcode},
+        "dropoff": {
+            "lat": request.dropoff.lat,
+            "lon": request.dropoff.lon,
+            "postcode": request.dropoff.postcode,
+        },
+        "parcel": {"weight_g": request.parcel.weight_g, "size": request.parcel.size},
+        "pickup_window": {"start": iso(request.pickup_window.start), "end": iso(request.pickup_window.end)},
+        "dropoff_window": {
+            "start": iso(request.dropoff_window.start),
+            "end": iso(request.dropoff_window.end),
+        },
+    }
+
+
+def quote_request(delivery_id: str, request: DeliveryRequest, courier: str) -> OutgoingMessage:
+    """``courier.requests`` → ``<courier>.quote_request``."""
+    body = quote_request_body(delivery_id, request, courier)
+    return OutgoingMessage.json(
+        COURIER_REQUESTS,
+        f"{courier}.quote_request",
+        body,
+        message_id=body["message_id"],
+        headers={"x-courier": courier, DELIVERY_HEADER: delivery_id},
+        message_type="quote_request",
+    )
+
+
+def is_due(round_: Round, answered: Collection[str], now: float) -> bool:
+    """Whether a collecting round should be decided: every asked courier answered, or the deadline passed."""
+    if round_.status is not RoundStatus.COLLECTING:
+        return False
+    return now >= round_.deadline_at or set(round_.asked) <= set(answered)
+
+
+def _fleet_and_ranks(market: Marketplace) -> tuple[tuple[str, ...], dict[str, int]]:
+    fleet = tuple(c.id for c in market.couriers if c.priority_fleet)
+    return fleet, {c.id: c.priority_rank for c in market.couriers}
+
+
+def decide(round_: Round, answers: Sequence[Answer], now: datetime, market: Marketplace) -> Decision:
+    """Rank the answers received in time; ``now`` is the decision instant (quotes expired then are out)."""
+    fleet, ranks = _fleet_and_ranks(market)
+    facts = OrderFacts.of(round_.request)
+    quotes = [a for a in answers if isinstance(a, Quote)]
+    ranked = rank_quotes(quotes, round_.rules, now, facts, default_fleet=fleet, ranks=ranks)
+    if ranked:
+        return Quoted(tuple(ranked))
+    return NoCourier(explain(round_, answers, now, fleet))
+
+
+def explain(round_: Round, answers: Iterable[Answer], now: datetime, fleet: Iterable[str] = ()) -> str:
+    """Why no quote is suitable, in words (the counts explain a ``no_courier`` to a human).
+
+    Example:
+        >>> r = Round("dlv_1", "s1", "r01", _EXAMPLE, RetailerRules(), (), 0.0)
+        >>> explain(r, [], datetime(2026, 1, 1, tzinfo=UTC))
+        'no eligible courier for this order'
+    """
+    if not round_.asked:
+        return "no eligible courier for this order"
+    answers = list(answers)
+    facts = OrderFacts.of(round_.request)
+    unsuitable = Counter(
+        str(assess(a, round_.rules, now, facts, fleet_of(round_.rules, fleet)))
+        for a in answers
+        if isinstance(a, Quote)
+    )
+    declined = Counter(a.reason for a in answers if isinstance(a, QuoteDeclined))
+    silent = len(set(round_.asked) - {a.courier for a in answers})
+    parts = [f"asked {len(round_.asked)}"]
+    if unsuitable:
+        parts.append(f"{sum(unsuitable.values())} unsuitable ({_counts(unsuitable)})")
+    if declined:
+        parts.append(f"{sum(declined.values())} declined ({_counts(declined)})")
+    if silent:
+        parts.append(f"{silent} silent")
+    return "no suitable quote: " + ", ".join(parts)
+
+
+def _counts(c: Counter[str]) -> str:
+    return ", ".join(f"{k}: {n}" for k, n in sorted(c.items()))
+
+
+def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[OutgoingMessage]:
+    """What a decision publishes (deterministic ids: a re-run writes the same outbox rows)."""
+    d, ref = round_.delivery_id, round_.order_reference
+    if isinstance(decision, Quoted):
+        quoted = DeliveryQuoted(
+            message_id=f"{d}:{DELIVERY_QUOTED}",
+            delivery_id=d,
+            order_reference=ref,
+            retailer_id=round_.retailer_id,
+            options=decision.options,
+            decided_at=now,
+        )
+        event = LifecycleEvent(
+            message_id=f"{d}:quoted:quoting",
+            delivery_id=d,
+            order_reference=ref,
+            event=Event.QUOTED,
+            source="quoting",
+            at=now,
+        )
+        return [quoted_message(quoted), lifecycle_message(event)]
+    event = LifecycleEvent(
+        message_id=f"{d}:no_courier:quoting",
+        delivery_id=d,
+        order_reference=ref,
+        event=Event.NO_COURIER,
+        source="quoting",
+        at=now,
+        reason=decision.reason,
+    )
+    return [lifecycle_message(event)]
+
+
+# A valid request for the doctests above (central London, a small parcel).
+_EXAMPLE = DeliveryRequest.model_validate(
+    {
+        "retailer_id": "r01",
+        "channel": "rest",
+        "reference": "s42-0000001",
+        "pickup": {"lines": ["1 A St"], "city": "London", "postcode": "N1 4AB", "lat": 51.51, "lon": -0.12},
+        "dropoff": {"lines": ["2 B St"], "city": "London", "postcode": "N1 4AC", "lat": 51.52, "lon": -0.11},
+        "pickup_window": {"start": "2026-11-18T11:00:00Z", "end": "2026-11-18T11:30:00Z"},
+        "dropoff_window": {"start": "2026-11-18T11:10:00Z", "end": "2026-11-18T12:00:00Z"},
+        "recipient": {"name": "Ben", "phone": "+447700900786"},
+        "parcel": {"weight_g": 900, "size": "S"},
+        "basket": {"amount_minor": 2247, "currency": "GBP"},
+    }
+)

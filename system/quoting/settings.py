@@ -1,0 +1,45 @@
+"""The one typed place for quoting's own configuration (environment prefix ``DRILL_QUOTING_``).
+
+What every service shares (replica, run dir, DB path, broker credentials) is
+:class:`system.platform.settings.ServiceSettings` (``DRILL_*``). The retailers file is
+``DRILL_QUOTING_RETAILERS``, else the drill-wide ``DRILL_RETAILERS``, else ``<run dir>/retailers.json``.
+
+Example:
+    >>> QuotingSettings(retailers_file=None).retailers_path(Path("/run"))
+    PosixPath('/run/retailers.json')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class QuotingSettings(BaseSettings):
+    """Settings of one quoting replica."""
+
+    model_config = SettingsConfigDict(env_prefix="DRILL_QUOTING_", extra="ignore", populate_by_name=True)
+
+    quote_deadline_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="How long a round waits for the couriers' answers (couriers in an outage never answer).",
+    )
+    sweep_every_s: float = Field(
+        default=0.2, gt=0, description="Period of the sweep that decides rounds whose deadline passed."
+    )
+    sweep_batch: int = Field(default=200, ge=1, description="Most rounds one sweep transaction decides.")
+    retailers_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRILL_QUOTING_RETAILERS", "DRILL_RETAILERS", "retailers_file"),
+        description="retailers.json with each retailer's marketplace rules (default <run dir>/retailers.json).",
+    )
+    retailers_reload_s: float = Field(
+        default=1.0, gt=0, description="How often the retailers file's mtime is checked for a reload."
+    )
+
+    def retailers_path(self, run_dir: Path) -> Path:
+        """The retailers file of a run."""
+        return self.retailers_file if self.retailers_file is not None else run_dir / "retailers.json"

@@ -1,0 +1,179 @@
+"""Dispatch's pure decisions: book in order, move on after a rejection or a timeout, release what comes
+late, cancel what the retailer cancelled, and change nothing on a repeat."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from system.dispatch.decisions import (
+    Attempt,
+    AttemptStatus,
+    Book,
+    Booked,
+    CancelJob,
+    Decision,
+    Job,
+    JobStatus,
+    NoCourier,
+    Reply,
+    on_booking_answer,
+    on_cancel,
+    on_quoted,
+    on_timeout,
+)
+from system.domain.common import Money
+from system.domain.quoting import Quote
+from system.platform.contracts import Driver
+
+T0 = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)
+TIMEOUT = 10.0
+
+
+def q(courier: str, *, expires: datetime | None = None) -> Quote:
+    return Quote(
+        courier=courier, quote_id=f"q-{courier}", price=Money(amount_minor=700, currency="GBP"), vehicle="bike",
+        pickup_eta=T0, dropoff_eta=T0 + timedelta(minutes=30), expires_at=expires or T0 + timedelta(minutes=15),
+    )  # fmt: skip
+
+
+def quoted(*couriers: str, now: datetime = T0) -> Decision:
+    return on_quoted(None, "dlv_1", "s1", "r01", tuple(q(c) for c in couriers), now, timeout_s=TIMEOUT)
+
+
+def accept(job: Job, n: int, job_id: str = "job-1") -> Decision:
+    return on_booking_answer(
+        job, n, Reply(True, job_id, Driver(id="drv-1", vehicle="bike")), T0, timeout_s=TIMEOUT
+    )
+
+
+def reject(job: Job, n: int, reason: str = "no_driver_available") -> Decision:
+    return on_booking_answer(job, n, Reply(False, reason=reason), T0, timeout_s=TIMEOUT)
+
+
+def kinds(d: Decision) -> list[str]:
+    return [type(e).__name__ for e in d.effects]
+
+
+@pytest.mark.parametrize(
+    "name", ["system.dispatch.decisions", "system.dispatch.messages", "system.dispatch.settings"]
+)
+def test_docstring_examples(name: str) -> None:
+    assert doctest.testmod(importlib.import_module(name)).failed == 0
+
+
+def test_the_first_option_is_booked_with_a_deadline() -> None:
+    d = quoted("zoomly", "dashly")
+    assert d.job.status is JobStatus.BOOKING and d.job.quoted
+    (book,) = d.effects
+    assert isinstance(book, Book) and book.quote.courier == "zoomly"
+    assert book.attempt == Attempt(1, "zoomly", "q-zoomly", T0.timestamp() + TIMEOUT)
+
+
+def test_expired_options_are_skipped() -> None:
+    options = (q("zoomly", expires=T0 - timedelta(seconds=1)), q("dashly"))
+    d = on_quoted(None, "dlv_1", "s1", "r01", options, T0, timeout_s=TIMEOUT)
+    assert d.job.current is not None and d.job.current.courier == "dashly"
+    gone = on_quoted(None, "dlv_1", "s1", "r01", options[:1], T0, timeout_s=TIMEOUT)
+    assert gone.job.status is JobStatus.NO_COURIER
+    assert gone.effects == (NoCourier("every quote expired before booking"),)
+    empty = on_quoted(None, "dlv_1", "s1", "r01", (), T0, timeout_s=TIMEOUT)
+    assert empty.effects == (NoCourier("no option to book"),)
+
+
+def test_accepted_for_the_current_attempt_books_the_job() -> None:
+    d = accept(quoted("zoomly", "dashly").job, 1)
+    assert (d.job.status, d.job.courier, d.job.courier_job_id) == (JobStatus.BOOKED, "zoomly", "job-1")
+    assert d.effects == (Booked("zoomly", "job-1", Driver(id="drv-1", vehicle="bike")),)
+    assert d.job.attempts[0].status is AttemptStatus.BOOKED
+
+
+def test_a_rejection_books_the_next_option_and_the_last_one_ends_in_no_courier() -> None:
+    d = reject(quoted("zoomly", "dashly").job, 1)
+    assert kinds(d) == ["Book"] and d.job.current is not None and d.job.current.courier == "dashly"
+    assert d.job.attempts[0] == Attempt(1, "zoomly", "q-zoomly", T0.timestamp() + TIMEOUT,
+                                        AttemptStatus.REJECTED, reason="no_driver_available")  # fmt: skip
+    last = reject(d.job, 2, "no_capacity")
+    assert last.job.status is JobStatus.NO_COURIER
+    assert last.effects == (NoCourier("every booking refused"),)
+
+
+def test_a_timeout_books_the_next_option() -> None:
+    job = quoted("zoomly", "pedalo").job
+    d = on_timeout(job, 1, T0 + timedelta(seconds=11), timeout_s=TIMEOUT)
+    assert d.job.attempts[0].status is AttemptStatus.TIMED_OUT
+    assert kinds(d) == ["Book"] and d.job.current is not None and d.job.current.courier == "pedalo"
+    # The sweep seeing the same attempt again changes nothing.
+    again = on_timeout(d.job, 1, T0 + timedelta(seconds=12), timeout_s=TIMEOUT)
+    assert again.job == d.job and again.effects == ()
+
+
+def test_a_late_acceptance_after_the_timeout_is_cancelled_and_does_not_book() -> None:
+    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT).job
+    job = accept(job, 2, "pedalo-job").job  # the next option booked meanwhile
+    late = accept(job, 1, "zoomly-job")
+    assert late.effects == (CancelJob("zoomly", "zoomly-job", "late acceptance (timed_out)"),)
+    assert (late.job.status, late.job.courier, late.job.courier_job_id) == (
+        JobStatus.BOOKED,
+        "pedalo",
+        "pedalo-job",
+    )
+    assert late.job.attempts[0].status is AttemptStatus.RELEASED
+    # The courier republishes its acceptance: no second cancel.
+    assert accept(late.job, 1, "zoomly-job").effects == ()
+
+
+def test_an_acceptance_after_a_rejection_of_the_same_attempt_is_released() -> None:
+    job = reject(quoted("zoomly", "dashly").job, 1).job
+    d = accept(job, 1, "zoomly-job")
+    assert kinds(d) == ["CancelJob"] and d.job.current is not None and d.job.current.courier == "dashly"
+
+
+def test_repeated_answers_change_nothing() -> None:
+    booked = accept(quoted("zoomly").job, 1).job
+    assert accept(booked, 1).effects == () and accept(booked, 1).job == booked
+    rejected = reject(quoted("zoomly", "dashly").job, 1).job
+    again = reject(rejected, 1)
+    assert again.job == rejected and again.effects == ()
+
+
+def test_a_cancel_after_booking_cancels_the_courier_job() -> None:
+    booked = accept(quoted("zoomly").job, 1).job
+    d = on_cancel(booked, "dlv_1", "s1")
+    assert d.job.status is JobStatus.CANCELLED
+    assert d.effects == (CancelJob("zoomly", "job-1", "order cancelled"),)
+    assert on_cancel(d.job, "dlv_1", "s1").effects == ()  # a repeated cancel
+
+
+def test_a_cancel_while_booking_releases_the_acceptance_that_follows() -> None:
+    d = on_cancel(quoted("zoomly", "dashly").job, "dlv_1", "s1")
+    assert d.job.status is JobStatus.CANCELLED and d.effects == ()
+    late = accept(d.job, 1, "zoomly-job")
+    assert late.effects == (CancelJob("zoomly", "zoomly-job", "order cancelled"),)
+    assert late.job.status is JobStatus.CANCELLED and late.job.courier is None
+    # A rejection or a timeout of that attempt books no other option.
+    assert reject(d.job, 1).effects == ()
+    assert on_timeout(d.job, 1, T0 + timedelta(minutes=1), timeout_s=TIMEOUT).effects == ()
+
+
+def test_a_cancel_before_the_quote_means_the_quote_books_nothing() -> None:
+    placeholder = on_cancel(None, "dlv_1", "s1").job
+    assert placeholder.status is JobStatus.CANCELLED and not placeholder.quoted
+    d = on_quoted(placeholder, "dlv_1", "s1", "r01", (q("zoomly"),), T0, timeout_s=TIMEOUT)
+    assert d.effects == () and d.job.status is JobStatus.CANCELLED and d.job.quoted and d.job.attempts == ()
+
+
+def test_a_repeated_delivery_quoted_changes_nothing() -> None:
+    job = quoted("zoomly").job
+    d = on_quoted(job, "dlv_1", "s1", "r01", (q("dashly"),), T0, timeout_s=TIMEOUT)
+    assert d.job == job and d.effects == ()
+
+
+def test_a_cancel_after_no_courier_changes_nothing() -> None:
+    job = reject(quoted("zoomly").job, 1).job
+    assert job.status is JobStatus.NO_COURIER
+    d = on_cancel(job, "dlv_1", "s1")
+    assert d.job == job and d.effects == ()

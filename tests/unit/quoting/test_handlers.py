@@ -1,0 +1,339 @@
+"""Quoting's handlers and sweep over a real SQLite file (no broker): rounds, answers, deadlines, cancels,
+and every path by which bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import pytest
+
+from system.domain.dialects import CourierMessageInvalid
+from system.domain.marketplace import load_marketplace
+from system.domain.retailers import RetailerRules
+from system.intake import messages as intake_messages
+from system.messaging import MalformedMessage
+from system.messaging.db import open_db, transaction
+from system.messaging.envelope import InboundMessage
+from system.platform.contracts import DeliveryQuoted, LifecycleEvent
+from system.quoting import store
+from system.quoting.handlers import CourierAnswer, Quoting, RegistryRules, decode_answer, decode_order
+from system.quoting.orders import OrderMessage
+from system.quoting.settings import QuotingSettings
+
+from .conftest import ASKED, BIKES, declined_doc, quote_doc, request
+
+T = TypeVar("T")
+MARKET = load_marketplace()
+
+
+class Rules:
+    """Rules by retailer id (BIKES for r01, defaults otherwise)."""
+
+    def rules_for(self, retailer_id: str) -> RetailerRules:
+        return BIKES if retailer_id == "r01" else RetailerRules()
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _inbound(payload: T, message_id: str) -> InboundMessage[T]:
+    return InboundMessage(message_id, payload, {}, "x", "k", False, 0, b"")
+
+
+def _service(clock: Clock) -> Quoting:
+    return Quoting(QuotingSettings(quote_deadline_s=3.0), MARKET, Rules(), clock)
+
+
+def created(delivery_id: str = "dlv_1", **changes: Any) -> InboundMessage[OrderMessage]:
+    m = intake_messages.order_created(delivery_id, request(**changes), at=0.0)
+    return _inbound(decode_order(m.body), m.message_id)
+
+
+def cancel(delivery_id: str = "dlv_1") -> InboundMessage[OrderMessage]:
+    m = intake_messages.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
+    return _inbound(decode_order(m.body), m.message_id)
+
+
+def answer(doc: dict[str, Any], message_id: str | None = None) -> InboundMessage[CourierAnswer]:
+    return _inbound(decode_answer(json.dumps(doc).encode()), message_id or doc["message_id"])
+
+
+async def outbox_rows(db: aiosqlite.Connection) -> list[tuple[str, str, dict[str, Any]]]:
+    cursor = await db.execute("SELECT message_id, routing_key, body FROM outbox ORDER BY id")
+    rows = await cursor.fetchall()
+    await cursor.close()
+    return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+async def round_row(db: aiosqlite.Connection, delivery_id: str = "dlv_1") -> tuple[Any, ...] | None:
+    cursor = await db.execute(
+        "SELECT status, deadline_at, asked, outcome FROM quote_rounds WHERE delivery_id = ?", (delivery_id,)
+    )
+    row = await cursor.fetchone()
+    await cursor.close()
+    return tuple(row) if row is not None else None
+
+
+async def run(db: aiosqlite.Connection, handler: Any, message: Any) -> None:
+    async with transaction(db):
+        await handler(db, message)
+
+
+async def test_order_created_starts_a_round_and_asks_each_eligible_courier(db: aiosqlite.Connection) -> None:
+    q = _service(Clock(1_000.0))
+    await run(db, q.on_order, created())
+    status, deadline, asked, _ = await round_row(db) or ()
+    assert (status, deadline, json.loads(asked)) == ("collecting", 1_003.0, list(ASKED))
+    rows = await outbox_rows(db)
+    assert [(mid, key) for mid, key, _ in rows] == [(f"qr-dlv_1-{c}", f"{c}.quote_request") for c in ASKED]
+    assert all(body["type"] == "quote_request" and body["delivery_id"] == "dlv_1" for _, _, body in rows)
+
+
+async def test_a_replayed_order_created_starts_nothing_twice(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created())
+    again = created()
+    await run(db, q.on_order, _inbound(again.payload, "another-id"))
+    assert len(await outbox_rows(db)) == 3
+
+
+async def test_when_every_asked_courier_answered_the_round_is_decided_at_once(
+    db: aiosqlite.Connection,
+) -> None:
+    clock = Clock()
+    q = _service(clock)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
+    await run(db, q.on_answer, answer(declined_doc("pedalo")))
+    assert (await round_row(db) or ())[0] == "collecting"
+    clock.now += 0.5  # well before the deadline
+    await run(db, q.on_answer, answer(quote_doc("zoomly", 900)))
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("quoted", "zoomly,dashly")
+    quoted = [body for mid, _, body in await outbox_rows(db) if mid == "dlv_1:delivery.quoted"]
+    assert len(quoted) == 1
+    assert [o["courier"] for o in DeliveryQuoted.model_validate(quoted[0]).model_dump()["options"]] == [
+        "zoomly",
+        "dashly",
+    ]
+    events = [
+        LifecycleEvent.model_validate(b) for mid, _, b in await outbox_rows(db) if mid.endswith(":quoting")
+    ]
+    assert [(e.message_id, e.event.value) for e in events] == [("dlv_1:quoted:quoting", "quoted")]
+
+
+async def test_the_deadline_decides_once_without_the_silent_courier(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(quote_doc("pedalo", 650)))
+    await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
+    clock.now = 1_002.9
+    async with transaction(db):
+        assert await q.decide_due(db) == 0
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 1
+    clock.now = 1_010.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 0
+    (quoted,) = [b for mid, _, b in await outbox_rows(db) if mid == "dlv_1:delivery.quoted"]
+    assert [o["courier"] for o in quoted["options"]] == ["pedalo", "dashly"]
+
+    # zoomly answers at last: recorded as late, ignored (no second decision).
+    await run(db, q.on_answer, answer(quote_doc("zoomly", 100)))
+    cursor = await db.execute("SELECT courier, late FROM quote_answers ORDER BY courier")
+    assert list(await cursor.fetchall()) == [("dashly", 0), ("pedalo", 0), ("zoomly", 1)]
+    assert sum(mid == "dlv_1:delivery.quoted" for mid, _, _ in await outbox_rows(db)) == 1
+
+
+async def test_two_replicas_sweeping_together_decide_once(db: aiosqlite.Connection, tmp_path: Path) -> None:
+    clock = Clock(1_000.0)
+    q0, q1 = _service(clock), _service(clock)
+    await run(db, q0.on_order, created())
+    clock.now = 1_004.0
+    other = await open_db(tmp_path / "quoting.db")
+    try:
+        async with transaction(db):
+            first = await q0.decide_due(db)
+        async with transaction(other):
+            second = await q1.decide_due(other)
+    finally:
+        await other.close()
+    assert (first, second) == (1, 0)
+    rows = await outbox_rows(db)
+    assert [mid for mid, _, _ in rows if not mid.startswith("qr-")] == ["dlv_1:no_courier:quoting"]
+    assert rows[-1][2]["reason"] == "no suitable quote: asked 3, 3 silent"
+
+
+async def test_a_second_answer_from_one_courier_is_ignored(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(quote_doc("pedalo", 650)))
+    await run(db, q.on_answer, answer(quote_doc("pedalo", 10), message_id="pedalo:again"))
+    cursor = await db.execute("SELECT message_id FROM quote_answers")
+    assert list(await cursor.fetchall()) == [("pedalo:s42-0000001:quote:0",)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        (quote_doc("pedalo", 650, delivery_id="dlv_unknown"), "answer for unknown delivery 'dlv_unknown'"),
+        (quote_doc("vanguard", 650), "'vanguard', which was not asked"),
+        (
+            {**quote_doc("pedalo", 650), "in_reply_to": "qr-dlv_1-zoomly"},
+            "not to our request 'qr-dlv_1-pedalo'",
+        ),
+    ],
+)
+async def test_answers_that_match_no_request_are_malformed(
+    db: aiosqlite.Connection, doc: dict[str, Any], match: str
+) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created())
+    with pytest.raises(MalformedMessage, match=match):
+        await run(db, q.on_answer, answer(doc))
+    cursor = await db.execute("SELECT COUNT(*) FROM quote_answers")
+    assert await cursor.fetchone() == (0,)
+
+
+async def test_a_cancel_before_the_decision_means_no_decision_is_published(db: aiosqlite.Connection) -> None:
+    clock = Clock()
+    q = _service(clock)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(quote_doc("pedalo", 650)))
+    await run(db, q.on_order, cancel())
+    assert (await round_row(db) or ())[0] == "cancelled"
+    await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
+    await run(db, q.on_answer, answer(quote_doc("zoomly", 900)))  # everyone answered: still nothing
+    clock.now += 60
+    async with transaction(db):
+        assert await q.decide_due(db) == 0
+    assert all(mid.startswith("qr-") for mid, _, _ in await outbox_rows(db))
+
+
+async def test_a_cancel_before_the_order_means_no_round_at_all(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, cancel())
+    await run(db, q.on_order, created())
+    assert (await round_row(db) or ())[0] == "cancelled"
+    assert await outbox_rows(db) == []
+
+
+async def test_no_eligible_courier_is_decided_at_once(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created(parcel={"weight_g": 9000, "size": "XL"}))  # no bike carries XL
+    status, _, asked, outcome = await round_row(db) or ()
+    assert (status, json.loads(asked), outcome) == ("no_courier", [], "no eligible courier for this order")
+    ((mid, key, body),) = await outbox_rows(db)
+    assert (mid, key, body["event"], body["reason"]) == (
+        "dlv_1:no_courier:quoting",
+        "no_courier",
+        "no_courier",
+        "no eligible courier for this order",
+    )
+
+
+async def test_order_updates_other_than_cancels_change_nothing(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created())
+    m = intake_messages.order_updated("dlv_1", request(source_version=2), at=0.0)
+    await run(db, q.on_order, _inbound(decode_order(m.body), m.message_id))
+    assert (await round_row(db) or ())[0] == "collecting" and len(await outbox_rows(db)) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (json.dumps({**quote_doc("pedalo", 1), "price": None}).encode(), "lacks price"),
+        (
+            json.dumps(
+                {**quote_doc("pedalo", 1), "price": {"amount_minor": "x", "currency": "GBP"}}
+            ).encode(),
+            "price",
+        ),
+        (json.dumps({**quote_doc("pedalo", 1), "type": "quote_maybe"}).encode(), "type"),
+        (
+            json.dumps({k: v for k, v in quote_doc("pedalo", 1).items() if k != "in_reply_to"}).encode(),
+            "in_reply_to",
+        ),
+        (
+            json.dumps({k: v for k, v in quote_doc("pedalo", 1).items() if k != "delivery_id"}).encode(),
+            "delivery_id",
+        ),
+    ],
+)
+def test_the_answer_decoder_refuses_bad_bodies(body: bytes, match: str) -> None:
+    with pytest.raises(CourierMessageInvalid, match=match):
+        decode_answer(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"nope",
+        b'{"type": "order.created", "message_id": "m", "delivery_id": "d", "order_reference": "r"}',
+        b'{"type": "order.deleted", "message_id": "m", "delivery_id": "d", "order_reference": "r"}',
+        b'{"type": "order.cancel_requested", "message_id": "m", "delivery_id": 7, "order_reference": "r"}',
+    ],
+)
+def test_the_order_decoder_refuses_bad_bodies(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_order(body)
+
+
+def test_rules_come_from_the_retailers_file_with_defaults_for_unknown_retailers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    doc = {"version": 1, "retailers": [{
+        "id": "r01", "name": "Thistle", "channel": "rest", "category": "pharmacy", "currency": "GBP",
+        "api_key": "sk_1", "shop_domain": "t.myshopify.com", "webhook_secret": "s3", "merchant_id": "M1",
+        "stores": [{"id": "r01-s1", "lines": ["1 High St"], "city": "London", "postcode": "N1 4AB",
+                    "lat": 51.57, "lon": -0.13}],
+        "rules": {"priority_fleet": ["zoomly"], "allowed_vehicles": ["bike"]}}]}  # fmt: skip
+    path = tmp_path / "retailers.json"
+    path.write_text(json.dumps(doc))
+    rules = RegistryRules(path)
+    assert rules.rules_for("r01").allowed_vehicles == ("bike",)
+    with caplog.at_level(logging.WARNING):
+        assert rules.rules_for("r99") == RetailerRules()
+    assert any(r.getMessage() == "unknown retailer: default rules" for r in caplog.records)
+    with caplog.at_level(logging.WARNING):
+        assert RegistryRules(tmp_path / "missing.json").rules_for("r01") == RetailerRules()
+    assert any(r.getMessage() == "retailers file unusable: default rules" for r in caplog.records)
+
+
+async def test_a_decider_holding_a_stale_round_does_not_decide_again(db: aiosqlite.Connection) -> None:
+    """Two replicas that both read the round as collecting: the conditional update lets one decide."""
+    clock = Clock()
+    q = _service(clock)
+    await run(db, q.on_order, created())
+    stale = await store.get_round(db, "dlv_1")
+    assert stale is not None
+    clock.now += 10
+    async with transaction(db):
+        assert await q.decide_due(db) == 1
+        assert not await q._decide(db, stale, clock.now)
+    assert [mid for mid, _, _ in await outbox_rows(db) if not mid.startswith("qr-")] == [
+        "dlv_1:no_courier:quoting"
+    ]
+
+
+async def test_a_cancel_after_the_decision_leaves_the_round_decided(db: aiosqlite.Connection) -> None:
+    q = _service(Clock())
+    await run(db, q.on_order, created())
+    for doc in (quote_doc("zoomly", 900), quote_doc("dashly", 700), quote_doc("pedalo", 650)):
+        await run(db, q.on_answer, answer(doc))
+    await run(db, q.on_order, cancel())
+    assert (await round_row(db) or ())[0] == "quoted"  # dispatch handles a cancel after the quote
