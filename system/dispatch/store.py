@@ -16,7 +16,6 @@ from pydantic import TypeAdapter
 
 from system.domain.quoting import Quote
 from system.messaging import outbox
-from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import Driver
 
 from .decisions import Attempt, AttemptStatus, Job, JobStatus, booking_request_id
@@ -76,15 +75,7 @@ def utc(at: float) -> datetime:
     return datetime.fromtimestamp(at, UTC)
 
 
-async def add_once(db: aiosqlite.Connection, message: OutgoingMessage) -> bool:
-    """Add ``message`` to the outbox unless a row with its id exists (ids are deterministic)."""
-    cursor = await db.execute("SELECT 1 FROM outbox WHERE message_id = ?", (message.message_id,))
-    found = await cursor.fetchone()
-    await cursor.close()
-    if found is not None:
-        return False
-    await outbox.add(db, message)
-    return True
+add_once = outbox.add_once
 
 
 async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:

@@ -48,6 +48,9 @@ class OutgoingMessage:
     headers: Mapping[str, Any] = field(default_factory=dict)
     content_type: str = JSON
     message_type: str | None = None
+    #: Per-message TTL (AMQP ``expiration``): a message still queued after this long is dropped by the
+    #: broker. For requests that are worthless late (a quote request after the quote deadline).
+    expiration_ms: int | None = None
 
     @classmethod
     def json(
@@ -59,6 +62,7 @@ class OutgoingMessage:
         message_id: str | None = None,
         headers: Mapping[str, Any] | None = None,
         message_type: str | None = None,
+        expiration_ms: int | None = None,
     ) -> OutgoingMessage:
         """A JSON message from a pydantic model or a mapping."""
         if isinstance(payload, BaseModel):
@@ -72,6 +76,7 @@ class OutgoingMessage:
             message_id=message_id or new_message_id(),
             headers=dict(headers or {}),
             message_type=message_type,
+            expiration_ms=expiration_ms,
         )
 
 

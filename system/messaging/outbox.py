@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     headers         TEXT NOT NULL,
     content_type    TEXT NOT NULL,
     message_type    TEXT,
+    expiration_ms   INTEGER,
     status          TEXT NOT NULL DEFAULT 'pending',
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
@@ -110,7 +111,7 @@ async def add(db: aiosqlite.Connection, message: OutgoingMessage) -> None:
     """Insert ``message`` inside the caller's open transaction (commits with the state change)."""
     await db.execute(
         "INSERT INTO outbox (message_id, exchange, routing_key, body, headers, content_type, message_type,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " expiration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             message.message_id,
             message.exchange,
@@ -119,9 +120,25 @@ async def add(db: aiosqlite.Connection, message: OutgoingMessage) -> None:
             json.dumps(dict(message.headers)),
             message.content_type,
             message.message_type,
+            message.expiration_ms,
             time.time(),
         ),
     )
+
+
+async def add_once(db: aiosqlite.Connection, message: OutgoingMessage) -> bool:
+    """:func:`add` unless a row with the message's id exists (True: added).
+
+    Services derive message ids from what a message is about, so a handler that runs again (a
+    republished input under a new AMQP id, a benign repeat) would otherwise fail on the UNIQUE id.
+    """
+    cursor = await db.execute("SELECT 1 FROM outbox WHERE message_id = ?", (message.message_id,))
+    exists = await cursor.fetchone() is not None
+    await cursor.close()
+    if exists:
+        return False
+    await add(db, message)
+    return True
 
 
 async def fetch_pending(
@@ -130,7 +147,7 @@ async def fetch_pending(
     """Pending rows due now with ``id > after_id``, oldest first."""
     cursor = await db.execute(
         "SELECT id, message_id, exchange, routing_key, body, headers, content_type, message_type, attempts,"
-        " next_attempt_at FROM outbox WHERE status = 'pending' AND id > ? AND next_attempt_at <= ?"
+        " next_attempt_at, expiration_ms FROM outbox WHERE status = 'pending' AND id > ? AND next_attempt_at <= ?"
         " ORDER BY id LIMIT ?",
         (after_id, now, limit),
     )
@@ -147,6 +164,7 @@ async def fetch_pending(
                 headers=json.loads(r[5]),
                 content_type=r[6],
                 message_type=r[7],
+                expiration_ms=r[10],
             ),
             state=RowState(OutboxStatus.PENDING, r[8], r[9]),
         )

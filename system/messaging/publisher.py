@@ -190,6 +190,7 @@ class ConfirmingPublisher:
             content_type=message.content_type,
             headers=dict(message.headers),
             message_type=message.message_type,
+            expiration=None if message.expiration_ms is None else str(message.expiration_ms),
         )
         sent = asyncio.ensure_future(
             underlay.basic_publish(

@@ -167,8 +167,11 @@ class Quoting:
                 "order cancelled before quoting: no round", extra={"message_id": message_id, "delivery_id": d}
             )
             return
+        # A request still queued at the deadline is worthless (the round is decided without it): the
+        # broker drops it, so a courier that is down or never consumes does not pile up requests.
+        ttl_ms = int(self.settings.quote_deadline_s * 1000)
         for courier in asked:
-            await store.add_once(db, quote_request(d, order.request, courier))
+            await store.add_once(db, quote_request(d, order.request, courier, ttl_ms=ttl_ms))
         log.info(
             "quote round started",
             extra={

@@ -113,8 +113,10 @@ def quote_request_body(delivery_id: str, request: DeliveryRequest, courier: str)
     }
 
 
-def quote_request(delivery_id: str, request: DeliveryRequest, courier: str) -> OutgoingMessage:
-    """``courier.requests`` → ``<courier>.quote_request``."""
+def quote_request(
+    delivery_id: str, request: DeliveryRequest, courier: str, *, ttl_ms: int | None = None
+) -> OutgoingMessage:
+    """``courier.requests`` → ``<courier>.quote_request`` (``ttl_ms``: dropped if still queued after it)."""
     body = quote_request_body(delivery_id, request, courier)
     return OutgoingMessage.json(
         COURIER_REQUESTS,
@@ -123,6 +125,7 @@ def quote_request(delivery_id: str, request: DeliveryRequest, courier: str) -> O
         message_id=body["message_id"],
         headers={"x-courier": courier, DELIVERY_HEADER: delivery_id},
         message_type="quote_request",
+        expiration_ms=ttl_ms,
     )
 
 

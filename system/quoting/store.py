@@ -17,7 +17,6 @@ from system.domain.intake import DeliveryRequest
 from system.domain.quoting import Quote, QuoteDeclined
 from system.domain.retailers import RetailerRules
 from system.messaging import outbox
-from system.messaging.envelope import OutgoingMessage
 
 from .rounds import Answer, Round, RoundStatus
 
@@ -56,15 +55,7 @@ CREATE TABLE IF NOT EXISTS early_cancels (
 _ANSWER: TypeAdapter[Quote | QuoteDeclined] = TypeAdapter(Quote | QuoteDeclined)
 
 
-async def add_once(db: aiosqlite.Connection, message: OutgoingMessage) -> bool:
-    """Add ``message`` to the outbox unless a row with its id exists (ids are deterministic)."""
-    cursor = await db.execute("SELECT 1 FROM outbox WHERE message_id = ?", (message.message_id,))
-    found = await cursor.fetchone()
-    await cursor.close()
-    if found is not None:
-        return False
-    await outbox.add(db, message)
-    return True
+add_once = outbox.add_once
 
 
 async def insert_round(db: aiosqlite.Connection, r: Round, now: float) -> bool:

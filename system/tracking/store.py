@@ -17,7 +17,6 @@ import aiosqlite
 from system.domain.common import LatLon
 from system.domain.lifecycle import State
 from system.messaging import outbox
-from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import Contact, Driver
 
 from .decide import TrackedDelivery
@@ -254,13 +253,4 @@ async def note_order_version(db: aiosqlite.Connection, delivery_id: str, version
     )
 
 
-async def add_once(db: aiosqlite.Connection, message: OutgoingMessage) -> bool:
-    """Add ``message`` to the outbox unless a row with its id exists (True: added). A state is entered
-    once, so its announcement's id is unique; this keeps a benign repeat from failing the handler."""
-    cursor = await db.execute("SELECT 1 FROM outbox WHERE message_id = ?", (message.message_id,))
-    exists = await cursor.fetchone() is not None
-    await cursor.close()
-    if exists:
-        return False
-    await outbox.add(db, message)
-    return True
+add_once = outbox.add_once

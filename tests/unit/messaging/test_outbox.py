@@ -87,3 +87,24 @@ def test_store_follows_the_transitions(actions: list[str]) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_closing(scenario(Path(tmp) / "outbox.db"))
+
+
+def test_a_row_keeps_its_expiration_and_add_once_keeps_one_row_per_id() -> None:
+    async def scenario(path: Path) -> None:
+        db = await open_db(path)
+        await outbox.ensure_schema(db)
+        await db.execute("BEGIN IMMEDIATE")
+        short = OutgoingMessage.json("ex", "k", {"a": 1}, message_id="qr-1", expiration_ms=3000)
+        assert await outbox.add_once(db, short)
+        assert not await outbox.add_once(db, short)  # a handler run again writes nothing twice
+        await outbox.add(db, OutgoingMessage.json("ex", "k", {"b": 2}, message_id="plain"))
+        await db.execute("COMMIT")
+        rows = await outbox.fetch_pending(db, after_id=0, limit=10, now=1e12)
+        assert [(r.message.message_id, r.message.expiration_ms) for r in rows] == [
+            ("qr-1", 3000),
+            ("plain", None),
+        ]
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "outbox.db"))

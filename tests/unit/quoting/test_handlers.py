@@ -96,6 +96,9 @@ async def test_order_created_starts_a_round_and_asks_each_eligible_courier(db: a
     rows = await outbox_rows(db)
     assert [(mid, key) for mid, key, _ in rows] == [(f"qr-dlv_1-{c}", f"{c}.quote_request") for c in ASKED]
     assert all(body["type"] == "quote_request" and body["delivery_id"] == "dlv_1" for _, _, body in rows)
+    # worthless after the deadline: the broker drops a request still queued then
+    cursor = await db.execute("SELECT DISTINCT expiration_ms FROM outbox")
+    assert await cursor.fetchall() == [(3000,)]
 
 
 async def test_a_replayed_order_created_starts_nothing_twice(db: aiosqlite.Connection) -> None:
