@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from simulator.courier_desk import CourierDesk, Outgoing
 from simulator.ledger import Ledger
@@ -71,42 +71,106 @@ def redact(url: str) -> str:
 
 
 class CourierAmqpAdapter:
-    """Consumes courier requests from RabbitMQ, publishes the desk's messages when due."""
+    """Consumes courier requests from RabbitMQ, publishes the desk's messages when due.
+
+    ``url`` may list every node of the cluster, comma separated: the adapter keeps one connection and,
+    when it dies (a node killed, a partition), reconnects to the next node that answers, declares again
+    and resumes consuming. A courier company's system keeps retrying: a due message is published until
+    the broker confirms it (same ``message_id`` every time), however long the outage, and is given up
+    only when the run stops.
+    """
 
     def __init__(self, url: str, desk: CourierDesk, ledger: Ledger, run_s: Callable[[], float],
                  publish_timeout_s: float = 5.0, on_published: Callable[[Outgoing], None] | None = None) -> None:  # fmt: skip
-        self.url = url
+        self.urls = [u.strip() for u in url.split(",") if u.strip()]
+        self.url = self.urls[0]
         self.desk = desk
         self.ledger = ledger
         self.run_s = run_s
         self.publish_timeout_s = publish_timeout_s
         self.on_published = on_published
-        self._conn: AbstractRobustConnection | None = None
+        self._conn: aio_pika.abc.AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._session: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._stopping = False
         self._wake = asyncio.Event()
+        self._next_url = 0
         self.published = 0
         self.publish_failures = 0
+        self.reconnects = 0
         self._in_flight = asyncio.Semaphore(64)
 
     async def start(self) -> None:
-        """Connect, declare, start consuming and publishing."""
-        try:
-            self._conn = await asyncio.wait_for(aio_pika.connect_robust(self.url), 10.0)
-        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-            raise CourierAdapterError(f"cannot connect to {redact(self.url)}: {exc!r}") from None
-        ch = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
-        await ch.set_qos(prefetch_count=200)
-        self._channel = ch
-        requests = await ch.declare_exchange(REQUESTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        self._events = await ch.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        for name in self.desk.models:
-            q = await ch.declare_queue(f"courier.{name}.requests", durable=True,
-                                       arguments={"x-queue-type": "quorum"})  # fmt: skip
-            await q.bind(requests, routing_key=f"{name}.#")
-            await q.consume(self._on_request)
+        """Connect (to the first node that answers), declare, start consuming and publishing."""
+        errors = []
+        for _ in self.urls:
+            try:
+                await self._open()
+                break
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                errors.append(f"{redact(self.urls[(self._next_url - 1) % len(self.urls)])}: {exc!r}")
+        else:
+            raise CourierAdapterError("cannot connect to any node: " + "; ".join(errors))
+        self._session = asyncio.create_task(self._session_loop())
         self._pump = asyncio.create_task(self._pump_loop())
+
+    async def _open(self) -> None:
+        url = self.urls[self._next_url % len(self.urls)]
+        self._next_url += 1
+        conn = await asyncio.wait_for(aio_pika.connect(url), 10.0)
+        try:
+            ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            await ch.set_qos(prefetch_count=200)
+            requests = await ch.declare_exchange(REQUESTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+            events = await ch.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+            for name in self.desk.models:
+                q = await ch.declare_queue(f"courier.{name}.requests", durable=True,
+                                           arguments={"x-queue-type": "quorum"})  # fmt: skip
+                await q.bind(requests, routing_key=f"{name}.#")
+                await q.consume(self._on_request)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        self._conn, self._channel, self._events = conn, ch, events
+        self._connected.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
+    async def _session_loop(self) -> None:
+        """Reconnect whenever the connection dies, trying the nodes in turn with a capped backoff."""
+        while not self._stopping:
+            conn = self._conn
+            if conn is not None:
+                closed = asyncio.Event()
+                conn.close_callbacks.add(lambda *_, ev=closed: ev.set())
+                if not conn.is_closed:
+                    await closed.wait()
+            if self.stopping:
+                return
+            self._connected.clear()
+            self._events = None
+            self.reconnects += 1
+            self.ledger.write("courier_reconnecting", None, reconnects=self.reconnects)
+            delay = 0.2
+            while not self._stopping:
+                try:
+                    await self._open()
+                    self.ledger.write(
+                        "courier_reconnected",
+                        None,
+                        node=redact(self.urls[(self._next_url - 1) % len(self.urls)]),
+                    )
+                    break
+                except (TimeoutError, OSError, aio_pika.exceptions.AMQPError, RuntimeError):
+                    await asyncio.sleep(delay)
+                    delay = min(2.0, delay * 2)
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -124,23 +188,30 @@ class CourierAmqpAdapter:
         self._wake.set()
 
     async def _publish(self, out: Outgoing) -> bool:
-        assert self._events is not None
+        """Publish until confirmed (same message id every time); False only when the run stops first."""
         msg = aio_pika.Message(
             json.dumps(out.body, separators=(",", ":")).encode(), content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=str(out.body.get("message_id")),
             correlation_id=out.body.get("in_reply_to"),
             headers={"x-courier": out.body.get("courier"), "x-dialect": out.body.get("dialect")},
         )  # fmt: skip
-        for attempt in range(1, 6):
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            events = self._events
+            if events is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connected.wait(), 1.0)
+                continue
             try:
-                await asyncio.wait_for(self._events.publish(msg, out.routing_key, mandatory=True),
-                                       self.publish_timeout_s)  # fmt: skip
+                await asyncio.wait_for(
+                    events.publish(msg, out.routing_key, mandatory=True), self.publish_timeout_s
+                )
                 return True
-            except (TimeoutError, aio_pika.exceptions.AMQPError, aio_pika.exceptions.DeliveryError) as exc:
-                # Outcome unknown or refused: republish the same message id (the platform dedups).
+            except Exception as exc:  # any failure: outcome unknown or refused, republish the same id
                 self.ledger.write("courier_publish_retry", out.order_ref, attempt=attempt, error=_describe(exc),
                                   message_id=out.body.get("message_id"))  # fmt: skip
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+                await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
         return False
 
     async def _publish_in_order(self, outs: list[Outgoing]) -> None:
@@ -185,8 +256,11 @@ class CourierAmqpAdapter:
 
     async def stop(self) -> None:
         """Stop publishing and close the connection (undue messages are dropped: the run is over)."""
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
+        self._stopping = True
+        for task in (self._pump, self._session):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._conn is not None:
-            await self._conn.close()
+            with contextlib.suppress(Exception):
+                await self._conn.close()

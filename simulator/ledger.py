@@ -48,7 +48,10 @@ Kinds and their own fields:
 ``booking_unanswered``, ``courier_request_invalid``
     a booking during an outage (silence) / a request the couriers could not read (``reason``).
 ``courier_publish_retry`` / ``courier_publish_failed``
-    a courier message was nacked, returned or timed out and is republished with the same id / gave up.
+    a courier message was nacked, returned or timed out and is republished with the same id / was still
+    unpublished when the run stopped.
+``courier_reconnecting`` / ``courier_reconnected`` / ``courier_pump_error``
+    the couriers' connection died and they reconnect (``node``: where to) / an unexpected pump error.
 ``status_sent`` / ``location_sent``
     a courier status event (``courier``, ``dialect``, ``status``, ``canonical``) / a driver location ping.
 ``notification_received``

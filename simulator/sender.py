@@ -47,10 +47,20 @@ class Answer:
 
 
 class HttpSender:
-    """An aiohttp client session towards the platform's base URL (``async with``)."""
+    """An aiohttp client session towards the platform's base URL(s) (``async with``).
+
+    ``target`` may list several replicas, comma separated (``http://h:8080,http://h:8081``): requests go
+    round-robin, and a request that could not even connect (nothing was sent, so nothing can have
+    happened) goes to the next replica at once — what a retailer behind a load balancer sees when one
+    replica dies. Any other failure is an unknown outcome, as before.
+    """
 
     def __init__(self, target: str, concurrency: int = 64, timeout_s: float = 5.0) -> None:
-        self.target = target.rstrip("/")
+        self.targets = [t.strip().rstrip("/") for t in target.split(",") if t.strip()]
+        if not self.targets:
+            raise ValueError("no target URL")
+        self.target = self.targets[0]
+        self._next = 0
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -83,18 +93,25 @@ class HttpSender:
         def ms() -> float:
             return round((time.perf_counter() - t0) * 1000.0, 2)
 
-        try:
-            async with self._session.request(
-                req.method, self.target + req.path, data=req.body, headers=req.headers
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TimeoutError:
-            return Answer("unknown", None, None, f"timeout after {self.timeout_s}s", ms())
-        except aiohttp.ClientConnectorError as exc:
-            return Answer("unknown", None, None, f"connect: {exc.os_error or exc}", ms())
-        except (aiohttp.ClientError, OSError) as exc:
-            return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
+        first = self._next
+        self._next = (self._next + 1) % len(self.targets)
+        for i in range(len(self.targets)):
+            base = self.targets[(first + i) % len(self.targets)]
+            try:
+                async with self._session.request(
+                    req.method, base + req.path, data=req.body, headers=req.headers
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                break
+            except TimeoutError:
+                return Answer("unknown", None, None, f"timeout after {self.timeout_s}s", ms())
+            except aiohttp.ClientConnectorError as exc:
+                if i + 1 < len(self.targets):
+                    continue  # nothing was sent: the next replica
+                return Answer("unknown", None, None, f"connect: {exc.os_error or exc}", ms())
+            except (aiohttp.ClientError, OSError) as exc:
+                return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
         outcome = classify(status)
         delivery_id: str | None = None
         error: str | None = None

@@ -75,9 +75,19 @@ class NoCourier:
 Decision = Quoted | NoCourier
 
 
-def couriers_to_ask(market: Marketplace, request: DeliveryRequest, rules: RetailerRules) -> tuple[str, ...]:
-    """The couriers worth asking: serve both ends, carry the parcel in a vehicle the retailer allows."""
-    return tuple(c.id for c in eligible_for(market, request, rules.allowed_vehicles))
+def couriers_to_ask(
+    market: Marketplace, request: DeliveryRequest, rules: RetailerRules, limit: int | None = None
+) -> tuple[str, ...]:
+    """The couriers worth asking: serve both ends, carry the parcel in a vehicle the retailer allows.
+
+    At most ``limit`` of them (None: all): the retailer's priority fleet first, then the marketplace's
+    ``priority_rank`` order. Asking all 30+ couriers of a busy region for every order multiplies the
+    platform's messages for quotes that would rank below the first few anyway.
+    """
+    eligible = [c.id for c in eligible_for(market, request, rules.allowed_vehicles)]
+    fleet = [c for c in eligible if c in rules.priority_fleet]
+    ordered = fleet + [c for c in eligible if c not in fleet]
+    return tuple(ordered if limit is None else ordered[: max(limit, len(fleet))])
 
 
 def quote_request_id(delivery_id: str, courier: str) -> str:

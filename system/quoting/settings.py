@@ -27,6 +27,11 @@ class QuotingSettings(BaseSettings):
         gt=0,
         description="How long a round waits for the couriers' answers (couriers in an outage never answer).",
     )
+    max_asked: int = Field(
+        default=6,
+        ge=1,
+        description="Most couriers asked per order (the retailer's priority fleet always, then by priority rank).",
+    )
     sweep_every_s: float = Field(
         default=0.2, gt=0, description="Period of the sweep that decides rounds whose deadline passed."
     )

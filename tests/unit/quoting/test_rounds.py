@@ -51,6 +51,17 @@ def test_the_couriers_asked_are_the_eligible_ones_within_the_retailers_vehicles(
     assert couriers_to_ask(MARKET, request(parcel={"weight_g": 9000, "size": "XL"}), BIKES) == ()
 
 
+def test_at_most_limit_couriers_are_asked_the_priority_fleet_always() -> None:
+    everyone = couriers_to_ask(MARKET, request(), RetailerRules())
+    assert couriers_to_ask(MARKET, request(), RetailerRules(), limit=2) == everyone[:2]
+    last = everyone[-1]
+    fleet_rules = RetailerRules(priority_fleet=(last,))
+    assert couriers_to_ask(MARKET, request(), fleet_rules, limit=2) == (last, *everyone[:1])
+    # a fleet larger than the limit is still asked in full
+    big = RetailerRules(priority_fleet=everyone[:4])
+    assert couriers_to_ask(MARKET, request(), big, limit=2) == everyone[:4]
+
+
 def test_the_quote_request_is_exactly_the_contracts_body() -> None:
     m = quote_request("dlv_1", request(), "dashly")
     assert (m.exchange, m.routing_key, m.message_id) == (
