@@ -35,6 +35,7 @@ from harness.cluster import (
     docker_available,
 )
 from harness.cluster import _state as cluster_state
+from harness.drill import cli as drill_cli
 from harness.system_cli import app as system_app
 from loadtests.cli import app as load_app
 from reports.cli import audit as reports_audit
@@ -314,44 +315,25 @@ def test(ctx: typer.Context) -> None:
 # ---------------------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    run_dir: RunDirOpt = None,
-    port_base: PortBaseOpt = None,
+    dry_run: drill_cli.DryRunOpt = False,
+    cluster_dir: drill_cli.ClusterDirOpt = None,
+    vhost: drill_cli.VhostOpt = None,
+    runs_dir: drill_cli.RunsDirOpt = None,
 ) -> None:
-    """The default drill. For now: bring a 3-node cluster up, show its status, kill and restart a node, tear down."""
-    _raise_on_sigterm()
-    spec = _spec(run_dir or ROOT / ".drill" / "demo", port_base, 3)
-    cluster = LocalCluster(spec)
-    try:
-        console.rule("1/4 cluster up")
-        t0 = time.monotonic()
-        cluster.start()
-        console.print(f"3 nodes up and clustered in {time.monotonic() - t0:.1f} s")
-        _print_status(cluster)
-        console.rule("2/4 SIGKILL node 2")
-        cluster.kill(2)
-        _print_status(cluster)
-        console.rule("3/4 restart node 2")
-        t0 = time.monotonic()
-        cluster.restart(2)
-        console.print(f"node 2 back in the cluster in {time.monotonic() - t0:.1f} s")
-        _print_status(cluster)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except ClusterError as exc:
-        raise _fail(exc) from None
-    finally:
-        if cluster.is_running():
-            console.rule("4/4 cluster down")
-            cluster.stop()
-            console.print("everything the demo started is stopped")
-    console.print(
-        "[bold]demo done[/] — the full drill (platform, traffic, chaos, audit, report) is being built"
+    """The default drill (= `run demo`, about 3 minutes): the platform under traffic through a link fault,
+    consumer kills, a memory alarm, a leader kill and a full outage; audit, HTML report, verdict."""
+    drill_cli.execute(
+        str(ROOT / "scenarios" / "demo.toml"),
+        dry_run=dry_run,
+        cluster_dir=cluster_dir,
+        vhost=vhost,
+        runs_dir=runs_dir,
     )
 
 
 # ---------------------------------------------------------------------------------------- mounts
 # After the built-in commands, so `./drill` lists demo and test first. Each package owns its commands.
+app.command("run")(drill_cli.run)
 app.command("simulate")(simulator_simulate)
 app.command(
     "plan", help="Print a traffic scenario's deterministic plan (orders, courier answers) and its digest."

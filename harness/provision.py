@@ -152,16 +152,23 @@ def _first_answering(cluster: Cluster, user: str, password: str) -> ManagementCl
 
 
 async def _declare(urls: list[str], topology: Any) -> int:
-    from system.messaging.connector import ClusterConnector
-    from system.messaging.declare import declare_topology
-    from system.messaging.settings import MessagingSettings
+    """Declare through every node that answers, queues spread over them (balanced quorum leaders)."""
+    import aio_pika
 
-    connector = ClusterConnector(MessagingSettings(amqp_urls=urls, random_start_node=False), name="provision")
-    stop = asyncio.Event()
-    stop.set()  # one pass over the nodes, then fail loudly
-    connection = await connector.connect(stop)
+    from system.messaging.declare import declare_topology_spread
+
+    connections = []
+    errors = []
+    for url in urls:
+        try:
+            connections.append(await aio_pika.connect(url, timeout=10))
+        except Exception as exc:  # a node down: declare through the others
+            errors.append(repr(exc))
+    if not connections:
+        raise ProvisionError("no node answered to declare the topology: " + "; ".join(errors))
     try:
-        async with asyncio.timeout(120):
-            return await declare_topology(connection, topology)
+        async with asyncio.timeout(180):
+            return await declare_topology_spread(connections, topology)
     finally:
-        await connection.close()
+        for c in connections:
+            await c.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 import aiormq
@@ -79,6 +79,37 @@ async def declare_topology(
     finally:
         if not channel.is_closed:
             await channel.close()
+
+
+async def declare_topology_spread(connections: Sequence[AbstractConnection], topology: Topology) -> int:
+    """:func:`declare_topology` with the queues spread over ``connections`` (one per node), round-robin.
+
+    A quorum queue's first leader is the node its declaring client is connected to, so declaring every
+    queue through one node gives that node every leader: one node's death then moves all of them at once
+    and the load is all on one node. Returns the number of queues declared.
+    """
+    first, *_ = connections
+    await declare_topology(
+        first, Topology(topology.vhost, topology.exchanges, (), exchange_bindings=topology.exchange_bindings)
+    )
+    channels = [await c.channel(publisher_confirms=False) for c in connections]
+    try:
+        queues = topology.declared_queues()
+        for i, queue in enumerate(queues):
+            channel = channels[i % len(channels)]
+            declared = await _guarded(
+                channel.declare_queue(queue.name, durable=True, arguments=dict(queue.arguments)),
+                "queue",
+                queue.name,
+            )
+            for binding in queue.bindings:
+                await declared.bind(binding.exchange, binding.routing_key)
+        log.info("topology declared", extra={"queues": len(queues), "nodes": len(connections)})
+        return len(queues)
+    finally:
+        for channel in channels:
+            if not channel.is_closed:
+                await channel.close()
 
 
 async def delete_topology(connection: AbstractConnection, topology: Topology) -> None:

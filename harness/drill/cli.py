@@ -1,0 +1,100 @@
+"""``drill run SCENARIO`` (mounted by harness/cli.py; ``drill demo`` calls :func:`execute` with the demo).
+
+Only typer and rich are imported here: the runner, the chaos engine and the reports load inside the
+command, so ``./drill --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan (phases, chaos timeline, durations) and exit.")
+]
+ClusterDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cluster-dir",
+        help="The local rig's directory: a rig running there is reused, else one is started there "
+        "(default .drill/cluster).",
+    ),
+]
+VhostOpt = Annotated[
+    str | None, typer.Option("--vhost", help="The platform's vhost (default: the scenario's).")
+]
+RunsDirOpt = Annotated[
+    Path | None, typer.Option("--runs-dir", help="Where run directories go (default .drill/runs).")
+]
+AllowExternalOpt = Annotated[
+    bool, typer.Option("--allow-external", help="Allow chaos on a cluster the drill did not start.")
+]
+
+
+def execute(
+    scenario: str,
+    *,
+    dry_run: bool = False,
+    cluster_dir: Path | None = None,
+    vhost: str | None = None,
+    runs_dir: Path | None = None,
+    allow_external: bool = False,
+) -> None:
+    """Load the scenario; print its plan (``dry_run``) or run it and exit with the run's exit code."""
+    from harness.drill.plan import plan_lines
+    from harness.drill.runner import DEFAULT_RUNS_DIR, DrillRunner, describe_cluster
+    from harness.drill.scenario import DrillScenarioError, load
+
+    try:
+        sc = load(scenario)
+    except DrillScenarioError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    runs = (runs_dir or DEFAULT_RUNS_DIR).resolve()
+    cdir = cluster_dir.resolve() if cluster_dir is not None else None
+    if dry_run:
+        text, starts = describe_cluster(sc, cdir)
+        for line in plan_lines(
+            sc, cluster=text, run_dir=f"{runs}/<UTC timestamp>-{sc.name}", starts_cluster=starts
+        ):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+        return
+    runner = DrillRunner(
+        sc, runs_dir=runs, cluster_dir=cdir, vhost=vhost, allow_external=allow_external, console=console
+    )
+    raise typer.Exit(runner.run())
+
+
+def run(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help="A drill scenario: a name in scenarios/ (demo, kill-leader, monkey, ...) or a path."
+        ),
+    ],
+    dry_run: DryRunOpt = False,
+    cluster_dir: ClusterDirOpt = None,
+    vhost: VhostOpt = None,
+    runs_dir: RunsDirOpt = None,
+    allow_external: AllowExternalOpt = False,
+) -> None:
+    """Run a drill: cluster, services, traffic, chaos, drain, audit, reports; exit with the verdict.
+
+    The run directory (.drill/runs/<UTC timestamp>-<name>/) gets report.json, junit.xml, summary.md and
+    report.html. Ctrl-C: traffic and chaos stopped, the rig healed, a partial report, exit 130.
+    """
+    execute(
+        scenario,
+        dry_run=dry_run,
+        cluster_dir=cluster_dir,
+        vhost=vhost,
+        runs_dir=runs_dir,
+        allow_external=allow_external,
+    )
