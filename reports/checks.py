@@ -183,30 +183,41 @@ def orders_terminal_check(audit: FlowAudit | None, config: InvariantConfig) -> C
     )
 
 
-def one_booking_check(data: FlowData | None, config: InvariantConfig) -> CheckResult:
+def one_booking_check(
+    data: FlowData | None, config: InvariantConfig, released: FlowData | None = None
+) -> CheckResult:
     """At most one booking per order: booking effects grouped by the order they are about.
 
     Unlike a duplicated effect (same key twice), two *different* bookings for one order — two couriers
-    sent for the same parcel — have different keys, so this groups by the op id instead.
+    sent for the same parcel — have different keys, so this groups by the op id instead. A job the
+    platform released (its cancel accepted by the courier: a late acceptance after the platform moved
+    on, or the customer's cancellation) is not an active booking; it is counted as ``released``.
     """
     if data is None or not data.effects:
         return CheckResult(ONE_BOOKING, "skipped", f"no booking was seen (flow {config.booking_flow!r})")
-    per_order = Counter(i for i, _ in data.effects)
+    gone = {key for _, key in released.effects} if released is not None else set()
+    per_order = Counter(i for i, key in data.effects if key not in gone)
     multiple = {i: n for i, n in per_order.items() if n > 1}
     counts = {
         "bookings": len(data.effects),
-        "orders_booked": len(per_order),
+        "released": sum(1 for _, key in data.effects if key in gone),
+        "orders_booked": len({i for i, _ in data.effects}),
         "orders_booked_more_than_once": len(multiple),
     }
     if multiple:
         return CheckResult(
             ONE_BOOKING,
             "failed",
-            f"{len(multiple)} order(s) booked more than once (max {max(multiple.values())} bookings)",
+            f"{len(multiple)} order(s) with more than one active booking (max {max(multiple.values())})",
             counts,
             {"orders_booked_more_than_once": sample(multiple)},
         )
-    return CheckResult(ONE_BOOKING, "passed", f"{len(per_order)} order(s), one booking each", counts)
+    return CheckResult(
+        ONE_BOOKING,
+        "passed",
+        f"{counts['orders_booked']} order(s), one active booking each ({counts['released']} released)",
+        counts,
+    )
 
 
 def one_notification_check(
@@ -249,7 +260,7 @@ def business_checks(
     """The three business invariants, in a fixed order."""
     return [
         orders_terminal_check(audits.get(config.orders_flow), config),
-        one_booking_check(flows.get(config.booking_flow), config),
+        one_booking_check(flows.get(config.booking_flow), config, flows.get("booking_released")),
         one_notification_check(
             audits.get(config.notification_flow), flows.get(config.notification_flow), config
         ),

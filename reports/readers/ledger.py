@@ -19,6 +19,8 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
                                        and state terminal             observe  orders        order
     booking_answer_sent              type booking_accepted, first      effect   booking       order;
                                      answer of that job                                (order, courier, job)
+    cancel_answer_sent               type cancel_accepted              effect   booking_released  order;
+                                                                                       (order, courier, job)
     attempt/ack/fail/unknown/        generic ops (e.g. the harness     as is    flow, default orders
     observe/effect/expect/parked/    appending ``inflight`` at the cut)
     inflight
@@ -80,6 +82,9 @@ BOOKING: Final = "booking"
 TERMINAL_STATES: Final = frozenset({"delivered", "failed", "cancelled", "returned"})
 ANSWER_OPS: Final = {"accepted": ACK, "rejected": FAIL, "unknown": UNKNOWN}
 BOOKING_ACCEPTED: Final = "booking_accepted"
+#: Flow of the courier jobs the platform released (its cancel accepted by the courier): a booking it
+#: undid — e.g. a courier's acceptance that arrived after the platform had moved on to the next one.
+BOOKING_RELEASED: Final = "booking_released"
 #: Ledger kinds that are known and deliberately not ops (counted in ``ignored`` under their own name).
 KNOWN_NOT_OPS: Final = frozenset(
     {
@@ -99,7 +104,6 @@ KNOWN_NOT_OPS: Final = frozenset(
         "booking_seen",
         "booking_unanswered",
         "cancel_request_seen",
-        "cancel_answer_sent",
         "courier_request_invalid",
         "courier_publish_retry",
         "courier_publish_failed",
@@ -280,6 +284,20 @@ def _to_ops(
             return []
         jobs_seen.add(job)
         return [Op(EFFECT, order, BOOKING, t, job)]
+    if kind == "cancel_answer_sent":
+        if rec.get("type") != "cancel_accepted":
+            stats.ignored["cancel_answer_sent(not accepted)"] += 1
+            return []
+        order = _order(rec, order_of)
+        return [
+            Op(
+                EFFECT,
+                order,
+                BOOKING_RELEASED,
+                t,
+                (order, str(rec.get("courier") or ""), _field(rec, "courier_job_id")),
+            )
+        ]
     if kind in KINDS:
         # Generic ops carried in the ledger (e.g. the harness appending "inflight" at the cut).
         generic = dict(rec)

@@ -122,7 +122,7 @@ def test_the_demo_fits_in_three_minutes_and_breaks_what_it_promises() -> None:
     kinds = {pf.fault for pf in timeline(sc.experiment)}
     assert {"kill_node", "kill_replica", "memory_alarm", "full_outage"} <= kinds
     assert any(k.startswith("link_") for k in kinds)
-    assert sc.traffic.name == "steady-fast"
+    assert sc.traffic.name == "steady-quick"
 
 
 def test_a_good_file_resolves_everything_it_names(folder: Path) -> None:

@@ -85,10 +85,33 @@ def test_two_bookings_for_one_order_fail_even_with_different_keys() -> None:
     )
     check = checks[ONE_BOOKING]
     assert check.status == "failed"
-    assert check.counts == {"bookings": 3, "orders_booked": 2, "orders_booked_more_than_once": 1}
+    assert check.counts == {
+        "bookings": 3,
+        "released": 0,
+        "orders_booked": 2,
+        "orders_booked_more_than_once": 1,
+    }
     assert check.samples["orders_booked_more_than_once"] == ["o1"]
     # Different keys: not a duplicated *effect*, so the flow's total-queue check stays green.
     assert checks["total_queue[booking]"].status == "passed"
+
+
+def test_a_booking_the_platform_released_is_not_a_second_booking() -> None:
+    # A late acceptance after the platform moved on to the next courier: cancelled, then the next booked.
+    checks = run(
+        *order("o1", "observe"),
+        rec("effect", "o1", flow="booking", key=["o1", "zoomly", "j1"]),
+        rec("effect", "o1", flow="booking_released", key=["o1", "zoomly", "j1"]),
+        rec("effect", "o1", flow="booking", key=["o1", "dashly", "j2"]),
+    )
+    check = checks[ONE_BOOKING]
+    assert check.status == "passed", check.message
+    assert check.counts == {
+        "bookings": 2,
+        "released": 1,
+        "orders_booked": 1,
+        "orders_booked_more_than_once": 0,
+    }
 
 
 def test_notifications_exactly_once_with_expectations() -> None:

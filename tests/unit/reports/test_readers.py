@@ -362,3 +362,22 @@ def test_the_locust_ledger_is_audited_beside_the_simulators(tmp_path: Path) -> N
     assert len(report.sources) == 2
     assert report.flows["orders"].acknowledged == {"S1", "L1"}
     assert all("unrecognised:track_read" not in s.ignored for s in report.sources)
+
+
+def test_a_cancel_the_courier_accepted_releases_that_job(tmp_path: Path) -> None:
+    collector, stats = ledger_collector(
+        tmp_path,
+        [
+            {"t": 1, "kind": "order_sent", "order_ref": "A", "req": 1, "channel": "rest"},
+            {"t": 2, "kind": "order_answer", "order_ref": "A", "req": 1, "outcome": "accepted", "delivery_id": "dA"},
+            {"t": 3, "kind": "booking_answer_sent", "order_ref": "A", "type": "booking_accepted", "courier": "z",
+             "courier_job_id": "j1"},
+            {"t": 4, "kind": "cancel_answer_sent", "order_ref": "A", "type": "cancel_accepted", "courier": "z",
+             "courier_job_id": "j1"},
+            {"t": 4, "kind": "cancel_answer_sent", "order_ref": "A", "type": "cancel_rejected", "courier": "z",
+             "courier_job_id": "j1"},
+        ],
+    )  # fmt: skip
+    assert collector.flow("booking_released").effects == [("A", ("A", "z", "j1"))]
+    assert collector.flow("booking").effects == [("A", ("A", "z", "j1"))]
+    assert stats.ignored["cancel_answer_sent(not accepted)"] == 1
