@@ -141,6 +141,15 @@ class CourierDesk:
             out.append(m)
         return out
 
+    def pending_orders(self) -> set[str]:
+        """Orders the couriers still have messages scheduled for (jobs under way, answers not yet due)."""
+        out = set()
+        for m in self._queue:
+            job = self._jobs.get(m.job_id) if m.job_id is not None else None
+            if job is None or not job.cancelled:
+                out.add(m.order_ref)
+        return out
+
     @property
     def handled(self) -> int:
         """Requests taken from the platform so far (quote, booking and cancel requests)."""

@@ -50,6 +50,9 @@ Kinds and their own fields:
 ``courier_publish_retry`` / ``courier_publish_failed``
     a courier message was nacked, returned or timed out and is republished with the same id / was still
     unpublished when the run stopped.
+``linger_started`` / ``linger_finished`` / ``inflight``
+    after the last order the couriers keep delivering until idle or ``linger_s`` (``idle``: ended idle);
+    when cut, one ``inflight`` (``flow: orders``) per order the couriers still had messages scheduled for.
 ``courier_reconnecting`` / ``courier_reconnected`` / ``courier_pump_error``
     the couriers' connection died and they reconnect (``node``: where to) / an unexpected pump error.
 ``status_sent`` / ``location_sent``

@@ -279,7 +279,16 @@ class Runner:
                 last_handled, quiet_since = handled, self.run_s()
             elif self.run_s() - quiet_since >= self.settle_s:
                 break
-        led.write("linger_finished", None, idle=self.run_s() < t_end)
+        idle = self.run_s() < t_end
+        led.write("linger_finished", None, idle=idle)
+        if not idle and self.desk is not None:
+            # The run ends while couriers still have deliveries under way: those orders are in flight at
+            # the cut (the audit's "inflight"), not lost. An order the platform dropped has nothing
+            # scheduled here, so it stays unexplained.
+            for ref in sorted(self.desk.pending_orders()):
+                led.write(
+                    "inflight", ref, flow="orders", reason="couriers still delivering when the run ended"
+                )
 
     async def run(self) -> RunSummary:
         """Play the scenario for the duration; returns the summary (also written as JSON)."""

@@ -151,3 +151,15 @@ def test_memory_is_bounded_on_long_runs() -> None:
     assert len(desk._quotes) < 1000
     desk.prune(10_000.0)
     assert not desk._quotes and not desk._quote_answers
+
+
+def test_pending_orders_are_those_with_messages_still_scheduled() -> None:
+    desk, _ = make(compression=6.0)
+    desk.handle(quote_request(), 0.0)
+    assert desk.pending_orders() == {"s1-0000001"}  # the quote answer is not due yet
+    (quote,) = drain(desk, 5.0)
+    assert desk.pending_orders() == set()
+    book(desk, quote, 5.0)
+    assert desk.pending_orders() == {"s1-0000001"}  # the journey is under way
+    drain(desk, 10_000.0)
+    assert desk.pending_orders() == set()
