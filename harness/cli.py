@@ -348,6 +348,7 @@ app.add_typer(parked_app, name="parked")
 bench_app.add_typer(bench_messaging_app, name="messaging")
 chaos_app.add_typer(proxy_app, name="proxy")
 bench_app.command("proxy")(bench_proxy_command)
+bench_app.command("platform")(drill_cli.bench_platform)
 bench_app.command("simulator")(bench_simulator_command)
 bench_app.command("audit")(bench_audit_command)
 app.command("report", help="Rebuild every report file (report.html included) of a run from its raw data.")(

@@ -98,3 +98,45 @@ def run(
         runs_dir=runs_dir,
         allow_external=allow_external,
     )
+
+
+def bench_platform(
+    rates: Annotated[
+        str, typer.Option(help="Offered orders/s per step, comma separated, rising.")
+    ] = "5,10,15,20,30",
+    step: Annotated[float, typer.Option(help="Seconds of traffic per step.")] = 20.0,
+    cluster_dir: ClusterDirOpt = None,
+) -> None:
+    """The highest orders/s the platform sustains at zero loss, the brokers' raw ceiling measured in the
+    same run, and the ratio of messages moved to that ceiling (last line)."""
+    import time
+
+    from harness.cluster import ClusterSpec, LocalCluster
+    from harness.drill.bench import run_bench
+
+    spec = ClusterSpec(run_dir=cluster_dir.resolve()) if cluster_dir else ClusterSpec()
+    cluster = LocalCluster(spec)
+    started = False
+    if not cluster.is_running():
+        console.print("starting a 3-node cluster")
+        cluster.start()
+        started = True
+    run_dir = Path(".drill") / "bench" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        ceiling, steps, best = run_bench(
+            cluster, run_dir.resolve(), [float(r) for r in rates.split(",")], step, console.print
+        )
+    finally:
+        if started:
+            cluster.stop()
+    best_step = next((s for s in steps if s.rate == best and s.sustained), None)
+    moved = best_step.published_per_s if best_step else 0.0
+    console.print(f"run dir: {run_dir}")
+    console.print(
+        f"highest sustained rate at zero loss: {best:g} orders/s"
+        + ("" if not steps or steps[-1].sustained else f" (the next step, {steps[-1].rate:g}/s, was not)")
+    )
+    print(
+        f"platform moved {moved:,.0f} msgs/s at {best:g} orders/s; brokers' ceiling {ceiling:,.0f} msgs/s; "
+        f"ratio {moved / ceiling if ceiling else 0:.3f}"
+    )

@@ -46,8 +46,11 @@ class AckFirst:
     """The broken order of operations, on purpose: :meth:`on_delivery` acks at once and queues the
     message; :meth:`process_next` decodes it and commits its notifications later (no inbox)."""
 
-    def __init__(self) -> None:
+    def __init__(self, work_s: float = 0.0) -> None:
         self.received: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
+        # Time the work takes after the ack (a slow provider call, say): acked messages pile up in
+        # memory meanwhile, which is exactly what a kill then loses.
+        self.work_s = work_s
 
     async def on_delivery(self, message: ReceivedMessage) -> None:
         """The consumer callback: ack on receipt (the bug), then hand the message to the worker."""
@@ -57,6 +60,8 @@ class AckFirst:
     async def process_next(self, db: aiosqlite.Connection) -> None:
         """Write the next received message's notifications in a transaction of its own."""
         message = await self.received.get()
+        if self.work_s:
+            await asyncio.sleep(self.work_s)
         try:
             change = decode_state_changed(message.body)
         except MalformedMessage as exc:
@@ -74,12 +79,14 @@ class AckFirst:
         await db.execute("COMMIT")
 
 
-async def consume_ack_first(messaging: MessagingSettings, db_path: Path, queue: str) -> None:
+async def consume_ack_first(
+    messaging: MessagingSettings, db_path: Path, queue: str, work_s: float = 0.05
+) -> None:
     """Consume ``queue`` the broken way until cancelled; reconnects like any consumer."""
     db = await open_db(db_path)
     await db.executescript(store.SCHEMA)
     connector = ClusterConnector(messaging, name=f"ack-first:{queue}")
-    consumer = AckFirst()
+    consumer = AckFirst(work_s)
 
     async def work() -> None:
         while True:
