@@ -17,11 +17,10 @@ Example:
 from __future__ import annotations
 
 import aiosqlite
-from pydantic import ValidationError
 
 from system.domain.lifecycle import State, progress
 from system.logs import get_logger
-from system.messaging.consumer import MalformedMessage
+from system.messaging.consumer import MalformedMessage, parse_or_park
 from system.messaging.envelope import InboundMessage
 from system.platform.contracts import StateChanged
 
@@ -38,13 +37,7 @@ def moves_forward(current: State, announced: State) -> bool:
 
 def decode_state_changed(body: bytes) -> StateChanged:
     """A :class:`StateChanged` body; :class:`MalformedMessage` (parked) when it is not one."""
-    try:
-        return StateChanged.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise MalformedMessage(f"not a state change: {problems}") from None
+    return parse_or_park(StateChanged.model_validate_json, body, "a state change")
 
 
 class StaleRow(Exception):

@@ -11,10 +11,10 @@ import json
 import time
 
 import aiosqlite
-from pydantic import ValidationError
 
 from system.logs import get_logger
 from system.messaging import InboundMessage, MalformedMessage
+from system.messaging.consumer import parse_or_park
 from system.platform.contracts import StateChanged
 
 from . import store
@@ -31,13 +31,7 @@ def decode_state_changed(body: bytes) -> StateChanged:
         raise MalformedMessage(f"body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedMessage(f"body is not a JSON object but {type(doc).__name__}")
-    try:
-        return StateChanged.model_validate(doc)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise MalformedMessage(f"not a StateChanged: {problems}") from None
+    return parse_or_park(StateChanged.model_validate, doc, "a StateChanged")
 
 
 async def record_owed(db: aiosqlite.Connection, change: StateChanged, message_id: str) -> int:

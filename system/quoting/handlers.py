@@ -150,7 +150,9 @@ class Quoting:
             return
         rules = self.rules.rules_for(order.retailer_id)
         cancelled = await store.cancelled_early(db, d)
-        asked = () if cancelled else couriers_to_ask(self.market, order.request, rules, self.settings.max_asked)
+        asked = (
+            () if cancelled else couriers_to_ask(self.market, order.request, rules, self.settings.max_asked)
+        )
         round_ = Round(
             delivery_id=d,
             order_reference=order.order_reference,

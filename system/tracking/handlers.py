@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import aiosqlite
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from system.domain.lifecycle import Event
 from system.logs import get_logger
-from system.messaging.consumer import MalformedMessage
+from system.messaging.consumer import parse_or_park
 from system.messaging.envelope import InboundMessage
 from system.platform.contracts import Contact, Driver, LifecycleEvent, LocationPing, state_message
 
@@ -105,13 +105,7 @@ _INBOUND: TypeAdapter[Inbound] = TypeAdapter(Annotated[Inbound, Field(discrimina
 
 def decode(body: bytes) -> Inbound:
     """A shard queue's message by its ``type``; :class:`MalformedMessage` (parked) for anything else."""
-    try:
-        return _INBOUND.validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise MalformedMessage(f"not a tracking input: {problems}") from None
+    return parse_or_park(_INBOUND.validate_json, body, "a tracking input")
 
 
 class NotYet(Exception):
