@@ -229,10 +229,25 @@ class InboxConsumer(Generic[T]):
         """
         period = self._settings.stall_check_s
         seen = self.stats.delivered + self._buffer.qsize()
+        done, idle_checks = self._settled(), 0
         while not lost.is_set():
             await asyncio.sleep(period)
             now_seen = self.stats.delivered + self._buffer.qsize()
-            if now_seen != seen or not self._buffer.empty() or self._busy:
+            if not self._buffer.empty() or self._busy:
+                # Work in hand: the broker delivered. A worker that settles nothing for long is stuck
+                # (its deliveries stay unacked, invisible to the ready count below): say so loudly.
+                idle_checks = idle_checks + 1 if self._settled() == done else 0
+                done = self._settled()
+                if idle_checks and idle_checks % 6 == 0:
+                    log.error(
+                        "consumer worker settled nothing while deliveries wait",
+                        extra={"queue": self._queue.name, "waiting": self._buffer.qsize(), "busy": self._busy,
+                               "seconds": round(idle_checks * period, 1)},
+                    )  # fmt: skip
+                seen = now_seen
+                continue
+            idle_checks = 0
+            if now_seen != seen:
                 seen = now_seen
                 continue
             try:
@@ -249,6 +264,11 @@ class InboxConsumer(Generic[T]):
                 )
                 lost.set()
                 return
+
+    def _settled(self) -> int:
+        """Deliveries the worker has finished with (processed, duplicate, retried, parked, dropped)."""
+        st = self.stats
+        return st.processed + st.duplicates + st.retried + st.parked + st.stale_dropped
 
     async def _shutdown(self, channel: AbstractChannel, underlay: Any, consumer_tag: str) -> None:
         try:
