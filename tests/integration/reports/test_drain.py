@@ -37,8 +37,15 @@ async def publish(url: str, queue: str, n: int) -> list[dict[str, object]]:
     return ops
 
 
-def slow_consumer(url: str, queue: str, n: int, ops_file: Path) -> None:
-    """Consumes one message every 30 ms and records each as observed, as a service's inbox would."""
+def slow_consumer(url: str, queue: str, n: int, ops_file: Path, start_when: Path | None = None) -> None:
+    """Consumes one message every 30 ms and records each as observed, as a service's inbox would;
+    with ``start_when``, only once that file exists (the drain's first depth sample)."""
+
+    deadline = time.monotonic() + 60
+    while start_when is not None and time.monotonic() < deadline:
+        if start_when.exists() and start_when.stat().st_size > 0:
+            break
+        time.sleep(0.05)
 
     async def run() -> None:
         conn = await aio_pika.connect(url)
@@ -76,10 +83,14 @@ def test_audit_waits_for_the_backlog_then_passes(local_cluster: LocalCluster, tm
     (run_dir / "ops").mkdir(parents=True)
     ops = asyncio.run(publish(local_cluster.amqp_urls[0], queue, 60))
     (run_dir / "ops" / "publisher.jsonl").write_text("".join(json.dumps(o) + "\n" for o in ops))
+    # The consumer starts once the drain has sampled the queue (60 ready messages): ~2 s of backlog the
+    # drain must wait out. Started before, it could finish before a slow audit's first sample.
     consumer = threading.Thread(
-        target=slow_consumer, args=(local_cluster.amqp_urls[1], queue, 60, run_dir / "ops" / "consumer.jsonl")
+        target=slow_consumer,
+        args=(local_cluster.amqp_urls[1], queue, 60, run_dir / "ops" / "consumer.jsonl"),
+        kwargs={"start_when": run_dir / "metrics" / "queues.jsonl"},
     )
-    consumer.start()  # ~2 s of backlog: auditing now, without a drain, would call most of it lost
+    consumer.start()
     try:
         res = audit(
             run_dir, local_cluster.spec.run_dir, "--drain-queues", f"/{queue}$", "--drain-deadline", "60"
