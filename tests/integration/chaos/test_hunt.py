@@ -81,5 +81,7 @@ def test_a_correct_consumer_survives_random_schedules(local_cluster: LocalCluste
     assert result.minimal is None, result.experiment
     for r in result.runs:
         assert r.verdict.committed == 3000 and r.verdict.lost == 0 and r.verdict.duplicated_effects == 0
-        assert not r.fault_errors, r.fault_errors
+        # Random schedules may overlap two kills of one node: the second then fails ("not running"),
+        # which says nothing about the workload. Any other fault error does.
+        assert all("is not running" in e for e in r.fault_errors), r.fault_errors
     assert not injector.journal.open_faults()
