@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 MARKER = ".drill-run-dir"
 PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]."
 ADMIN_USER = "drill-admin"
+# A node whose VM dies while booting is started again this many times before the start fails.
+BOOT_RESPAWNS = 2
 
 
 def amqp_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -365,14 +367,32 @@ cluster_formation.discovery_retry_interval = 100
         out = self.ctl(via, "cluster_status", "--formatter", "json", timeout=15)
         return list(json.loads(out).get("running_nodes", []))
 
-    def _wait_ready(self, indices: list[int], timeout: float) -> None:
+    def _wait_ready(self, indices: list[int], timeout: float, respawns: int = 0) -> None:
+        """Wait until every node in ``indices`` serves AMQP and management, then until all form one cluster.
+
+        ``respawns``: how many times a node whose VM exits during boot is started again. Nodes started
+        together after a full stop can die early (seen: node 3 exiting in ``rabbit_feature_flags`` while
+        its peers were still booting); a second boot finds its peers up and joins.
+        """
         deadline = time.monotonic() + timeout
         pending = set(indices)
+        left = dict.fromkeys(indices, respawns)
         while pending:
             for i in sorted(pending):
                 ns = self._node_state(i)
                 if not _procs.alive(ns.beam_pid):
-                    raise NodeStartTimeout(self._failure(i, "its Erlang VM exited during start-up"))
+                    if left[i] <= 0:
+                        raise NodeStartTimeout(self._failure(i, "its Erlang VM exited during start-up"))
+                    left[i] -= 1
+                    log.warning(
+                        "node %d: its Erlang VM exited during start-up; starting it again\n%s",
+                        i,
+                        self._failure(i, "exited"),
+                    )
+                    _procs.kill_group(ns.wrapper_pid)
+                    self._wait_port_free(i)
+                    self._spawn_node(i)
+                    continue
                 if amqp_handshake(ns.host, ns.amqp_port) and _port_open(ns.host, ns.mgmt_port):
                     pending.discard(i)
             if pending and time.monotonic() > deadline:
@@ -442,7 +462,7 @@ cluster_formation.discovery_retry_interval = 100
             self._spawn_epmd()
             for i in self.node_indices:
                 self._spawn_node(i)
-            self._wait_ready(self.node_indices, self.spec.start_timeout)
+            self._wait_ready(self.node_indices, self.spec.start_timeout, respawns=BOOT_RESPAWNS)
         except BaseException:
             log.warning("start failed or interrupted: tearing down what was started")
             self._teardown()
@@ -544,16 +564,20 @@ cluster_formation.discovery_retry_interval = 100
                 raise ClusterError(f"node {i} is already running")
         for i in nodes:
             self._spawn_node(i)
-        self._wait_ready(nodes, timeout or self.spec.start_timeout)
+        self._wait_ready(nodes, timeout or self.spec.start_timeout, respawns=BOOT_RESPAWNS)
+
+    def _wait_port_free(self, node: int, timeout: float = 10.0) -> None:
+        """Sockets of a VM that just died may linger a moment in the kernel."""
+        ns = self._node_state(node)
+        deadline = time.monotonic() + timeout
+        while not port_free(ns.host, ns.amqp_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def restart(self, node: int) -> None:
         ns = self._node_state(node)
         if _procs.alive(ns.beam_pid):
             self.stop_node(node)
-        # Sockets of the killed VM may linger a moment in the kernel.
-        deadline = time.monotonic() + 10
-        while not port_free(ns.host, ns.amqp_port) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        self._wait_port_free(node)
         self.start_nodes([node])
 
     def pause(self, node: int) -> None:

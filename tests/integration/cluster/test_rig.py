@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -78,6 +79,31 @@ def test_graceful_stop_then_restart(local_cluster: LocalCluster) -> None:
     assert local_cluster.node_state(3) == "down"
     local_cluster.restart(3)
     assert local_cluster.node_state(3) == "up"
+
+
+def test_a_vm_that_dies_while_booting_is_started_again(
+    local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a full stop, a node's VM can exit during boot (seen in CI: node 3 in rabbit_feature_flags);
+    start_nodes starts it again instead of failing the whole recovery."""
+    killed: list[int] = []
+    spawn = local_cluster._spawn_node
+
+    def spawn_then_kill_the_first_boot(index: int) -> None:
+        spawn(index)
+        if not killed:
+            pid = local_cluster.beam_pid(index)
+            assert pid is not None
+            _procs.send(pid, signal.SIGKILL)  # dies before it could serve AMQP
+            killed.append(pid)
+
+    local_cluster.stop_node(3)
+    monkeypatch.setattr(local_cluster, "_spawn_node", spawn_then_kill_the_first_boot)
+    local_cluster.start_nodes([3])
+    assert len(killed) == 1 and not _procs.alive(killed[0])
+    assert local_cluster.node_state(3) == "up"
+    assert local_cluster.beam_pid(3) != killed[0]
+    assert local_cluster.state.node(3).name in running_names(local_cluster, 1)
 
 
 def test_pause_freezes_the_vm_and_resume_thaws_it(local_cluster: LocalCluster) -> None:
