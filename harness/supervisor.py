@@ -27,9 +27,10 @@ Spec (TOML)::
 port computed per replica; ``{run_dir}`` the run directory.
 
 Every replica gets the supervisor's environment, then ``DRILL_SERVICE`` (the service's name),
-``DRILL_REPLICA`` and ``DRILL_RUN_DIR``, then the spec's ``env``. A spec may thus set ``DRILL_SERVICE``
-itself (the intake relay runs as service ``intake``: the same broker user and DB as the HTTP replicas);
-``DRILL_REPLICA`` and ``DRILL_RUN_DIR`` are always the supervisor's.
+``DRILL_REPLICA``, ``DRILL_RUN_DIR`` and ``DRILL_READY_FILE`` (``<run dir>/ready/<spec name>.<replica>``:
+where the replica announces it is ready, read by :meth:`SystemHandle.is_ready`), then the spec's ``env``.
+A spec may thus set ``DRILL_SERVICE`` itself (the intake relay runs as service ``intake``: the same broker
+user and DB as the HTTP replicas); the last three are always the supervisor's.
 """
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ def replica_env(spec: ServiceSpec, replica: int, run_dir: Path, base: Mapping[st
     """The environment of one replica (the precedence in the module docstring)."""
     env = {**base, "DRILL_SERVICE": spec.name}
     env.update({k: _expand(v, replica, run_dir) for k, v in spec.env.items()})
-    env.update(DRILL_REPLICA=str(replica), DRILL_RUN_DIR=str(run_dir))
+    env.update(
+        DRILL_REPLICA=str(replica),
+        DRILL_RUN_DIR=str(run_dir),
+        DRILL_READY_FILE=str(run_dir / "ready" / f"{spec.name}.{replica}"),
+    )
     return env
 
 

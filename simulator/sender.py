@@ -8,6 +8,10 @@ Classification, the rule the audit relies on:
 * 5xx, other statuses, timeout, refused or reset connection → ``unknown``: the platform may or may not
   have kept the order. Never ``accepted``.
 
+Failover between intake replicas: a refused connection (nothing was sent) goes to the next replica; a
+server that disconnects before answering (a replica shutting down) gets the request once more, on the
+next replica — safe because every request is a read or carries its idempotency key.
+
 Example:
     >>> classify(202), classify(422), classify(503)
     ('accepted', 'rejected', 'unknown')
@@ -95,7 +99,9 @@ class HttpSender:
 
         first = self._next
         self._next = (self._next + 1) % len(self.targets)
-        for i in range(len(self.targets)):
+        resent = False
+        i = 0
+        while True:
             base = self.targets[(first + i) % len(self.targets)]
             try:
                 async with self._session.request(
@@ -107,9 +113,19 @@ class HttpSender:
             except TimeoutError:
                 return Answer("unknown", None, None, f"timeout after {self.timeout_s}s", ms())
             except aiohttp.ClientConnectorError as exc:
-                if i + 1 < len(self.targets):
+                i += 1
+                if i < len(self.targets):
                     continue  # nothing was sent: the next replica
                 return Answer("unknown", None, None, f"connect: {exc.os_error or exc}", ms())
+            except aiohttp.ServerDisconnectedError as exc:
+                # A replica shutting down closes its idle keep-alive connections; a request already on
+                # the way meets a closed socket. Every request carries its idempotency key (or is a read),
+                # so it is safe to send it once more, to the next replica — as a real client would.
+                if not resent:
+                    resent = True
+                    i += 1
+                    continue
+                return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
             except (aiohttp.ClientError, OSError) as exc:
                 return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
         outcome = classify(status)

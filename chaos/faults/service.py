@@ -77,16 +77,48 @@ class KillReplica(_ReplicaFault):
 
 
 class RestartReplica(_ReplicaFault):
-    """Graceful restart of one replica (SIGTERM: finish in-flight work, then exit; the supervisor restarts it)."""
+    """Graceful restart of one replica (SIGTERM: finish in-flight work, then exit; the supervisor restarts it).
+
+    Done when the successor is *ready* (its ready marker holds its PID), if the replica was ready before:
+    a rolling restart that moved on when the new process merely existed took both intake replicas down
+    at once (refused connections for ~6 s). A replica that never announced readiness is done when its
+    successor runs.
+    """
 
     kind = "restart_replica"
     instant = True
+    ready_timeout_s = 60.0
+
+    def plan(self, cluster: Cluster | None) -> dict[str, Any]:
+        undo = super().plan(cluster)
+        sys_ = _system(undo=undo)
+        undo["was_ready"] = sys_.is_ready(sys_.replica(undo["service"], undo["index"]))
+        return undo
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.monotonic()
         _procs.send(undo["pid"], signal.SIGTERM)
         sys_ = _system(undo=undo)
         r = sys_.wait("running", undo["service"], undo["index"], timeout=60, not_pid=undo["pid"])
-        return {"old_pid": undo["pid"], "new_pid": r["pid"]}
+        out: dict[str, Any] = {"old_pid": undo["pid"], "new_pid": r["pid"]}
+        if undo.get("was_ready"):
+            deadline = t0 + self.ready_timeout_s
+            while True:
+                try:
+                    r = sys_.replica(undo["service"], undo["index"])
+                except SupervisorError:
+                    r = {}
+                if r.get("pid") not in (None, undo["pid"]) and sys_.is_ready(r):
+                    out["new_pid"] = r["pid"]
+                    break
+                if time.monotonic() > deadline:
+                    raise FaultError(
+                        f"{undo['service']}#{undo['index']} restarted (PID {r.get('pid')}) but not ready "
+                        f"after {self.ready_timeout_s:.0f} s"
+                    )
+                time.sleep(0.05)
+        out["ready_s" if undo.get("was_ready") else "running_s"] = round(time.monotonic() - t0, 2)
+        return out
 
 
 class PauseReplica(_ReplicaFault):

@@ -18,7 +18,7 @@ Example (every table is optional; durations are seconds or strings like ``"90s"`
     spec = "system/services.toml"        # the services spec (harness/supervisor.py's format)
     replicas = { quoting = 3 }           # overrides per service
     env = { DRILL_MSG_RECONNECT_MAX_S = "1.0" }         # given to every service
-    ready = { "intake-relay" = "running" }              # marker | http | running (defaults: see below)
+    ready = { "intake-relay" = "marker" }               # marker | http | running (defaults: see below)
     ready_timeout = "90s"
 
     [traffic]
@@ -48,8 +48,9 @@ Example (every table is optional; durations are seconds or strings like ``"90s"`
 
 Readiness per service (``[system] ready``): ``http`` = ``GET /readyz`` answers 200 on each replica's port
 (services whose env has a ``{port:BASE+replica}``), ``running`` = the supervisor shows the replica
-running (the intake relay, which writes no marker), ``marker`` = the replica touched
-``<run>/ready/<service>.<replica>`` (every service on ``system/platform/runtime.py``; the default).
+running (for a process that writes no marker), ``marker`` = the replica wrote its PID to the file the
+supervisor named in ``DRILL_READY_FILE`` (``<run>/ready/<spec name>.<replica>``: every service on
+``system/platform/runtime.py`` and the intake relay; the default).
 
 A broken file raises :class:`DrillScenarioError` naming the file, the line and the field.
 """

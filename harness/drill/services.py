@@ -31,7 +31,7 @@ class RunServices:
     ready: dict[str, str]
     #: service -> the HTTP port of each replica (services with a ``{port:...}`` in their env)
     http_ports: dict[str, list[int]] = field(default_factory=dict)
-    #: service -> the name its ready marker uses (its DRILL_SERVICE, which a spec may set)
+    #: service -> the name of its ready markers (the spec name: the supervisor sets DRILL_READY_FILE)
     marker_names: dict[str, str] = field(default_factory=dict)
 
     def replicas(self) -> dict[str, int]:
@@ -62,12 +62,10 @@ def _key(k: str) -> str:
 
 
 def default_ready(spec: ServiceSpec) -> str:
-    """``http`` for a service with a port, ``running`` for the intake relay (it writes no ready marker),
-    ``marker`` for every service on the platform runtime."""
+    """``http`` for a service with a port, ``marker`` for every other (the platform runtime and the
+    intake relay write the marker the supervisor names in ``DRILL_READY_FILE``)."""
     if any(PORT.search(v) for v in spec.env.values()):
         return "http"
-    if any("system.intake" in a for a in spec.argv):
-        return "running"
     return "marker"
 
 
@@ -104,5 +102,5 @@ def build_services(
             http[s.name] = [ports[0] + i for i in range(n)]
         elif kinds[s.name] == "http":
             raise ValueError(f"service {s.name!r}: ready = 'http' needs a {{port:BASE+replica}} in its env")
-        markers[s.name] = spec.env.get("DRILL_SERVICE", s.name)
+        markers[s.name] = s.name  # the supervisor's DRILL_READY_FILE: ready/<spec name>.<replica>
     return RunServices(out, kinds, http, markers)

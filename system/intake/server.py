@@ -44,7 +44,14 @@ async def serve(settings: IntakeSettings) -> None:
             "replica": os.environ.get("DRILL_REPLICA"),
         },
     )
+    marker = settings.ready_file  # only under a supervisor: the relay owns the default name
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
     await stop.wait()
     log.info("intake stopping")
+    if marker is not None:
+        # Not ready any more: a rolling restart waits for the successor's marker, not this one.
+        marker.unlink(missing_ok=True)
     await runner.cleanup()
     await store.close()

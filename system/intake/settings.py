@@ -93,6 +93,12 @@ class IntakeSettings(BaseSettings):
         validation_alias=AliasChoices("DRILL_INTAKE_REPLICA", "DRILL_REPLICA", "replica"),
         description="Replica index given by the supervisor (names the relay's ready marker).",
     )
+    ready_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRILL_INTAKE_READY_FILE", "DRILL_READY_FILE", "ready_file"),
+        description="This process's ready marker (the supervisor names one per replica). The HTTP "
+        "replica writes it once it listens; the relay once it publishes and consumes.",
+    )
     mirror_states: bool = Field(
         default=True,
         description="Relay: consume tracking's state changes (queue intake.deliveries) into intake.db, so "
@@ -124,7 +130,10 @@ class IntakeSettings(BaseSettings):
 
     @property
     def ready_marker(self) -> Path:
-        """Touched by the relay once it publishes and (with the mirror) consumes; removed at exit."""
+        """Touched once ready (see ``ready_file``), holding the PID; removed at exit. Without a
+        supervisor: the relay's ``<run dir>/ready/intake.<replica>``."""
+        if self.ready_file is not None:
+            return self.ready_file
         return self.run_dir / "ready" / f"{INTAKE}.{self.replica}"
 
 

@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="Secrets file with the broker users (default <run dir>/secrets/platform.json).",
     )
+    ready_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DRILL_READY_FILE", "ready_file"),
+        description="The ready marker (the supervisor names one per replica; default <run dir>/ready/...).",
+    )
     log_level: str = Field(default="INFO", description="Root log level.")
     relay_lease_s: float = Field(
         default=3.0, gt=0, description="Outbox relay lease: a dead relay's replica is replaced within this."
@@ -74,6 +79,8 @@ class ServiceSettings(BaseSettings):
     @property
     def ready_marker(self) -> Path:
         """Touched once every consumer of this replica consumes; removed at exit."""
+        if self.ready_file is not None:
+            return self.ready_file
         return self.run_dir / "ready" / f"{self.service}.{self.replica}"
 
 

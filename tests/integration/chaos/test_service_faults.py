@@ -72,6 +72,42 @@ def test_restart_replica_is_graceful(inj: FaultInjector, system: SystemHandle) -
     assert journaled(inj, "restart_replica")
 
 
+SLOW_TO_READY = """
+import os, pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+time.sleep(1.0)  # warming up: running, not ready
+pathlib.Path(os.environ["DRILL_READY_FILE"]).parent.mkdir(parents=True, exist_ok=True)
+pathlib.Path(os.environ["DRILL_READY_FILE"]).write_text(str(os.getpid()))
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_restart_replica_of_a_ready_replica_ends_when_its_successor_is_ready(
+    inj: FaultInjector, tmp_path: Path
+) -> None:
+    """A rolling restart must not take the next replica down while this one is still warming up."""
+    (tmp_path / "slow.py").write_text(SLOW_TO_READY)
+    spec = tmp_path / "slow.toml"
+    spec.write_text(
+        f'[[service]]\nname = "api"\nargv = ["{{python}}", "{tmp_path / "slow.py"}"]\nreplicas = 1\n'
+    )
+    system = SystemHandle.start(tmp_path / "slow-system", spec)
+    try:
+        deadline = time.monotonic() + 15
+        while not system.is_ready(system.replica("api", 0)):
+            assert time.monotonic() < deadline, "the worker never got ready"
+            time.sleep(0.02)
+        old = system.running_pid("api", 0)
+        with inj.applied(RestartReplica("api#0", system_dir=str(system.run_dir))) as active:
+            new = active.detail["new_pid"]
+            assert new != old and system.is_ready(system.replica("api", 0))
+            assert system.ready_marker("api", 0).read_text() == str(new)
+            assert active.detail["ready_s"] >= 1.0, active.detail
+    finally:
+        system.stop()
+
+
 def test_pause_replica(inj: FaultInjector, system: SystemHandle) -> None:
     pid = system.running_pid("notify", 0)
     with inj.applied(PauseReplica("notify#0", system_dir=str(system.run_dir))):

@@ -52,11 +52,12 @@ def test_ports_replicas_env_and_the_broken_switch(tmp_path: Path) -> None:
     assert by["intake-relay"].env["DRILL_SERVICE"] == "intake"
     assert run.ready == {
         "intake": "http",
-        "intake-relay": "running",
+        "intake-relay": "marker",
         "quoting": "marker",
         "notifications": "marker",
     }
-    assert run.marker_names["intake-relay"] == "intake" and run.marker_names["quoting"] == "quoting"
+    # The supervisor names each replica's marker after the spec (DRILL_READY_FILE), whatever DRILL_SERVICE says.
+    assert run.marker_names["intake-relay"] == "intake-relay" and run.marker_names["quoting"] == "quoting"
     # What is written is what the supervisor reads back.
     path = tmp_path / "services.toml"
     path.write_text(run.to_toml())
@@ -76,9 +77,9 @@ def test_the_scenario_env_wins_over_the_spec_and_the_broken_switch_over_both() -
 def test_ready_overrides_and_their_limits() -> None:
     _, free_base = _bases()
     run = build_services(
-        SPECS, replicas={}, env={}, broken={}, ready={"intake-relay": "marker"}, free_base=free_base
+        SPECS, replicas={}, env={}, broken={}, ready={"intake-relay": "running"}, free_base=free_base
     )  # type: ignore[arg-type]
-    assert run.ready["intake-relay"] == "marker"
+    assert run.ready["intake-relay"] == "running"
     with pytest.raises(ValueError, match="needs a \\{port:BASE\\+replica\\}"):
         build_services(SPECS, replicas={}, env={}, broken={}, ready={"quoting": "http"}, free_base=free_base)  # type: ignore[arg-type]
     assert default_ready(SPECS[0]) == "http" and default_ready(SPECS[2]) == "marker"

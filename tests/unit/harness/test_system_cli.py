@@ -48,6 +48,8 @@ def test_replica_env_lets_the_spec_name_the_service_but_not_the_replica(tmp_path
         "0",
         str(tmp_path),
     )
+    # The ready marker is named after the spec, not DRILL_SERVICE: the relay and intake#0 never share one.
+    assert env["DRILL_READY_FILE"] == str(tmp_path / "ready" / "intake-relay.0")
     plain = ServiceSpec("quoting", ["x"], 2, {"PORT": "{port:8080+replica}"})
     env = replica_env(plain, 1, tmp_path, base)
     assert (env["DRILL_SERVICE"], env["DRILL_REPLICA"], env["PORT"], env["PATH"]) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from aiohttp import web
@@ -55,3 +56,37 @@ async def test_requests_alternate_and_a_refused_replica_fails_over_to_the_next()
     finally:
         await a.cleanup()
         await b.cleanup()
+
+
+async def _dropper(seen: list[bytes]) -> tuple[asyncio.Server, int]:
+    """Reads a request and closes the connection without a word: a replica shutting down."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(65536))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_replica_that_disconnects_before_answering_gets_the_request_once_more_elsewhere() -> None:
+    hits: list[str] = []
+    seen: list[bytes] = []
+    b, port_b = await _server(hits, "b")
+    drop, port_d = await _dropper(seen)
+    try:
+        async with HttpSender(f"http://127.0.0.1:{port_d},http://127.0.0.1:{port_b}") as sender:
+            answer = await sender.send(_req())
+        # The same request (same idempotency key) reached the dropper, then b, which answered.
+        assert answer.outcome == "accepted" and answer.delivery_id == "dlv-b", answer
+        assert len(seen) == 1 and b"POST /v1/deliveries" in seen[0] and hits == ["b"]
+        seen.clear()
+        async with HttpSender(f"http://127.0.0.1:{port_d}") as sender:
+            lone = await sender.send(_req())
+        # Once more only: a replica that keeps dropping gets an honest "unknown".
+        assert lone.outcome == "unknown" and lone.error is not None and "ServerDisconnected" in lone.error
+        assert len(seen) == 2
+    finally:
+        await b.cleanup()
+        drop.close()
+        await drop.wait_closed()
