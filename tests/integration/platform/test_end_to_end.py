@@ -1,6 +1,9 @@
 """End to end: orders through the three intake channels reach a terminal state with real couriers'
-answers (the simulator's), every state change notified exactly once — also while one replica of every
+answers (the simulator's), every state change notified exactly once, while one replica of every
 service and the leader node of the busiest queue are SIGKILLed mid-run.
+
+(A run without kills proved nothing this one does not, and cost 2.5 min of CI: removed. The drill's own
+tests and ``./drill demo`` run the platform without faults for the first seconds too.)
 
 The verdict is the audit's (reports/): orders_terminal (every accepted order reached a terminal state
 that the customer was told about), one_booking (no order booked twice), one_notification (no
@@ -37,19 +40,6 @@ def _verdict(run_dir: Any) -> dict[str, dict[str, int]]:
     orders = report.flows["orders"]
     assert len(orders.lost) == 0 and len(orders.unexpected) == 0, (orders.lost, orders.unexpected)
     return counts
-
-
-def test_500_orders_reach_a_terminal_state_each_change_notified_once(
-    platform_vhost: PlatformVhost, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with running_platform(platform_vhost, monkeypatch, seed=SEED, scenario=SCENARIO, env=FAST) as platform:
-        result = simulate(platform, seed=SEED, scenario=SCENARIO, duration_s=DURATION_S, rate=RATE)
-        print(result.stdout.strip().splitlines()[-2])
-    counts = _verdict(platform_vhost.run_dir)
-    print(counts)
-    assert counts[ORDERS_TERMINAL]["accepted"] >= 480
-    assert counts[ORDERS_TERMINAL]["terminal"] == counts[ORDERS_TERMINAL]["accepted"]
-    assert counts[ONE_BOOKING]["orders_booked"] >= 0.8 * counts[ORDERS_TERMINAL]["accepted"]
 
 
 def _busiest_queue(cluster: LocalCluster, vhost: str) -> str:
@@ -98,3 +88,4 @@ def test_kills_mid_run_lose_no_order_and_duplicate_no_booking_or_notification(
     counts = _verdict(platform_vhost.run_dir)
     print(counts)
     assert counts[ORDERS_TERMINAL]["terminal"] == counts[ORDERS_TERMINAL]["accepted"] >= 450
+    assert counts[ONE_BOOKING]["orders_booked"] >= 0.8 * counts[ORDERS_TERMINAL]["accepted"]
