@@ -43,6 +43,7 @@ from system.messaging.relay import OutboxRelay
 from system.messaging.settings import MessagingSettings
 from system.platform.contracts import StateChanged
 from system.platform.topology import INTAKE, INTAKE_DELIVERIES, ORDERS, platform_topology
+from system.shutdown import stop_with_deadline
 
 from .mirror import decode_state_changed, handle_state_changed
 from .settings import IntakeSettings
@@ -138,7 +139,7 @@ async def run_relay(settings: IntakeSettings, msg: MessagingSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_with_deadline(stop.set, 4 * settings.shutdown_grace_s + 10.0))
     # Create the tables first, so the relay can start even before any HTTP replica did.
     store = IntakeStore(settings.database, synchronous=settings.sqlite_synchronous)
     await store.open()

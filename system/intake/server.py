@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from system.logs import get_logger
+from system.shutdown import stop_with_deadline
 
 from .app import build_app
 from .retailers import RetailerRegistry
@@ -23,7 +24,8 @@ async def serve(settings: IntakeSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        # runner.cleanup() waits up to shutdown_timeout (10 s) for requests in flight.
+        loop.add_signal_handler(sig, stop_with_deadline(stop.set, 25.0))
     store = IntakeStore(settings.database, synchronous=settings.sqlite_synchronous)
     await store.open()
     retailers = RetailerRegistry(settings.retailers_path, settings.retailers_reload_s)

@@ -45,10 +45,14 @@ from system.messaging.publisher import ConfirmingPublisher
 from system.messaging.relay import OutboxRelay
 from system.messaging.settings import MessagingSettings
 from system.messaging.topology import Topology
+from system.shutdown import stop_with_deadline
 
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
+
+# A stop that has not ended 2 x grace + this after SIGTERM is forced (system/shutdown.py).
+STOP_MARGIN_S = 10.0
 
 LEASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -164,7 +168,10 @@ class ServiceRuntime:
         """Open the DB, declare this service's queues, consume, relay, sweep; until stopped."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            # The stop waits up to 2 x grace for work in flight; past that plus a margin, exit loudly.
+            loop.add_signal_handler(
+                sig, stop_with_deadline(self._stop.set, 2 * self.settings.shutdown_grace_s + STOP_MARGIN_S)
+            )
         self.settings.database.parent.mkdir(parents=True, exist_ok=True)
         self._db = await open_db(self.settings.database)
         # CREATE ... IF NOT EXISTS, each statement its own transaction: replicas may start together.
