@@ -121,6 +121,25 @@ async def test_a_state_intake_already_has_is_a_no_op(mirror: Mirror) -> None:
     assert d.state is State.CANCELLED and history == ["requested", "cancelled"]
 
 
+async def test_a_cancel_tracking_refused_as_too_late_gives_way_to_what_tracking_says(mirror: Mirror) -> None:
+    """Intake answered 202 and showed ``cancelled``; the courier had the parcel when tracking saw the cancel."""
+    await mirror.apply(State.BOOKED)
+    answer = await mirror.store.cancel_rest("r01", mirror.id, "cancel-3", "fp-c", "customer_request")
+    assert answer.status == 202
+    await mirror.apply(State.COURIER_ASSIGNED)  # tracking may still cancel from here: not a refusal yet
+    d, _ = await mirror.view()
+    assert d.state is State.CANCELLED
+    await mirror.apply(State.PICKED_UP)  # no cancellation can follow: it was refused
+    await mirror.apply(State.DELIVERED)
+    d, history = await mirror.view()
+    assert d.state is State.DELIVERED
+    assert history == ["requested", "booked", "cancelled", "picked_up", "delivered"]
+    found = await mirror.store.view(mirror.id)
+    assert found is not None and found[1][3]["detail"] == "cancellation refused: too late (picked_up)"
+    again = await mirror.store.cancel_rest("r01", mirror.id, "cancel-4", "fp-c2", "customer_request")
+    assert again.status == 409 and again.body["state"] == "delivered"
+
+
 async def test_failed_then_returned_both_apply(mirror: Mirror) -> None:
     await mirror.apply(State.IN_TRANSIT)
     await mirror.apply(State.FAILED, reason="customer absent")
