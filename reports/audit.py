@@ -14,6 +14,7 @@ What is read from ``RUN_DIR`` (whatever is there)::
     chaos/journal.jsonl        the chaos journal: fault windows   (reports.faults)
     metrics/queues.jsonl       optional queue-depth samples       (reports.faults; backlog drain)
     slo.toml                   optional objectives                (reports.slo; defaults in code)
+    resources.jsonl            optional CPU / memory samples      (reports.saturation; the drill writes it)
 
 Sqlite paths are relative to the run directory. The report object is the single source for every
 writer (report.json, junit.xml, summary.md, report.html), so they never disagree.
@@ -44,6 +45,14 @@ report.json, ``schema_version`` 2 (top-level keys, in order)::
                      series: {t0, bucket_s, accepted_per_s[], delivered_per_s[], requests[],
                               unavailable[], availability[], good[], p50_ms[], p99_ms[],
                               queue_depth[] | null}  (null when nothing was timed)}
+    saturation      {verdict ("saturated"|"not saturated"|"not shown"|"no samples"), resource ("cpu"|
+                     "process:<role>"|"io"|"memory"|null), sentence, rule {thresholds}, cores,
+                     latency_limit_ms, windows {bucket_s, with_traffic, bad, bad_with_samples,
+                     bad_in_faults, good}, bad|good|overall {seconds, samples, cpu_busy, steal, iowait,
+                     load1, mem_available, cores_by_role, busiest_process}, peak_cpu,
+                     throughput {measured, reason, followed, follow_ratio, phases[], peak_sustained_per_s,
+                     sustain_s}, source}  (an explanation only: no check, no effect on the verdict;
+                     null when only ops were audited)
 
 Times are unix seconds; availabilities are fractions in [0, 1] or null when there was nothing to
 measure. The definitions are in :mod:`reports.timeline` (request classes) and
@@ -77,6 +86,7 @@ from reports.readers import SourceStats
 from reports.readers.jsonl import read_jsonl
 from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH, read_ledger
 from reports.readers.sqlite import TableMap, read_sqlite
+from reports.saturation import Saturation, analyse_run
 from reports.slo import SloConfig, load_slo, slo_checks
 from reports.story import headline
 from reports.taxonomy import FlowAudit, chain_data, classify, merge_counts, reasons_total
@@ -165,6 +175,8 @@ class AuditReport:
     seconds: float = 0.0
     #: availability / latency / recovery (None when the audit was run on ops alone, e.g. in tests).
     performance: Performance | None = None
+    #: which resource ran out when the objectives were missed (explains; never changes the verdict)
+    saturation: Saturation | None = None
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -217,12 +229,17 @@ class AuditReport:
             "headline": headline(self),
             "slo": None if self.performance is None else self.performance.slo.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
+            "saturation": None if self.saturation is None else self.saturation.to_dict(),
         }
 
     def attach_performance(self, performance: Performance) -> None:
         """Add the performance figures and one check per objective (the exit code now needs them)."""
         self.performance = performance
         self.checks.extend(slo_checks(performance))
+
+    def attach_saturation(self, saturation: Saturation) -> None:
+        """Add the saturation finding (no check: it explains the figures, the checks decide)."""
+        self.saturation = saturation
 
 
 def _flow_dict(audit: FlowAudit) -> dict[str, Any]:
@@ -319,6 +336,7 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None, slo: SloConfig |
     report = audit_collected(collector, sources, config, run_dir=str(run_dir))
     run_end = max((t for t in (collector.t_max, _last(timeline.answered)) if t is not None), default=None)
     report.attach_performance(measure_run(run_dir, timeline, slo, run_end))
+    report.attach_saturation(analyse_run(run_dir, report.performance))
     drained = drain_check(run_dir)
     if drained is not None:
         report.checks.insert(0, drained)

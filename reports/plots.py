@@ -21,11 +21,21 @@ from matplotlib.figure import Figure
 
 from reports.faults import FaultWindow, QueueSamples
 from reports.performance import Performance, Series
+from reports.saturation import Saturation
 
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 3.3, 100
 FAULT_COLOUR = "#f4a261"
 #: Queues drawn individually in the depth plot (the deepest ones; the rest are summed in "total").
 MAX_QUEUES = 5
+#: Roles drawn individually in the CPU plot (the busiest; the rest are summed in "other roles").
+MAX_ROLES = 12
+#: Stacking order of the CPU plot's roles: brokers at the bottom, then services, then the rest.
+ROLE_ORDER = ("broker.", "service.", "simulator", "locust", "links", "supervisor", "drill")
+#: Distinct colours for the stacked roles (matplotlib's tab20, without its greys).
+ROLE_COLOURS = (
+    "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896",
+    "#9467bd", "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#bcbd22", "#dbdb8d",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -154,13 +164,57 @@ def availability_plot(series: Series, faults: Sequence[FaultWindow], slo: float 
     return Plot("plot-availability", "Availability over time", caption, _png(fig))
 
 
-def all_plots(perf: Performance) -> list[Plot]:
+def _role_rank(role: str) -> tuple[int, str]:
+    return next((i for i, p in enumerate(ROLE_ORDER) if role.startswith(p)), len(ROLE_ORDER)), role
+
+
+def cpu_plot(sat: Saturation, faults: Sequence[FaultWindow], t0: float, span: float) -> Plot:
+    """CPU by role over time (cores, stacked), the machine's cores, and the seconds that missed."""
+    fig, ax = _figure()
+    samples = sat.samples
+    x = [s.mid - t0 for s in samples]
+    totals = {
+        r: sum(s.roles[r].cpu for s in samples if r in s.roles) for r in {r for s in samples for r in s.roles}
+    }
+    shown = sorted(sorted(totals, key=lambda r: -totals[r])[:MAX_ROLES], key=_role_rank)
+    rest = [r for r in totals if r not in shown]
+    stacks: list[list[float]] = [
+        [s.roles[r].cpu / 100 if r in s.roles else 0.0 for s in samples] for r in shown
+    ]
+    labels = list(shown)
+    if rest:
+        stacks.append([sum(s.roles[r].cpu for r in rest if r in s.roles) / 100 for s in samples])
+        labels.append("other roles")
+    known = [sum(col) for col in zip(*stacks, strict=True)] if stacks else [0.0] * len(samples)
+    stacks.append([max(0.0, s.cpu_busy * s.cores - k) for s, k in zip(samples, known, strict=True)])
+    labels.append("other processes")
+    colours = [ROLE_COLOURS[i % len(ROLE_COLOURS)] for i in range(len(stacks) - 1)] + ["#bbbbbb"]
+    ax.stackplot(x, *stacks, labels=labels, colors=colours, alpha=0.85, lw=0)
+    cores = sat.cores or max((s.cores for s in samples), default=1)
+    ax.axhline(cores, color="#1d2a33", ls="--", lw=1, label=f"{cores} cores")
+    bad_x = [(k + 0.5) * sat.bucket_s for k in sat.bad_buckets]
+    ax.scatter(bad_x, [0.0] * len(bad_x), marker="|", s=60, color="#e63946", zorder=3, clip_on=False,
+               label="second that missed the objective")  # fmt: skip
+    ax.set_ylim(0, cores * 1.5)  # headroom for the legend and the fault labels
+    ax.set_ylabel("cores busy")
+    _shade(ax, faults, t0, span)
+    ax.legend(loc="upper center", fontsize=7, framealpha=0.9, ncol=8)
+    caption = (
+        "CPU used per role, in cores (stacked; 1 = one core busy), from resources.jsonl; grey: every other "
+        "process on the machine; red ticks: seconds whose intake p99 or error rate missed the objective."
+    )
+    return Plot("plot-cpu", "CPU by role", caption, _png(fig))
+
+
+def all_plots(perf: Performance, saturation: Saturation | None = None) -> list[Plot]:
     """Every plot the run has data for, in reading order."""
     series = perf.series
     if series is None:
         return []
     faults = [f.window for f in perf.faults]
     plots = [throughput_plot(series, faults), latency_plot(series, faults, perf.slo.intake_p99_ms)]
+    if saturation is not None and saturation.samples:
+        plots.append(cpu_plot(saturation, faults, series.t0, _span(series)))
     if perf.queues is not None and perf.queues.present and perf.queues.by_queue:
         plots.append(queue_plot(perf.queues, faults, series.t0, _span(series)))
     plots.append(availability_plot(series, faults, perf.slo.availability))

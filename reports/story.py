@@ -2,8 +2,10 @@
 
 :func:`headline` returns a few sentences, most important first: was anything lost, how available was
 intake (across how many faults, with the slowest recovery), how fast were orders handled, did every
-objective hold. report.json (``headline``), summary.md, report.html and ``drill report`` all print the
-same sentences, so they never tell different stories.
+objective hold, and — when the run sampled its resources — which resource ran out and whether
+throughput followed the offered load (:mod:`reports.saturation`; one item: it explains, never decides).
+report.json (``headline``), summary.md, report.html, ``drill report`` and the drill's last lines all
+print the same sentences, so they never tell different stories.
 """
 
 from __future__ import annotations
@@ -124,6 +126,14 @@ def objectives_sentence(checks: list[CheckResult]) -> str | None:
     return f"All {measured} measured objectives held{tail}."
 
 
+def saturation_sentence(report: AuditReport) -> str | None:
+    """Where the platform saturated and whether throughput followed the load (only with resource samples)."""
+    sat = report.saturation
+    if sat is None or not sat.measured:
+        return None
+    return sat.headline()
+
+
 def headline(report: AuditReport) -> list[str]:
     """The plain-words verdict, one sentence per item, most important first."""
     word = "PASS" if report.exit_code == 0 else "FAIL"
@@ -132,6 +142,7 @@ def headline(report: AuditReport) -> list[str]:
         availability_sentence(report),
         latency_sentence(report),
         objectives_sentence(report.checks),
+        saturation_sentence(report),
     ):
         if extra:
             sentences.append(extra)

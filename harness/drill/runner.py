@@ -792,6 +792,8 @@ class DrillRunner:
     def _live(self, t_start: float) -> None:
         from rich.live import Live
 
+        from harness.drill.resources import RESOURCES_FILE, ResourceSampler, drill_roles
+
         assert self.simulator is not None and self.cluster is not None
         tail = LedgerTail(self.run_dir / "simulator" / "ledger.jsonl")
         poller = BrokerPoller(
@@ -800,6 +802,9 @@ class DrillRunner:
             self.vhost,
         )
         poller.start()
+        # CPU and memory of the machine and of each role, 1/s, for the report's saturation finding.
+        sampler = ResourceSampler(self.run_dir / RESOURCES_FILE, drill_roles(self))
+        sampler.start()
         limit = self.m.duration + self.m.traffic.linger + SIMULATOR_GRACE_S
         try:
             if self.console.is_terminal:
@@ -819,6 +824,7 @@ class DrillRunner:
                     self._say(line)
         finally:
             poller.stop()
+            sampler.stop()
         rc = self.simulator.poll()
         self._say(f"simulator finished (exit {rc}) after {time.monotonic() - t_start:.1f} s")
 

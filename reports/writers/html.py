@@ -95,7 +95,7 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         if plots:
             from reports.plots import all_plots  # lazy: matplotlib only when an HTML report is built
 
-            rendered = all_plots(perf)
+            rendered = all_plots(perf, report.saturation)
     flows = [
         {"name": f"{name} ({label})", "counts": audit.counts()}
         for label, audits in (("flow", report.flows), ("chain", report.chains))
@@ -116,8 +116,34 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         "totals": report.totals,
         "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in report.checks],
         "faults": fault_rows,
+        "saturation": _saturation(report),
         "slo": [] if perf is None else [(k, v) for k, v in perf.slo.to_dict().items()],
         "sources": [s.to_dict() for s in report.sources],
+    }
+
+
+def _saturation(report: AuditReport) -> dict[str, Any] | None:
+    """The saturation section, pre-formatted (``None`` when the audit had no run directory to read)."""
+    sat = report.saturation
+    if sat is None:
+        return None
+    tp = sat.throughput
+    return {
+        "verdict": sat.verdict,
+        "sentence": sat.sentence,
+        "throughput": tp.sentence() if tp.measured or sat.measured else "",
+        "rows": sat.table(),
+        "phases": [
+            {
+                "span": f"{p.start_s:.0f}–{p.end_s:.0f} s",
+                "nominal": "—" if p.nominal_per_s is None else f"{p.nominal_per_s:g}",
+                "offered": f"{p.offered_per_s:.1f}",
+                "accepted": f"{p.accepted_per_s:.1f}",
+                "followed": p.followed,
+            }
+            for p in (tp.phases if tp.measured else [])
+        ],
+        "rule": sat.rule_text() if sat.measured else "",
     }
 
 

@@ -1,5 +1,5 @@
-"""summary.md: the one-page human summary (verdict, headline, availability and latency, checks, flows,
-faults, park reasons, samples, sources)."""
+"""summary.md: the one-page human summary (verdict, headline, availability and latency, saturation,
+checks, flows, faults, park reasons, samples, sources)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reports.audit import VERDICT_COUNTS, AuditReport
 from reports.performance import Performance
+from reports.saturation import Saturation
 from reports.story import headline, pct, seconds
 from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
@@ -63,6 +64,8 @@ def summary_markdown(report: AuditReport) -> str:
     ]
     if report.performance is not None:
         out += _performance_section(report.performance)
+    if report.saturation is not None:
+        out += _saturation_section(report.saturation)
     out += ["## Checks", ""]
     out += _table(
         ("check", "status", "message"), ((c.name, STATUS_MARK[c.status], c.message) for c in report.checks)
@@ -163,6 +166,36 @@ def _performance_section(perf: Performance) -> list[str]:
         out.append("")
     else:
         out += ["No fault was injected (no chaos journal entry).", ""]
+    return out
+
+
+def _saturation_section(sat: Saturation) -> list[str]:
+    """Which resource ran out when the objectives were missed, and throughput against the offered load."""
+    out = ["## Saturation", "", sat.sentence, ""]
+    tp = sat.throughput
+    if tp.measured or sat.measured:
+        out += [tp.sentence(), ""]
+    rows = sat.table()
+    if rows:
+        out += _table(("", "seconds that missed the objective", "good seconds"), rows)
+        out.append("")
+    if tp.measured and tp.phases:
+        out += _table(
+            ("phase", "nominal orders/s", "offered /s (sent)", "accepted /s", "followed"),
+            (
+                (
+                    f"{p.start_s:.0f}–{p.end_s:.0f} s",
+                    "—" if p.nominal_per_s is None else f"{p.nominal_per_s:g}",
+                    f"{p.offered_per_s:.1f}",
+                    f"{p.accepted_per_s:.1f}",
+                    "yes" if p.followed else "**no**",
+                )
+                for p in tp.phases
+            ),
+        )
+        out.append("")
+    if sat.measured:
+        out += [f"_{sat.rule_text()}_", ""]
     return out
 
 
