@@ -67,7 +67,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from reports.checks import (
     END_TO_END,
@@ -150,6 +150,38 @@ class AuditConfig:
         )
         invariants = InvariantConfig(**raw.get("invariants", {}))
         return cls(chains=chains, sqlite=sqlite, invariants=invariants, strict=bool(raw.get("strict", False)))
+
+
+#: What the platform's own databases add to the ledgers: the notifications service's rows are what it
+#: owed (one per state change, audience and channel, decided in the consumer's transaction), so the
+#: one-notification check is *exactly once* against them: owed and never received is ``missing``,
+#: received and never owed is ``unowed``. (The drain waits for their pending sends first.)
+PLATFORM_AUDIT: Final[dict[str, Any]] = {
+    "sqlite": [
+        {
+            "path": "notifications.db",
+            "tables": [
+                {
+                    "table": "notifications",
+                    "id_column": "order_reference",
+                    "kind": "expect",
+                    "flow": "notification",
+                    "key_columns": ["delivery_id", "state", "audience", "recipient", "channel"],
+                }
+            ],
+        }
+    ]
+}
+
+
+def write_platform_config(run_dir: Path) -> Path | None:
+    """Write :data:`PLATFORM_AUDIT` as the run's ``audit.json`` when the run has a notifications DB and
+    no audit.json of its own; the path written, or None."""
+    path = run_dir / CONFIG_FILE
+    if path.exists() or not (run_dir / "notifications.db").exists():
+        return None
+    path.write_text(json.dumps(PLATFORM_AUDIT, indent=2) + "\n")
+    return path
 
 
 def load_config(run_dir: Path) -> AuditConfig:

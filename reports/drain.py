@@ -66,16 +66,24 @@ def queue_names(
     return None
 
 
+#: Tables of rows still to go out: the messaging outbox (waiting for a broker confirm) and the
+#: notifications service's sends (waiting for the provider's answer). A missing table counts 0.
+PENDING_TABLES = ("outbox", "notifications")
+
+
 def pending_outbox(db: Path) -> int:
-    """Rows of the messaging outbox still waiting for a confirm (0 when the file has no outbox)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return 0
-        raise
-    return int(row[0])
+    """Rows of ``db`` still waiting to go out (see :data:`PENDING_TABLES`; 0 when it has none of them)."""
+    total = 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        for table in PENDING_TABLES:
+            try:
+                row = conn.execute(f"SELECT count(*) FROM {table} WHERE status = 'pending'").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    continue
+                raise
+            total += int(row[0])
+    return total
 
 
 def drain(

@@ -925,7 +925,7 @@ class DrillRunner:
 
     # ------------------------------------------------------------------ audit
     def _do_audit(self, interrupted: bool, error: str | None, started: float) -> AuditReport:
-        from reports.audit import audit_run
+        from reports.audit import audit_run, write_platform_config
         from reports.story import headline
         from reports.writers import write_all
 
@@ -933,6 +933,7 @@ class DrillRunner:
         with self._phase(
             "audit", "report.json, junit.xml, summary.md, report.html" + (" (PARTIAL)" if partial else "")
         ):
+            write_platform_config(self.run_dir)  # notifications checked exactly once against what was owed
             report = audit_run(self.run_dir)
             for i, check in enumerate(self._drill_checks(interrupted, error, started)):
                 report.checks.insert(i, check)

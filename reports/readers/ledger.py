@@ -14,7 +14,7 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
     order_sent, duplicate_sent       (retries and provider re-sends)  attempt  orders        order
     order_answer, duplicate_answer   outcome accepted|rejected|unknown ack|fail|unknown  orders  order
     notification_received            not marked duplicate (a re-send  effect   notification  order;
-                                     of an id already received)                (delivery, state, recipient, channel)
+                                     of an id already received)                (delivery, state, audience, to, channel)
                                      + audience customer (or absent)
                                        and state terminal             observe  orders        order
     booking_answer_sent              type booking_accepted, first      effect   booking       order;
@@ -266,8 +266,15 @@ def _to_ops(
         order = _order(rec, order_of)
         state = _field(rec, "state")
         audience = rec.get("audience")
-        recipient = ":".join(str(p) for p in (audience, rec.get("to")) if p) or "unknown"
-        key = (_delivery(rec), state, recipient, str(rec.get("channel") or ""))
+        # The columns of the notifications service's own table (delivery_id, state, audience, recipient,
+        # channel), so what it planned (``expect``, audit.json) and what arrived compare key for key.
+        key = (
+            _delivery(rec),
+            state,
+            str(audience or ""),
+            str(rec.get("to") or ""),
+            str(rec.get("channel") or ""),
+        )
         ops = [Op(EFFECT, order, NOTIFICATION, t, key)]
         if audience in (None, "customer") and state.lower() in TERMINAL_STATES:
             ops.append(Op(OBSERVE, order, ORDERS, t))

@@ -25,7 +25,7 @@ import pytest
 
 from harness.cluster._local import port_free
 from harness.supervisor import SystemHandle, load_spec
-from reports.audit import AuditReport, audit_run, load_config
+from reports.audit import AuditReport, audit_run, load_config, write_platform_config
 from reports.slo import load_slo
 from simulator.config import load_scenario
 from simulator.world import build_retailers, write_retailers_file
@@ -162,6 +162,7 @@ def simulate(
 
 
 def audit(run_dir: Path) -> AuditReport:
+    write_platform_config(run_dir)  # notifications: exactly once against what the service owed
     return audit_run(run_dir, load_config(run_dir), load_slo(run_dir))
 
 

@@ -127,7 +127,7 @@ def test_ledger_maps_orders_onto_the_taxonomy(tmp_path: Path) -> None:
     assert orders.observe_records == 2  # the customer's terminal notifications only
     assert collector.flow("notification").effects[0] == (
         "A",
-        ("dA", "picked_up", "customer:+447700900786", "sms"),
+        ("dA", "picked_up", "customer", "+447700900786", "sms"),
     )
     assert len(collector.flow("notification").effects) == 4
 
@@ -160,7 +160,7 @@ def test_ledger_maps_by_delivery_when_the_order_ref_is_missing(tmp_path: Path) -
     assert stats.malformed == 0
     assert collector.flow("orders").ids["observe"] == ["A"]
     assert collector.flow("notification").effects == [
-        ("A", ("dA", "delivered", "customer:+447700900786", "sms"))
+        ("A", ("dA", "delivered", "customer", "+447700900786", "sms"))
     ]
 
 
@@ -381,3 +381,41 @@ def test_a_cancel_the_courier_accepted_releases_that_job(tmp_path: Path) -> None
     assert collector.flow("booking_released").effects == [("A", ("A", "z", "j1"))]
     assert collector.flow("booking").effects == [("A", ("A", "z", "j1"))]
     assert stats.ignored["cancel_answer_sent(not accepted)"] == 1
+
+
+def test_the_platform_config_checks_notifications_exactly_once_against_what_was_owed(tmp_path: Path) -> None:
+    """notifications.db rows (what the service owed) against the receiver's ledger, key for key."""
+    import sqlite3
+
+    from reports.audit import CONFIG_FILE, audit_run, write_platform_config
+    from reports.checks import ONE_NOTIFICATION
+
+    with sqlite3.connect(tmp_path / "notifications.db") as db:
+        db.execute(
+            "CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT, state TEXT,"
+            " audience TEXT, channel TEXT, order_reference TEXT, recipient TEXT, status TEXT)"
+        )
+        db.executemany(
+            "INSERT INTO notifications VALUES (?, ?, ?, 'customer', 'sms', ?, '+447700900786', 'sent')",
+            [("n1", "dA", "picked_up", "A"), ("n2", "dA", "delivered", "A"), ("n3", "dB", "delivered", "B")],
+        )
+    ledger = tmp_path / "simulator" / "ledger.jsonl"
+    ledger.parent.mkdir()
+    records = [
+        {"t": 1, "kind": "order_sent", "order_ref": "A", "req": 1, "attempt": 1, "channel": "rest"},
+        {"t": 2, "kind": "order_answer", "order_ref": "A", "req": 1, "outcome": "accepted", "delivery_id": "dA"},
+        {"t": 1, "kind": "order_sent", "order_ref": "B", "req": 2, "attempt": 1, "channel": "rest"},
+        {"t": 2, "kind": "order_answer", "order_ref": "B", "req": 2, "outcome": "accepted", "delivery_id": "dB"},
+        notified("A", "picked_up"),
+        notified("A", "delivered", notification_id="n2"),
+        # dB's delivered notification was owed and never arrived; a store notification nobody owed did.
+        notified("B", "booked", audience="store", notification_id="n9"),
+    ]  # fmt: skip
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    assert write_platform_config(tmp_path) == tmp_path / CONFIG_FILE
+    assert write_platform_config(tmp_path) is None  # never overwrites the run's own
+    check = {c.name: c for c in audit_run(tmp_path).checks}[ONE_NOTIFICATION]
+    assert check.status == "failed" and "checked exactly once" in check.message, check.message
+    assert (check.counts["expected"], check.counts["missing"], check.counts["unowed"]) == (3, 1, 1)
+    assert check.samples["missing"] == ["dB|delivered|customer|+447700900786|sms"]
