@@ -18,6 +18,8 @@ Definitions (the rules of :mod:`reports.timeline` decide what a request's class 
 * **failover** = from the fault being in effect (``applied``, else ``apply``) to the earliest answer of
   a successful request sent at or after that moment: how long until intake demonstrably worked again
   (for a fault that did not disturb intake, about one request's latency). ``None``: no success after it.
+  Not measured (left out of the failover objective) when no request at all was sent after it: a fault
+  that lands after the traffic ended proves nothing either way.
 * **drain** = heal → queues back to baseline (:func:`reports.faults.drain_time`).
 * **throughput** = orders first accepted / first delivered per second (distinct orders, not answers).
 """
@@ -202,6 +204,8 @@ class FaultResult:
     accepted_to_delivered: dict[str, float | int | None]
     failover_s: float | None
     drain: Drain
+    #: whether any request was sent after the fault took effect (else failover is not measured)
+    traffic_after: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """One entry of ``faults`` in report.json."""
@@ -221,6 +225,7 @@ class FaultResult:
             "accepted_to_booked_s": dict(self.accepted_to_booked),
             "accepted_to_delivered_s": dict(self.accepted_to_delivered),
             "failover_s": None if self.failover_s is None else round(self.failover_s, 3),
+            "failover_measured": self.traffic_after,
             "drain": self.drain.to_dict(),
         }
 
@@ -285,10 +290,10 @@ class Performance:
     queues: QueueSamples | None = None
 
     def failover_values(self) -> dict[str, float | None]:
-        """fault id -> failover seconds (``None``: never recovered), for faults with intake traffic."""
+        """fault id -> failover seconds (``None``: never recovered), for faults with intake traffic after them."""
         if not self.measured:
             return {}
-        return {f.window.fault_id: f.failover_s for f in self.faults}
+        return {f.window.fault_id: f.failover_s for f in self.faults if f.traffic_after}
 
     def drain_values(self) -> dict[str, float | None]:
         """fault id -> drain seconds (``None``: not drained), for faults whose drain was measured."""
@@ -296,9 +301,10 @@ class Performance:
 
     def slowest_recovery(self) -> FaultResult | None:
         """The fault with the longest failover (a never-recovered fault counts as the slowest)."""
-        if not self.measured or not self.faults:
+        measured = [f for f in self.faults if f.traffic_after]
+        if not self.measured or not measured:
             return None
-        return max(self.faults, key=lambda f: math.inf if f.failover_s is None else f.failover_s)
+        return max(measured, key=lambda f: math.inf if f.failover_s is None else f.failover_s)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``performance`` section of report.json (documented in :mod:`reports.audit`)."""
@@ -448,6 +454,7 @@ def measure(
                 accepted_to_booked=percentiles(to_booked[booked_in]),
                 accepted_to_delivered=percentiles(to_delivered[delivered_in]),
                 failover_s=None if failover is None else max(0.0, failover),
+                traffic_after=bool((sent >= w.effective_start).any()),
                 drain=drain_time(w, queues, windows)
                 if queues is not None
                 else Drain(False, reason="not measured"),

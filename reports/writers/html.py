@@ -88,7 +88,9 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
                     "time_availability": pct(f.time.availability),
                     "p99": _ms(f.intake.latency.get("p99")),
                     "delivered_p99": _s(f.accepted_to_delivered.get("p99")),
-                    "failover": _s(f.failover_s) if perf.measured else "—",
+                    "failover": _s(f.failover_s)
+                    if perf.measured and f.traffic_after
+                    else "— (no traffic after)",
                     "drain": _s(f.drain.seconds) if f.drain.measured else f.drain.reason or "not measured",
                 }
             )

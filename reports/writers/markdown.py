@@ -157,7 +157,7 @@ def _performance_section(perf: Performance) -> list[str]:
                     pct(f.intake.availability),
                     pct(f.time.availability),
                     _ms(f.intake.latency.get("p99")),
-                    _s(f.failover_s),
+                    _s(f.failover_s) if f.traffic_after else "— (no traffic after)",
                     _s(f.drain.seconds) if f.drain.measured else f.drain.reason,
                 )
                 for f in perf.faults

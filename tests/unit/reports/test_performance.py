@@ -209,6 +209,22 @@ def test_failover_is_none_when_nothing_succeeded_after_the_fault_and_the_slo_fai
     assert report.exit_code == 1
 
 
+def test_a_fault_after_the_last_request_is_not_measured_not_never_recovered(tmp_path: Path) -> None:
+    records = request("ok", 1.0) + request("during", 10.5) + request("last", 12.0)
+    late = fault("f-late", 20.0, 21.0)  # the chaos went on after the traffic ended
+    report = audit_run(make_run(tmp_path, records, fault("f-1", 10.0, 11.0) + late))
+    perf = report.performance
+    assert perf is not None
+    by_id = {f.window.fault_id: f for f in perf.faults}
+    assert by_id["f-late"].traffic_after is False and by_id["f-late"].to_dict()["failover_measured"] is False
+    assert by_id["f-1"].traffic_after is True
+    assert set(perf.failover_values()) == {"f-1"}
+    slowest = perf.slowest_recovery()
+    assert slowest is not None and slowest.window.fault_id == "f-1"
+    check = next(c for c in report.checks if c.name == "slo[failover_s]")
+    assert check.status == "passed", check.message
+
+
 def test_percentiles_are_nearest_rank() -> None:
     values = np.arange(1, 101, dtype=np.float64)  # 1..100
     assert percentiles(values) == {"count": 100, "p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
