@@ -82,8 +82,10 @@ def write_synthetic_run(
     seed: int = 1,
     queues: bool = True,
     lost: int = 0,
+    resources: bool = False,
 ) -> SyntheticRun:
-    """Write ``simulator/ledger.jsonl``, ``chaos/journal.jsonl`` and (``queues``) ``metrics/queues.jsonl``.
+    """Write ``simulator/ledger.jsonl``, ``chaos/journal.jsonl``, (``queues``) ``metrics/queues.jsonl``
+    and (``resources``) ``resources.jsonl``: a 2-core machine that runs flat out during every fault.
 
     ``lost`` accepted orders never get a delivered notification (the audit must call them lost).
     """
@@ -177,7 +179,32 @@ def write_synthetic_run(
 
     if queues:
         _write_queues(run_dir / QUEUES_PATH, seconds, windows, rng)
+    if resources:
+        _write_resources(run_dir / "resources.jsonl", seconds, windows, rng)
     return out
+
+
+def _write_resources(
+    path: Path, seconds: float, windows: Sequence[tuple[float, float]], rng: random.Random
+) -> None:
+    """One sample per second in harness/drill/resources.py's format: ~60% busy, 98% during faults."""
+    lines: list[str] = []
+    for s in range(1, int(seconds) + 1):
+        t = T0 + s
+        busy = 0.98 if any(a <= t - 0.5 < b for a, b in windows) else rng.uniform(0.5, 0.7)
+        roles = {f"broker.{n}": 0.22 * busy * 200 for n in (1, 2, 3)} | {
+            "service.intake": 0.2 * busy * 200,
+            "service.quoting": 0.08 * busy * 200,
+            "simulator": 6.0,
+        }
+        doc = {
+            "t": t, "dt": 1.0, "cores": 2, "cpu_busy": busy, "iowait": 0.01, "steal": 0.0,
+            "load1": 2.0 * busy, "load5": 1.5, "load15": 1.0, "mem_total_mb": 8000.0, "mem_available_mb": 5000.0,
+            "roles": {r: {"cpu": round(c, 1), "max": round(min(c, 95.0), 1), "rss_mb": 150.0, "procs": 1}
+                      for r, c in roles.items()},
+        }  # fmt: skip
+        lines.append(json.dumps(doc) + "\n")
+    path.write_text("".join(lines))
 
 
 def _write_queues(

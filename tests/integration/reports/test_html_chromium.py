@@ -25,8 +25,8 @@ FAULTS = (
     SyntheticFault("kill", "node:2", 15.0, 6.0, 1.5),
     SyntheticFault("partition", "isolate:3", 40.0, 10.0, 3.0),
 )
-#: Plot ids rendered by reports.plots for a run with queue samples.
-PLOT_IDS = ("plot-throughput", "plot-latency", "plot-queues", "plot-availability")
+#: Plot ids rendered by reports.plots for a run with queue and resource samples.
+PLOT_IDS = ("plot-throughput", "plot-latency", "plot-queues", "plot-availability", "plot-cpu")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="apt-get install chromium")
 
@@ -70,7 +70,7 @@ def test_console_error_detection_catches_a_broken_page(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
-    write_synthetic_run(run, seconds=80, rate=15, faults=FAULTS, seed=11)
+    write_synthetic_run(run, seconds=80, rate=15, faults=FAULTS, seed=11, resources=True)
     paths = write_all(audit_run(run), run / "audit", html=True)
     html = run / "audit" / REPORT_HTML
     assert html in paths
