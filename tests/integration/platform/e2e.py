@@ -60,9 +60,9 @@ class RunningPlatform:
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Every replica of every service consumes (its ready marker exists), or fail naming the missing."""
         deadline = time.monotonic() + timeout
-        # Services on the ServiceRuntime touch <run>/ready/<service>.<replica>; intake's HTTP replicas
-        # answer /readyz instead (checked by the simulator's first requests: it retries unknowns).
-        want = {f"{s}.{i}" for s, n in self.replicas.items() if not s.startswith("intake") for i in range(n)}
+        # Every replica writes the ready file the supervisor names, <run>/ready/<service>.<replica>: the
+        # ServiceRuntime once it consumes, intake's HTTP replicas once they listen, the relay once it relays.
+        want = {f"{s}.{i}" for s, n in self.replicas.items() for i in range(n)}
         while True:
             ready = (
                 {p.name for p in (self.run_dir / "ready").glob("*")}
