@@ -19,8 +19,8 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
                                        and state terminal             observe  orders        order
     booking_answer_sent              type booking_accepted, first      effect   booking       order;
                                      answer of that job                                (order, courier, job)
-    cancel_answer_sent               type cancel_accepted              effect   booking_released  order;
-                                                                                       (order, courier, job)
+    cancel_answer_sent               type cancel_accepted, first of    effect   booking_released  order;
+                                     that job                                          (order, courier, job)
     attempt/ack/fail/unknown/        generic ops (e.g. the harness     as is    flow, default orders
     observe/effect/expect/parked/    appending ``inflight`` at the cut)
     inflight
@@ -38,7 +38,9 @@ Why these choices:
   stronger source; both can feed the same flow.
 * **one booking = one courier job**: a republished booking request gets the *same* answer again from
   the courier desk (no second driver), so repeats of a job are not second bookings
-  (``ignored["booking_answer_sent(repeat)"]``); two different jobs for one order are.
+  (``ignored["booking_answer_sent(repeat)"]``); two different jobs for one order are. Likewise a
+  cancel request redelivered to the courier and accepted again releases the job once
+  (``ignored["cancel_answer_sent(repeat)"]``).
 * **recipient** is ``audience:to`` (``customer:+4477…``), so SMS and e-mail to one customer are two
   notifications, and the same SMS twice is a duplicated effect.
 * **delivery** in keys is ``delivery_id`` (else the order); ids are the ``order_ref`` everywhere, else
@@ -138,13 +140,14 @@ def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = No
     stats = SourceStats(source=str(path), reader=READER)
     order_of: dict[str, str] = {}
     jobs_seen: set[tuple[str, str, str]] = set()
+    released_seen: set[tuple[str, str, str]] = set()
     deferred: list[tuple[int, dict[str, Any]]] = []
 
     def emit(lineno: int, rec: Mapping[str, Any]) -> None:
         if timeline is not None and rec["kind"] in TIMELINE_KINDS:
             timeline.feed(rec, order_of)
         try:
-            ops = _to_ops(rec, order_of, jobs_seen, stats)
+            ops = _to_ops(rec, order_of, jobs_seen, released_seen, stats)
         except OpError as exc:
             stats.error(f"{path.name}:{lineno}", str(exc))
             return
@@ -244,6 +247,7 @@ def _to_ops(
     rec: Mapping[str, Any],
     order_of: Mapping[str, str],
     jobs_seen: set[tuple[str, str, str]],
+    released_seen: set[tuple[str, str, str]],
     stats: SourceStats,
 ) -> list[Op]:
     """The ops for one ledger record (the mapping table in the module docstring)."""
@@ -296,15 +300,13 @@ def _to_ops(
             stats.ignored["cancel_answer_sent(not accepted)"] += 1
             return []
         order = _order(rec, order_of)
-        return [
-            Op(
-                EFFECT,
-                order,
-                BOOKING_RELEASED,
-                t,
-                (order, str(rec.get("courier") or ""), _field(rec, "courier_job_id")),
-            )
-        ]
+        job = (order, str(rec.get("courier") or ""), _field(rec, "courier_job_id"))
+        if job in released_seen:
+            # A redelivered cancel request (the same message id) answered again: the job was released once.
+            stats.ignored["cancel_answer_sent(repeat)"] += 1
+            return []
+        released_seen.add(job)
+        return [Op(EFFECT, order, BOOKING_RELEASED, t, job)]
     if kind in KINDS:
         # Generic ops carried in the ledger (e.g. the harness appending "inflight" at the cut).
         generic = dict(rec)

@@ -191,6 +191,21 @@ def test_ledger_counts_one_booking_per_courier_job(tmp_path: Path) -> None:
     ]
 
 
+def test_a_redelivered_cancel_request_accepted_again_releases_the_job_once(tmp_path: Path) -> None:
+    """Seen in a partition drill: the same cancel request (one message id) reached the courier twice."""
+
+    def released(t: float, job: str = "dashly-job-1") -> dict[str, Any]:
+        return {"t": t, "kind": "cancel_answer_sent", "order_ref": "A", "type": "cancel_accepted",
+                "courier": "dashly", "courier_job_id": job}  # fmt: skip
+
+    collector, stats = ledger_collector(tmp_path, [released(1), released(4), released(5, "dashly-job-2")])
+    assert stats.ignored["cancel_answer_sent(repeat)"] == 1
+    assert collector.flow("booking_released").effects == [
+        ("A", ("A", "dashly", "dashly-job-1")),
+        ("A", ("A", "dashly", "dashly-job-2")),
+    ]
+
+
 def test_ledger_passes_generic_ops_through_and_rejects_incomplete_records(tmp_path: Path) -> None:
     collector, stats = ledger_collector(
         tmp_path,
