@@ -80,6 +80,7 @@ class ConsumerStats:
     parked: int = 0
     stale_dropped: int = 0
     reconnects: int = 0
+    idle_resubscribes: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,16 @@ class InboxConsumer(Generic[T]):
 
     The consumer owns its reconnect loop (any node of the cluster); deliveries that belong to a
     channel that has since died are dropped unacked: the broker has already requeued them.
+
+    A consumer that has received nothing for ``idle_resubscribe_s`` (default: six stall checks)
+    re-subscribes on a fresh connection to the next node, then waits twice as long before the next such
+    move (up to eight times), until a real connection loss resets the wait. Why: a quorum queue's
+    deliveries to a channel are sent by the queue's member on the channel's node ("local delivery"); a
+    member that lags after a node restart (seen after a whole-cluster SIGKILL: stuck in pre_vote with
+    its log behind the commit index) never sends them. The leader counts them as unacked to this
+    consumer, so neither the ready count of a passive declare nor anything else on AMQP shows them.
+    Closing the channel returns them to the queue; a consumer on another node receives them.
+    ``idle_resubscribe_s=math.inf`` turns the moves off.
     """
 
     def __init__(
@@ -120,8 +131,12 @@ class InboxConsumer(Generic[T]):
         handler: Handler[T],
         decode: Decoder[T],
         name: str | None = None,
+        idle_resubscribe_s: float | None = None,
     ) -> None:
         self._settings = settings
+        self._idle_resubscribe_s = (
+            6 * settings.stall_check_s if idle_resubscribe_s is None else idle_resubscribe_s
+        )
         self._db_path = db_path
         self._topology = topology
         self._queue: WorkQueue = topology.work_queue(queue)
@@ -137,6 +152,11 @@ class InboxConsumer(Generic[T]):
         self._stop = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._busy = False
+        self._in_hand = 0  # deliveries of the batch the worker is processing
+        self._received = 0  # deliveries received, all sessions
+        self._last_received_at = 0.0  # loop time of the last delivery
+        self._idle_moves = 0  # idle re-subscriptions since the last real connection loss
+        self._moving = False  # the session in progress ends for idleness, not a loss
         self._progress = asyncio.Condition()
         self._started = asyncio.Event()
         self.stats = ConsumerStats()
@@ -178,10 +198,18 @@ class InboxConsumer(Generic[T]):
                 connection = await self._connector.connect(self._stop)
                 if await self._session(connection):
                     return
-                self.stats.reconnects += 1
                 delay = self._settings.reconnect_initial_s
+                if self._moving:
+                    self._moving = False
+                    self._idle_moves += 1
+                    self.stats.idle_resubscribes += 1
+                    continue
+                self._idle_moves = 0
+                self.stats.reconnects += 1
                 log.warning("channel lost; reconnecting", extra={"queue": self._queue.name})
             except (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError, TimeoutError) as exc:
+                self._moving = False
+                self._idle_moves = 0
                 if self._stop.is_set():
                     return
                 log.warning("consumer session failed", extra={"queue": self._queue.name, "error": repr(exc)})
@@ -205,13 +233,15 @@ class InboxConsumer(Generic[T]):
         connection.close_callbacks.add(lambda *_: lost.set())
 
         async def on_delivery(raw: DeliveredMessage) -> None:
+            self._received += 1
+            self._last_received_at = asyncio.get_running_loop().time()
             self._buffer.put_nowait(_Delivery(generation, underlay, raw))
 
         async with asyncio.timeout(2 * self._settings.connect_timeout_s):
             ok = await underlay.basic_consume(self._queue.name, on_delivery, no_ack=False)
         log.info("consuming", extra={"queue": self._queue.name, "generation": generation})
         self._started.set()
-        watchdog = asyncio.create_task(self._watch_for_stall(underlay, lost))
+        watchdog = asyncio.create_task(self._watch_for_stall(underlay, lost, generation))
         try:
             await _first_of(self._stop.wait(), lost.wait())
         finally:
@@ -221,49 +251,81 @@ class InboxConsumer(Generic[T]):
             return True
         return self._stop.is_set()
 
-    async def _watch_for_stall(self, underlay: aiormq.abc.AbstractChannel, lost: asyncio.Event) -> None:
-        """Declare the session lost when it is silent while the queue has ready messages.
+    async def _watch_for_stall(
+        self, underlay: aiormq.abc.AbstractChannel, lost: asyncio.Event, generation: int
+    ) -> None:
+        """Declare the session lost when it is silent while the queue has ready messages, or when it
+        has received nothing for the idle limit (then the next session goes to another node).
 
         Guards against consumers the broker silently stopped serving (e.g. after a quorum leader
-        change) and half-open connections the heartbeat has not caught yet.
+        change), half-open connections the heartbeat has not caught yet, and deliveries a lagging
+        quorum member on this node never sends (see the class docstring).
         """
+        loop = asyncio.get_running_loop()
         period = self._settings.stall_check_s
-        seen = self.stats.delivered + self._buffer.qsize()
+        session_start = loop.time()
+        seen = self._received
         done, idle_checks = self._settled(), 0
         while not lost.is_set():
             await asyncio.sleep(period)
-            now_seen = self.stats.delivered + self._buffer.qsize()
             if not self._buffer.empty() or self._busy:
                 # Work in hand: the broker delivered. A worker that settles nothing for long is stuck
                 # (its deliveries stay unacked, invisible to the ready count below): say so loudly.
                 idle_checks = idle_checks + 1 if self._settled() == done else 0
                 done = self._settled()
                 if idle_checks and idle_checks % 6 == 0:
-                    log.error(
-                        "consumer worker settled nothing while deliveries wait",
-                        extra={"queue": self._queue.name, "waiting": self._buffer.qsize(), "busy": self._busy,
-                               "seconds": round(idle_checks * period, 1)},
-                    )  # fmt: skip
-                seen = now_seen
+                    held = self._holding(underlay, generation)
+                    held["seconds"] = round(idle_checks * period, 1)
+                    log.error("consumer worker settled nothing while deliveries wait", extra=held)
+                seen = self._received
                 continue
             idle_checks = 0
-            if now_seen != seen:
-                seen = now_seen
+            if self._received != seen:
+                seen = self._received
                 continue
             try:
                 async with asyncio.timeout(period):
                     declared = await underlay.queue_declare(self._queue.name, passive=True)
             except Exception as exc:  # any failure of a passive declare means the channel is unusable
-                log.warning("stall check failed; reconnecting", extra={"error": repr(exc)})
+                log.warning(
+                    "stall check failed; reconnecting", extra={"queue": self._queue.name, "error": repr(exc)}
+                )
                 lost.set()
                 return
             if (declared.message_count or 0) > 0:
                 log.warning(
                     "no deliveries while the queue has ready messages; reconnecting",
-                    extra={"queue": self._queue.name, "ready": declared.message_count},
+                    extra=self._holding(underlay, generation) | {"ready": declared.message_count},
                 )
                 lost.set()
                 return
+            idle = loop.time() - max(session_start, self._last_received_at)
+            limit = self._idle_resubscribe_s * 2 ** min(self._idle_moves, 3)
+            if idle >= limit:
+                log.warning(
+                    "no deliveries for the idle limit; re-subscribing on another node",
+                    extra=self._holding(underlay, generation)
+                    | {"idle_s": round(idle, 1), "limit_s": limit, "moves": self._idle_moves,
+                       "consumers": declared.consumer_count},
+                )  # fmt: skip
+                self._moving = True
+                lost.set()
+                return
+
+    def _holding(self, underlay: aiormq.abc.AbstractChannel, generation: int) -> dict[str, Any]:
+        """What this consumer holds locally, for the watchdog's logs (the broker's unacked count for
+        this consumer should equal ``unsettled``; more there means deliveries that never arrived)."""
+        return {
+            "queue": self._queue.name,
+            "unsettled": self._buffer.qsize() + self._in_hand,
+            "waiting": self._buffer.qsize(),
+            "busy": self._busy,
+            "received": self._received,
+            "channel": underlay.number,
+            "channel_open": not underlay.is_closed,
+            "generation": generation,
+            "current_generation": self._generation,
+        }
 
     def _settled(self) -> int:
         """Deliveries the worker has finished with (processed, duplicate, retried, parked, dropped)."""
@@ -298,11 +360,11 @@ class InboxConsumer(Generic[T]):
             current = [d for d in batch if d.generation == self._generation]
             self.stats.stale_dropped += len(batch) - len(current)
             if current:
-                self._busy = True
+                self._busy, self._in_hand = True, len(current)
                 try:
                     await self._process(db, current)
                 finally:
-                    self._busy = False
+                    self._busy, self._in_hand = False, 0
 
     async def _process(self, db: aiosqlite.Connection, batch: list[_Delivery]) -> None:
         self.stats.delivered += len(batch)

@@ -28,6 +28,13 @@ leaders, consumers attached before publishing or a fresh one after. The broker l
 ("follower did not have entry at ...", "await_condition - Leader node ... might be down. Re-entering
 follower state.") appeared 58 times in these runs, every time without any loss: they are not a
 signature of it. The tests below therefore assert that nothing is lost.
+
+EXPLAINED later (drill run 20261129T075325Z-demo-kill, management API and ``quorum_status`` captured):
+the messages were not lost by the broker but checked out to consumers whose node's quorum member was
+stuck (``pre_vote``, log behind the commit index) and never sent them (local delivery; the leader counted
+them unacked, every channel 0). These tests use a fresh consumer, which did not land on a stuck member.
+The consumer now moves to another node when it receives nothing for a while:
+tests/integration/messaging/test_consumer_after_outage.py.
 """
 
 from __future__ import annotations
