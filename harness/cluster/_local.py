@@ -47,6 +47,8 @@ PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exc
 ADMIN_USER = "drill-admin"
 # A node whose VM dies while booting is started again this many times before the start fails.
 BOOT_RESPAWNS = 2
+# Tries of one rabbitmqctl call made on every running node (alarms): transient CLI failures under load.
+CTL_ATTEMPTS = 3
 
 
 def amqp_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -663,10 +665,26 @@ cluster_formation.discovery_retry_interval = 100
         self._ctl_on_up_nodes("set_disk_free_limit", value)
 
     def _ctl_on_up_nodes(self, *args: str) -> None:
-        """The same CLI call on every running node at once (each costs ~0.5-1 s of Erlang start-up)."""
+        """The same CLI call on every running node at once (each costs ~0.5-1 s of Erlang start-up).
+
+        A call is tried up to :data:`CTL_ATTEMPTS` times: on a saturated machine the CLI's own Erlang
+        node sometimes fails to reach a node that serves AMQP ("unable to connect", exit 69), seen in
+        the monkey drill with the load average at 12 on 2 cores."""
         up = [n.index for n in self.state.nodes if self.node_state(n.index) == "up"]
+
+        def call(node: int) -> str:
+            for attempt in range(1, CTL_ATTEMPTS + 1):
+                try:
+                    return self.ctl(node, *args, timeout=15)
+                except ClusterError as exc:
+                    if attempt == CTL_ATTEMPTS or self.node_state(node) != "up":
+                        raise
+                    log.warning("node %d: %s; trying again", node, str(exc).splitlines()[0])
+                    time.sleep(attempt)
+            raise AssertionError("unreachable")
+
         with ThreadPoolExecutor(max_workers=max(1, len(up))) as pool:
-            for fut in [pool.submit(self.ctl, i, *args, timeout=15) for i in up]:
+            for fut in [pool.submit(call, i) for i in up]:
                 fut.result()
 
     def ensure_healthy(self, timeout: float | None = None) -> list[str]:
