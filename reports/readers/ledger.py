@@ -283,30 +283,24 @@ def _to_ops(
         if audience in (None, "customer") and state.lower() in TERMINAL_STATES:
             ops.append(Op(OBSERVE, order, ORDERS, t))
         return ops
-    if kind == "booking_answer_sent":
-        if rec.get("type") != BOOKING_ACCEPTED:
-            stats.ignored["booking_answer_sent(not accepted)"] += 1
+    if kind in ("booking_answer_sent", "cancel_answer_sent"):
+        accepted, flow, seen = (
+            (BOOKING_ACCEPTED, BOOKING, jobs_seen)
+            if kind == "booking_answer_sent"
+            else ("cancel_accepted", BOOKING_RELEASED, released_seen)
+        )
+        if rec.get("type") != accepted:
+            stats.ignored[f"{kind}(not accepted)"] += 1
             return []
         order = _order(rec, order_of)
         job = (order, str(rec.get("courier") or ""), _field(rec, "courier_job_id"))
-        if job in jobs_seen:
-            # The courier desk answers a republished booking request with the same job: not a booking.
-            stats.ignored["booking_answer_sent(repeat)"] += 1
+        if job in seen:
+            # The courier desk answers a republished booking request, or a redelivered cancel request,
+            # with the same job again: one job booked, or released, once.
+            stats.ignored[f"{kind}(repeat)"] += 1
             return []
-        jobs_seen.add(job)
-        return [Op(EFFECT, order, BOOKING, t, job)]
-    if kind == "cancel_answer_sent":
-        if rec.get("type") != "cancel_accepted":
-            stats.ignored["cancel_answer_sent(not accepted)"] += 1
-            return []
-        order = _order(rec, order_of)
-        job = (order, str(rec.get("courier") or ""), _field(rec, "courier_job_id"))
-        if job in released_seen:
-            # A redelivered cancel request (the same message id) answered again: the job was released once.
-            stats.ignored["cancel_answer_sent(repeat)"] += 1
-            return []
-        released_seen.add(job)
-        return [Op(EFFECT, order, BOOKING_RELEASED, t, job)]
+        seen.add(job)
+        return [Op(EFFECT, order, flow, t, job)]
     if kind in KINDS:
         # Generic ops carried in the ledger (e.g. the harness appending "inflight" at the cut).
         generic = dict(rec)

@@ -12,26 +12,15 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-from harness.cluster import LocalCluster, ManagementClient, _procs
+from harness.cluster import LocalCluster, _procs
 
 pytestmark = pytest.mark.timeout(420)
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def vhost(local_cluster: LocalCluster) -> Iterator[str]:
-    name = f"drill-b-{uuid.uuid4().hex[:8]}"
-    yield name
-    with ManagementClient(local_cluster.management_url(1), *local_cluster.admin, timeout=10) as mc:
-        mc.delete(f"vhosts/{quote(name, safe='')}")
 
 
 def test_notifications_acking_before_commit_is_caught_and_named(

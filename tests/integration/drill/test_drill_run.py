@@ -16,14 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-from harness.cluster import LocalCluster, ManagementClient, _procs
+from harness.cluster import LocalCluster, _procs
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -93,14 +90,6 @@ def _write(tmp: Path, *, name: str, duration: str, fault: str, fault_s: float, c
     # Nothing consumes what the relay publishes here: the drain cannot succeed, so it is kept short.
     path.write_text(SCENARIO.format(name=name, duration=duration, chaos_start=chaos_start, drain="3s"))
     return path
-
-
-@pytest.fixture
-def vhost(local_cluster: LocalCluster) -> Iterator[str]:
-    name = f"drill-t-{uuid.uuid4().hex[:8]}"
-    yield name
-    with ManagementClient(local_cluster.management_url(1), *local_cluster.admin, timeout=10) as mc:
-        mc.delete(f"vhosts/{quote(name, safe='')}")
 
 
 def _start(scenario: Path, cluster: LocalCluster, vhost: str, runs: Path) -> subprocess.Popen[str]:
