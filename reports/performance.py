@@ -249,6 +249,8 @@ class Series:
     p50_ms: list[float | None]
     p99_ms: list[float | None]
     queue_depth: list[int] | None = None
+    #: orders accepted in the bucket (by acceptance time) that got a courier at any later time
+    accepted_then_booked_per_s: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``series`` section of report.json."""
@@ -256,6 +258,7 @@ class Series:
             "t0": self.t0,
             "bucket_s": self.bucket_s,
             "accepted_per_s": self.accepted_per_s,
+            "accepted_then_booked_per_s": self.accepted_then_booked_per_s,
             "delivered_per_s": self.delivered_per_s,
             "requests": self.requests,
             "unavailable": self.unavailable,
@@ -461,7 +464,7 @@ def measure(
             )
         )
 
-    perf.series = _series(per_second, sent, klass, latency, accepted, delivered, queues, slo)
+    perf.series = _series(per_second, sent, klass, latency, accepted, delivered, queues, slo, booked)
     return perf
 
 
@@ -474,6 +477,7 @@ def _series(
     delivered: FloatArray,
     queues: QueueSamples | None,
     slo: SloConfig,
+    booked: FloatArray | None = None,
 ) -> Series:
     """Plot series; 1-second buckets unless the run is longer than :data:`MAX_SERIES_POINTS` seconds."""
     n_seconds = per_second.requests.size
@@ -514,4 +518,7 @@ def _series(
         p50_ms=opt(stats.p50_ms),
         p99_ms=opt(stats.p99_ms),
         queue_depth=depth,
+        accepted_then_booked_per_s=None
+        if booked is None or not np.isfinite(booked).any()
+        else rate(np.where(np.isfinite(booked), accepted, np.nan)),
     )

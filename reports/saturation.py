@@ -43,6 +43,12 @@ phase's orders left :data:`BEHIND_LAG_S` or more after their planned time (``lag
 fell behind its plan (itself short of CPU, or out of connections to a slow platform): the load offered
 was then less than planned, and that is said too. (The nominal and the sent rate differ by the random
 arrivals alone, so that difference is shown, not judged.)
+
+Intake accepting is not the platform keeping up: per phase, the **booked share** is the share of the
+orders accepted in it that got a courier at any later time. A phase whose share falls below
+:data:`BOOKED_SHARE_KEPT` × the best phase's did not keep up past intake (seen in double-load at 40
+orders/s on 2 cores: intake took every order, but quote answers came after the deadline and most
+orders ended without a courier).
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ MEMORY_LOW: Final = 0.05
 MIN_BAD: Final = 3
 #: accepted/s ≥ FOLLOW_RATIO × offered/s: throughput followed the offered load.
 FOLLOW_RATIO: Final = 0.95
+#: A phase whose share of accepted orders that got a courier falls below this fraction of the best
+#: phase's share did not keep up (orders accepted, then ended without a courier: quotes or bookings late).
+BOOKED_SHARE_KEPT: Final = 0.8
 #: p95 of the simulator's send lag at or above which it fell behind its plan, seconds.
 BEHIND_LAG_S: Final = 1.0
 #: The window of the "highest rate sustained", seconds.
@@ -311,6 +320,8 @@ class Phase:
     offered_per_s: float
     accepted_per_s: float
     lag_p95_s: float | None = None
+    #: of the orders accepted in the phase, the share that got a courier (None: no booking evidence)
+    booked_share: float | None = None
 
     @property
     def followed(self) -> bool:
@@ -333,6 +344,7 @@ class Phase:
             "followed": self.followed,
             "simulator_lag_p95_s": self.lag_p95_s,
             "simulator_behind": self.behind,
+            "booked_share": None if self.booked_share is None else round(self.booked_share, 4),
         }
 
 
@@ -347,9 +359,24 @@ class Throughput:
     sustain_s: float = SUSTAIN_S
 
     @property
-    def followed(self) -> bool | None:
-        """In every phase (``None``: not measured)."""
+    def intake_followed(self) -> bool | None:
+        """Intake accepted the offered load in every phase (``None``: not measured)."""
         return all(p.followed for p in self.phases) if self.measured else None
+
+    @property
+    def followed(self) -> bool | None:
+        """Intake followed in every phase and no phase's booked share fell behind (``None``: not measured)."""
+        return (self.intake_followed and not self.booked_short()) if self.measured else None
+
+    def booked_short(self) -> list[Phase]:
+        """Phases whose booked share fell below BOOKED_SHARE_KEPT × the best phase's."""
+        shares = [p.booked_share for p in self.phases if p.booked_share is not None]
+        if len(shares) < 2 or max(shares) <= 0:
+            return []
+        best = max(shares)
+        return [
+            p for p in self.phases if p.booked_share is not None and p.booked_share < BOOKED_SHARE_KEPT * best
+        ]
 
     def sentence(self) -> str:
         """The throughput in plain words."""
@@ -365,10 +392,13 @@ class Throughput:
             if self.peak_sustained_per_s is None
             else f"; the highest rate sustained for {self.sustain_s:g} s was {self.peak_sustained_per_s:.1f} orders/s"
         )
-        if self.followed:
+        short_booked = self.booked_short()
+        if self.intake_followed and not short_booked:
             text = (
                 f"Throughput followed the offered load (offered → accepted orders: {', '.join(parts)}){peak}."
             )
+        elif self.intake_followed:
+            text = f"Intake accepted the offered load (offered → accepted orders: {', '.join(parts)}){peak}."
         else:
             short = [p for p in self.phases if not p.followed]
             missed = ", ".join(
@@ -377,6 +407,16 @@ class Throughput:
                 for p in short
             )
             text = f"Throughput did NOT follow the offered load: accepted {missed}{peak}."
+        shares = [p for p in self.phases if p.booked_share is not None]
+        if shares:
+            listed = ", ".join(f"{p.booked_share:.0%} in {span(p)}" for p in shares)
+            if short_booked:
+                text += (
+                    f" But the platform did NOT keep up behind intake: of the orders accepted, {listed} got a "
+                    f"courier (the others ended without one: quotes or bookings came too late)."
+                )
+            else:
+                text += f" Orders accepted that got a courier: {listed}."
         behind = [p for p in self.phases if p.behind]
         if behind:
             late = ", ".join(f"5% of its orders left ≥ {p.lag_p95_s:.1f} s late ({span(p)})" for p in behind)
@@ -389,8 +429,10 @@ class Throughput:
             "measured": self.measured,
             "reason": self.reason,
             "followed": self.followed,
+            "intake_followed": self.intake_followed,
             "follow_ratio": FOLLOW_RATIO,
             "phases": [p.to_dict() for p in self.phases],
+            "booked_kept_up": not self.booked_short() if self.measured else None,
             "peak_sustained_per_s": None
             if self.peak_sustained_per_s is None
             else round(self.peak_sustained_per_s, 2),
@@ -715,6 +757,8 @@ def measure_throughput(series: Series | None, offered: Offered | None) -> Throug
         hi = min(n, max(lo + 1, math.floor((end - t0) / b)))
         width = (hi - lo) * b
         lags = sorted(x for x in offered.lags[first:stop] if x is not None)
+        accepted_n = sum(series.accepted_per_s[lo:hi]) * b
+        then_booked = series.accepted_then_booked_per_s
         phases.append(
             Phase(
                 start_s=lo * b,
@@ -723,6 +767,7 @@ def measure_throughput(series: Series | None, offered: Offered | None) -> Throug
                 offered_per_s=sum(sent[lo:hi]) / width,
                 accepted_per_s=sum(series.accepted_per_s[lo:hi]) * b / width,
                 lag_p95_s=lags[max(0, math.ceil(0.95 * len(lags)) - 1)] if lags else None,
+                booked_share=sum(then_booked[lo:hi]) * b / accepted_n if then_booked and accepted_n else None,
             )
         )
     k = max(1, math.ceil(SUSTAIN_S / b))

@@ -130,6 +130,7 @@ def _saturation(report: AuditReport) -> dict[str, Any] | None:
     if sat is None:
         return None
     tp = sat.throughput
+    short = tp.booked_short() if tp.measured else []
     return {
         "verdict": sat.verdict,
         "sentence": sat.sentence,
@@ -141,7 +142,8 @@ def _saturation(report: AuditReport) -> dict[str, Any] | None:
                 "nominal": "—" if p.nominal_per_s is None else f"{p.nominal_per_s:g}",
                 "offered": f"{p.offered_per_s:.1f}",
                 "accepted": f"{p.accepted_per_s:.1f}",
-                "followed": p.followed,
+                "booked": "—" if p.booked_share is None else f"{p.booked_share:.0%}",
+                "followed": p.followed and p not in short,
             }
             for p in (tp.phases if tp.measured else [])
         ],

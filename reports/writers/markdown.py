@@ -180,15 +180,24 @@ def _saturation_section(sat: Saturation) -> list[str]:
         out += _table(("", "seconds that missed the objective", "good seconds"), rows)
         out.append("")
     if tp.measured and tp.phases:
+        short = tp.booked_short()
         out += _table(
-            ("phase", "nominal orders/s", "offered /s (sent)", "accepted /s", "followed"),
+            (
+                "phase",
+                "nominal orders/s",
+                "offered /s (sent)",
+                "accepted /s",
+                "accepted that got a courier",
+                "followed",
+            ),
             (
                 (
                     f"{p.start_s:.0f}–{p.end_s:.0f} s",
                     "—" if p.nominal_per_s is None else f"{p.nominal_per_s:g}",
                     f"{p.offered_per_s:.1f}",
                     f"{p.accepted_per_s:.1f}",
-                    "yes" if p.followed else "**no**",
+                    "—" if p.booked_share is None else f"{p.booked_share:.0%}",
+                    "yes" if p.followed and p not in short else "**no**",
                 )
                 for p in tp.phases
             ),

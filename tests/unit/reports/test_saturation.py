@@ -220,6 +220,28 @@ def test_throughput_that_did_not_follow_says_where_and_how_much() -> None:
     assert tp.peak_sustained_per_s == pytest.approx(30.0)
 
 
+def test_intake_that_followed_while_the_orders_behind_it_got_no_courier_did_not_keep_up() -> None:
+    """Seen in double-load at 40 orders/s on 2 cores: intake took every order, the bookings collapsed."""
+    accepted = [20.0] * 45 + [40.0] * 45
+    s = series([GOOD_P99] * 90, accepted)
+    s.accepted_then_booked_per_s = [17.0] * 45 + [4.0] * 45  # 85% of the first phase, 10% of the second
+    tp = measure_throughput(s, offered_steps([(0, 45, 20.0), (45, 90, 40.0)]))
+    assert tp.intake_followed is True and tp.followed is False
+    assert [p.booked_share for p in tp.phases] == pytest.approx([0.85, 0.10])
+    assert tp.booked_short() == [tp.phases[1]]
+    text = tp.sentence()
+    assert text.startswith("Intake accepted the offered load (offered → accepted orders: 20.0 → 20.0/s")
+    assert (
+        "did NOT keep up behind intake: of the orders accepted, 85% in 0–45 s, 10% in 45–90 s got a courier"
+        in text
+    )
+    assert tp.to_dict()["booked_kept_up"] is False
+    s.accepted_then_booked_per_s = [17.0] * 45 + [30.0] * 45  # 75% of 40/s: within 0.8 of 85%
+    kept = measure_throughput(s, offered_steps([(0, 45, 20.0), (45, 90, 40.0)]))
+    assert kept.followed is True and kept.sentence().startswith("Throughput followed")
+    assert "Orders accepted that got a courier: 85% in 0–45 s, 75% in 45–90 s." in kept.sentence()
+
+
 def test_a_simulator_that_fell_behind_its_plan_is_said() -> None:
     off = offered_steps([(0, 30, 20.0)])
     off.lags = [2.5] * len(off.lags)
