@@ -4,7 +4,10 @@
 One cluster, one provisioned platform, one system; then steps of rising offered load, each a simulator
 run of its own (own run dir, same retailers) followed by the audit of that step. A step is *sustained*
 when the audit is valid (nothing lost, nothing unexpected, no duplicated effect), every order got an
-answer (no unknown outcome), and the couriers finished every delivery within the linger. The ceiling is
+answer (no unknown outcome), the couriers finished every delivery within the linger, and the share of
+accepted orders that got a courier held (at least ``BOOKED_SHARE_KEPT`` of the first step's: an order
+that ends "no courier" because quotes came after the deadline is terminal, not lost, but the platform
+did not keep up). The ceiling is
 raw aio-pika on the same cluster (``system.messaging.bench.bench_raw``: confirm window, manual acks, a
 quorum queue), measured before the steps. The last line is the ratio of the messages the platform moved
 per second at its best sustained step (every confirmed publish: the services' outbox rows sent and the
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# The same rule as reports.saturation.BOOKED_SHARE_KEPT (not imported: it would load numpy at CLI start).
+BOOKED_SHARE_KEPT = 0.8
 
 
 @dataclass
@@ -40,10 +45,29 @@ class Step:
     valid: bool
     finished: bool
     published_per_s: float
+    booked: int = 0
+    #: the first step's booked share, the baseline this step is held to
+    baseline_share: float | None = None
+
+    @property
+    def booked_share(self) -> float:
+        return self.booked / self.accepted if self.accepted else 0.0
+
+    @property
+    def kept_booking(self) -> bool:
+        base = self.baseline_share if self.baseline_share is not None else self.booked_share
+        return self.booked_share >= BOOKED_SHARE_KEPT * base
 
     @property
     def sustained(self) -> bool:
-        return self.valid and self.unknown == 0 and self.rejected == 0 and self.finished and self.accepted > 0
+        return (
+            self.valid
+            and self.unknown == 0
+            and self.rejected == 0
+            and self.finished
+            and self.accepted > 0
+            and self.kept_booking
+        )
 
 
 _COURIER_PUBLISHES = (
@@ -92,6 +116,7 @@ def run_bench(
     from harness.provision import provision_platform
     from harness.supervisor import SystemHandle, load_spec
     from reports.audit import audit_run, load_config
+    from reports.checks import ONE_BOOKING
     from reports.slo import load_slo
     from simulator.config import load_scenario
     from simulator.world import build_retailers, write_retailers_file
@@ -149,6 +174,8 @@ def run_bench(
             moved = _messages_moved(run_dir, step_dir, wall0, time.time()) / max(time.monotonic() - t0, 1e-9)
             report = audit_run(step_dir, load_config(step_dir), load_slo(step_dir))
             orders = report.flows.get("orders")
+            booking = next((c for c in report.checks if c.name == ONE_BOOKING), None)
+            booked = int(booking.counts.get("orders_booked", 0)) if booking is not None else 0
             summary = json.loads((step_dir / "simulator" / "summary.json").read_text())
             finished = '"idle": false' not in (step_dir / "simulator" / "ledger.jsonl").read_text()[-4000:]
             step = Step(
@@ -161,11 +188,14 @@ def run_bench(
                 valid=report.valid,
                 finished=finished,
                 published_per_s=moved,
+                booked=booked,
+                baseline_share=steps[0].booked_share if steps else None,
             )
             steps.append(step)
             say(
                 f"  accepted {step.accepted}/{step.orders}, rejected {step.rejected}, unknown {step.unknown}, "
-                f"lost {step.lost}, "
+                f"lost {step.lost}, got a courier {step.booked_share:.0%}"
+                f"{'' if step.kept_booking else ' (fell behind the first step)'}, "
                 f"{'finished' if finished else 'NOT finished within the linger'}; platform moved {moved:,.0f} msgs/s"
                 f" -> {'sustained' if step.sustained else 'NOT sustained'}"
             )
