@@ -133,7 +133,8 @@ def bench_platform(
     moved = best_step.published_per_s if best_step else 0.0
     console.print(f"run dir: {run_dir}")
     console.print(
-        f"highest sustained rate at zero loss: {best:g} orders/s"
+        f"highest sustained rate (zero loss, every delivery finished, orders still getting a courier): "
+        f"{best:g} orders/s"
         + ("" if not steps or steps[-1].sustained else f" (the next step, {steps[-1].rate:g}/s, was not)")
     )
     print(
