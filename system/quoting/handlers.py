@@ -216,10 +216,12 @@ class Quoting:
             raise MalformedMessage(f"answer for unknown delivery {d!r} from courier {courier!r}")
         if courier not in round_.asked:
             raise MalformedMessage(f"answer from courier {courier!r}, which was not asked to quote {d!r}")
-        expected = quote_request_id(d, courier)
-        if a.in_reply_to != expected:
+        # An answer to any ask of this round counts (a late answer to the first ask, during the second).
+        expected = [quote_request_id(d, courier, k) for k in range(1, round_.attempt + 1)]
+        if a.in_reply_to not in expected:
             raise MalformedMessage(
-                f"answer from {courier!r} for {d!r} replies to {a.in_reply_to!r}, not to our request {expected!r}"
+                f"answer from {courier!r} for {d!r} replies to {a.in_reply_to!r}, not to our request "
+                f"{' or '.join(repr(e) for e in expected)}"
             )
         now = self.clock()
         late = round_.status is not RoundStatus.COLLECTING
@@ -252,9 +254,36 @@ class Quoting:
         decided = 0
         for d in await store.due_rounds(db, now, self.settings.sweep_batch):
             round_ = await store.get_round(db, d)
-            if round_ is not None and await self._decide(db, round_, now):
+            if round_ is None:
+                continue
+            if await self._ask_again_if_all_silent(db, round_, now):
+                continue
+            if await self._decide(db, round_, now):
                 decided += 1
         return decided
+
+    async def _ask_again_if_all_silent(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
+        """Every asked courier silent at the deadline: ask them again (new requests, new deadline), up to
+        ``quote_attempts`` asks. Silence from all is a transport problem (couriers reconnecting after a
+        broker outage, requests expired in a backlog), not refusals: giving up at once ended every order
+        accepted during the demo's full outage without a courier."""
+        if not round_.asked or round_.attempt >= self.settings.quote_attempts:
+            return False
+        if await store.answers_in_time(db, round_.delivery_id):
+            return False
+        if not await store.ask_again(db, round_, now + self.settings.quote_deadline_s):
+            return False
+        attempt = round_.attempt + 1
+        ttl_ms = int(self.settings.quote_deadline_s * 1000)
+        for courier in round_.asked:
+            await store.add_once(
+                db, quote_request(round_.delivery_id, round_.request, courier, ttl_ms=ttl_ms, attempt=attempt)
+            )
+        log.warning(
+            "every courier silent: asking again",
+            extra={"delivery_id": round_.delivery_id, "attempt": attempt, "asked": list(round_.asked)},
+        )
+        return True
 
     async def _decide(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
         """Rank what arrived in time and publish the outcome, once (False: decided or cancelled already)."""

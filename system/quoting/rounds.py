@@ -56,6 +56,8 @@ class Round:
     asked: tuple[str, ...]
     deadline_at: float
     status: RoundStatus = RoundStatus.COLLECTING
+    #: 1 for the first ask; a round in which every asked courier stayed silent is asked again
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,11 @@ def couriers_to_ask(
     return tuple(ordered if limit is None else ordered[: max(limit, len(fleet))])
 
 
-def quote_request_id(delivery_id: str, courier: str) -> str:
-    """The deterministic message id of the quote request to ``courier`` (answers echo it as in_reply_to)."""
-    return f"qr-{delivery_id}-{courier}"
+def quote_request_id(delivery_id: str, courier: str, attempt: int = 1) -> str:
+    """The deterministic message id of the quote request to ``courier`` (answers echo it as in_reply_to);
+    a round asked again (``attempt`` > 1) sends new requests, ``qr-<delivery>-<courier>-<attempt>``."""
+    base = f"qr-{delivery_id}-{courier}"
+    return base if attempt == 1 else f"{base}-{attempt}"
 
 
 def iso(at: datetime) -> str:
@@ -100,11 +104,13 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def quote_request_body(delivery_id: str, request: DeliveryRequest, courier: str) -> dict[str, Any]:
+def quote_request_body(
+    delivery_id: str, request: DeliveryRequest, courier: str, attempt: int = 1
+) -> dict[str, Any]:
     """The body of docs/intake-api.md §3.2 (exactly those fields)."""
     return {
         "type": "quote_request",
-        "message_id": quote_request_id(delivery_id, courier),
+        "message_id": quote_request_id(delivery_id, courier, attempt),
         "courier": courier,
         "delivery_id": delivery_id,
         "order_reference": request.reference,
@@ -124,10 +130,10 @@ def quote_request_body(delivery_id: str, request: DeliveryRequest, courier: str)
 
 
 def quote_request(
-    delivery_id: str, request: DeliveryRequest, courier: str, *, ttl_ms: int | None = None
+    delivery_id: str, request: DeliveryRequest, courier: str, *, ttl_ms: int | None = None, attempt: int = 1
 ) -> OutgoingMessage:
     """``courier.requests`` → ``<courier>.quote_request`` (``ttl_ms``: dropped if still queued after it)."""
-    body = quote_request_body(delivery_id, request, courier)
+    body = quote_request_body(delivery_id, request, courier, attempt)
     return OutgoingMessage.json(
         COURIER_REQUESTS,
         f"{courier}.quote_request",

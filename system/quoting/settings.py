@@ -27,6 +27,12 @@ class QuotingSettings(BaseSettings):
         gt=0,
         description="How long a round waits for the couriers' answers (couriers in an outage never answer).",
     )
+    quote_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Asks per round when every asked courier stays silent until the deadline (a transport "
+        "problem, not refusals: e.g. couriers still reconnecting after a broker outage); then no_courier.",
+    )
     max_asked: int = Field(
         default=6,
         ge=1,

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS quote_rounds (
     status          TEXT NOT NULL,
     created_at      REAL NOT NULL,
     deadline_at     REAL NOT NULL,
+    attempt         INTEGER NOT NULL DEFAULT 1,
     decided_at      REAL,
     outcome         TEXT
 ) WITHOUT ROWID;
@@ -81,7 +82,7 @@ async def insert_round(db: aiosqlite.Connection, r: Round, now: float) -> bool:
 async def get_round(db: aiosqlite.Connection, delivery_id: str) -> Round | None:
     """The round of ``delivery_id``, if any."""
     cursor = await db.execute(
-        "SELECT delivery_id, order_reference, retailer_id, request, rules, asked, deadline_at, status"
+        "SELECT delivery_id, order_reference, retailer_id, request, rules, asked, deadline_at, status, attempt"
         " FROM quote_rounds WHERE delivery_id = ?",
         (delivery_id,),
     )
@@ -98,6 +99,7 @@ async def get_round(db: aiosqlite.Connection, delivery_id: str) -> Round | None:
         asked=tuple(json.loads(row[5])),
         deadline_at=float(row[6]),
         status=RoundStatus(row[7]),
+        attempt=int(row[8]),
     )
 
 
@@ -139,6 +141,16 @@ async def close_round(
         "UPDATE quote_rounds SET status = ?, decided_at = ?, outcome = ?"
         " WHERE delivery_id = ? AND status = 'collecting'",
         (status.value, now, outcome, delivery_id),
+    )
+    return cursor.rowcount == 1
+
+
+async def ask_again(db: aiosqlite.Connection, r: Round, deadline_at: float) -> bool:
+    """Move a collecting round to its next attempt with a new deadline; False if it moved meanwhile."""
+    cursor = await db.execute(
+        "UPDATE quote_rounds SET attempt = ?, deadline_at = ?"
+        " WHERE delivery_id = ? AND status = 'collecting' AND attempt = ?",
+        (r.attempt + 1, deadline_at, r.delivery_id, r.attempt),
     )
     return cursor.rowcount == 1
 

@@ -49,8 +49,9 @@ def _inbound(payload: T, message_id: str) -> InboundMessage[T]:
     return InboundMessage(message_id, payload, {}, "x", "k", False, 0, b"")
 
 
-def _service(clock: Clock) -> Quoting:
-    return Quoting(QuotingSettings(quote_deadline_s=3.0), MARKET, Rules(), clock)
+def _service(clock: Clock, attempts: int = 1) -> Quoting:
+    """One ask per round unless said otherwise (the re-ask of silent rounds has its own tests)."""
+    return Quoting(QuotingSettings(quote_deadline_s=3.0, quote_attempts=attempts), MARKET, Rules(), clock)
 
 
 def created(delivery_id: str = "dlv_1", **changes: Any) -> InboundMessage[OrderMessage]:
@@ -340,3 +341,54 @@ async def test_a_cancel_after_the_decision_leaves_the_round_decided(db: aiosqlit
         await run(db, q.on_answer, answer(doc))
     await run(db, q.on_order, cancel())
     assert (await round_row(db) or ())[0] == "quoted"  # dispatch handles a cancel after the quote
+
+
+async def test_a_round_in_which_every_courier_stayed_silent_is_asked_again_then_decided(
+    db: aiosqlite.Connection,
+) -> None:
+    """Couriers still reconnecting after a broker outage answer nothing: ask again, not no_courier."""
+    clock = Clock(1_000.0)
+    q = _service(clock, attempts=3)
+    await run(db, q.on_order, created())
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 0  # not decided: asked again
+    status, deadline, _, _ = await round_row(db) or ()
+    assert (status, deadline) == ("collecting", 1_006.0)
+    asks = [mid for mid, _, _ in await outbox_rows(db) if mid.startswith("qr-")]
+    assert asks == [f"qr-dlv_1-{c}" for c in ASKED] + [f"qr-dlv_1-{c}-2" for c in ASKED]
+    # An answer to either ask counts: dashly answers the first, zoomly the second; pedalo stays silent.
+    await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
+    await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-2"}))
+    clock.now = 1_006.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 1  # someone answered: decided at this deadline, no third ask
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("quoted", "zoomly,dashly")
+    assert not any(mid.endswith("-3") for mid, _, _ in await outbox_rows(db))
+
+
+async def test_a_round_silent_at_every_ask_ends_without_a_courier(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, attempts=2)
+    await run(db, q.on_order, created())
+    for now, decided in ((1_003.0, 0), (1_006.0, 1)):
+        clock.now = now
+        async with transaction(db):
+            assert await q.decide_due(db) == decided
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("no_courier", "no suitable quote: asked 3, 3 silent")
+    with pytest.raises(MalformedMessage, match="not to our request"):
+        await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-3"}))
+
+
+async def test_a_declined_answer_is_not_silence_no_second_ask(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, attempts=3)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(declined_doc("pedalo")))
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 1
+    assert (await round_row(db) or ())[0] == "no_courier"
+    assert not any(mid.endswith("-2") for mid, _, _ in await outbox_rows(db))
