@@ -84,6 +84,8 @@ class FlowData:
     #: (id, key) per effect record; the id is the entity the effect is about (the order / delivery).
     effects: list[tuple[str, EffectKey]] = field(default_factory=list)
     expects: list[EffectKey] = field(default_factory=list)
+    #: expect key -> the id it is about (the first seen): explains a missing effect of an id in flight.
+    expect_ids: dict[EffectKey, str] = field(default_factory=dict)
 
     def records(self) -> int:
         """How many ops this flow holds."""
@@ -173,7 +175,9 @@ class Collector:
                 elif kind == EFFECT:
                     data.effects.append((id_, normalise_key(rec.get("key"))))
                 elif kind == EXPECT:
-                    data.expects.append(normalise_key(rec.get("key")))
+                    key = normalise_key(rec.get("key"))
+                    data.expects.append(key)
+                    data.expect_ids.setdefault(key, id_)
                 elif kind == PARKED:
                     reason = rec.get("reason") or _attr_reason(rec.get("attrs"))
                     data.parked.setdefault(id_, []).append(str(reason))
@@ -218,7 +222,9 @@ class Collector:
         elif kind == EFFECT:
             data.effects.append((id_, normalise_key(key)))
         elif kind == EXPECT:
-            data.expects.append(normalise_key(key))
+            owed = normalise_key(key)
+            data.expects.append(owed)
+            data.expect_ids.setdefault(owed, id_)
         else:
             data.parked.setdefault(id_, []).append(_attr_reason(attrs))
         # Only once the op is in: a rejected op must not stretch the run's span.

@@ -412,7 +412,12 @@ def test_the_platform_config_checks_notifications_exactly_once_against_what_was_
         )
         db.executemany(
             "INSERT INTO notifications VALUES (?, ?, ?, 'customer', 'sms', ?, '+447700900786', 'sent')",
-            [("n1", "dA", "picked_up", "A"), ("n2", "dA", "delivered", "A"), ("n3", "dB", "delivered", "B")],
+            [
+                ("n1", "dA", "picked_up", "A"),
+                ("n2", "dA", "delivered", "A"),
+                ("n3", "dB", "delivered", "B"),
+                ("n4", "dC", "picked_up", "C"),
+            ],
         )
     ledger = tmp_path / "simulator" / "ledger.jsonl"
     ledger.parent.mkdir()
@@ -425,6 +430,10 @@ def test_the_platform_config_checks_notifications_exactly_once_against_what_was_
         notified("A", "delivered", notification_id="n2"),
         # dB's delivered notification was owed and never arrived; a store notification nobody owed did.
         notified("B", "booked", audience="store", notification_id="n9"),
+        # C was still being delivered when the traffic stopped: what it was owed after is explained.
+        {"t": 1, "kind": "order_sent", "order_ref": "C", "req": 3, "attempt": 1, "channel": "rest"},
+        {"t": 2, "kind": "order_answer", "order_ref": "C", "req": 3, "outcome": "accepted", "delivery_id": "dC"},
+        {"t": 9, "kind": "inflight", "order_ref": "C"},
     ]  # fmt: skip
     ledger.write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -432,5 +441,7 @@ def test_the_platform_config_checks_notifications_exactly_once_against_what_was_
     assert write_platform_config(tmp_path) is None  # never overwrites the run's own
     check = {c.name: c for c in audit_run(tmp_path).checks}[ONE_NOTIFICATION]
     assert check.status == "failed" and "checked exactly once" in check.message, check.message
-    assert (check.counts["expected"], check.counts["missing"], check.counts["unowed"]) == (3, 1, 1)
+    assert (check.counts["expected"], check.counts["missing"], check.counts["unowed"]) == (4, 1, 1)
     assert check.samples["missing"] == ["dB|delivered|customer|+447700900786|sms"]
+    assert check.counts["missing_inflight"] == 1
+    assert check.samples["missing_inflight"] == ["dC|picked_up|customer|+447700900786|sms"]
