@@ -9,7 +9,9 @@ Rules (the choices, and why):
 
 * **Platform events** move the start of the path: ``QUOTED`` (requested → quoted: at least one suitable
   quote), ``BOOKED`` (quoted → booked: a courier accepted the booking), ``NO_COURIER`` (requested or
-  quoted → failed: no suitable quote, or every booking attempt was refused).
+  quoted → failed: no suitable quote, or every booking attempt was refused). ``BOOKED`` arriving while
+  still ``requested`` overtook its ``QUOTED`` (another publisher, another route): rejected with
+  ``retry_later`` set, like a courier event before the booking.
 * **Courier events** (statuses from the courier gateway; every event passed with a ``seq`` counts as
   one, including the courier's ``pending`` and its cancel confirmation) are legal only once the
   delivery is ``booked``: only then do we know which courier job to trust (the caller checks the
@@ -258,6 +260,10 @@ def transition(current: Track | State, event: Event, seq: int | None = None) -> 
     # or its cancel confirmation must wait for our booking record, which names the job to trust.
     if (event in COURIER_EVENTS or seq is not None) and state in (State.REQUESTED, State.QUOTED):
         return reject(Reason.ILLEGAL, f"courier event {event} before the booking ({state})", True)
+    # Quoting's "quoted" and dispatch's "booked" (which follows it) reach tracking by different routes:
+    # a booked that overtook its quoted waits for it (seen in the soak drill: the delivery stuck at quoted).
+    if event is Event.BOOKED and state is State.REQUESTED:
+        return reject(Reason.ILLEGAL, "booked before quoted: the quoted event is still on its way", True)
     if state in LEGAL_FROM[event]:
         return Accepted(Track(target, track.seq if seq is None else seq))
     if seq is None and progress(target) < progress(state):

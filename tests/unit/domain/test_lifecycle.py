@@ -73,7 +73,7 @@ def test_no_courier_fails_before_booking_only() -> None:
 @pytest.mark.parametrize(
     ("state", "event", "seq", "reason"),
     [
-        (State.REQUESTED, Event.BOOKED, None, Reason.ILLEGAL),  # booking without a quote
+        (State.REQUESTED, Event.BOOKED, None, Reason.ILLEGAL),  # booked overtook its quoted (retry_later)
         (State.BOOKED, Event.RETURNED, 14, Reason.ILLEGAL),  # returned before collection
         (State.BOOKED, Event.FAILED, 14, Reason.ILLEGAL),  # customer absent before the driver even came
         # A newer seq but an older state: a courier contradicting itself.
@@ -90,6 +90,15 @@ def test_rejections(state: State, event: Event, seq: int | None, reason: Reason)
     out = transition(Track(state, 10), event, seq)
     assert isinstance(out, Rejected), out
     assert out.reason is reason and out.current is state and out.event is event and out.detail
+
+
+def test_booked_that_overtook_its_quoted_is_marked_retry_later() -> None:
+    """Quoting's "quoted" and dispatch's "booked" travel different routes (seen in the soak drill)."""
+    out = transition(State.REQUESTED, Event.BOOKED)
+    assert isinstance(out, Rejected) and out.retry_later and "quoted" in out.detail
+    late = transition(State.QUOTED, Event.QUOTED)
+    assert isinstance(late, Rejected) and not late.retry_later  # the other way round: a duplicate
+    assert isinstance(transition(State.QUOTED, Event.BOOKED), Accepted)
 
 
 def test_courier_event_before_booking_is_marked_retry_later() -> None:

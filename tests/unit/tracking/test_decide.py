@@ -39,6 +39,8 @@ def test_platform_events_walk_the_start_of_the_path() -> None:
     quoted = replace(NEW, state=State.QUOTED)
     assert decide(quoted, Event.BOOKED) == Apply(Track(State.BOOKED, 0), State.QUOTED)
     assert decide(quoted, Event.NO_COURIER) == Apply(Track(State.FAILED, 0), State.QUOTED)
+    # dispatch's booked overtook quoting's quoted: wait for it (retry tiers), do not reject it for good
+    assert isinstance(decide(NEW, Event.BOOKED), RetryLater)
 
 
 def test_forward_skip_applies_the_new_state_only() -> None:
