@@ -95,6 +95,7 @@ class Runner:
         self.scenario = scenario
         self.linger_s = linger_s
         self.settle_s = settle_s
+        self._notifications_received = 0
         self.desk: CourierDesk | None = None
         self.seed = seed
         self.target = target
@@ -239,6 +240,7 @@ class Runner:
             self.counters.delivered += 1
 
     def _on_notification(self, doc: dict[str, Any]) -> None:
+        self._notifications_received += 1
         if doc.get("state") == "delivered":
             self._seen_delivered(doc.get("order_reference"))
 
@@ -265,18 +267,21 @@ class Runner:
 
     async def _linger(self, led: Ledger) -> None:
         """After the last order: keep the couriers and the notification receiver up until the couriers
-        are idle (nothing scheduled and no request from the platform for ``settle_s``) or ``linger_s``
-        has passed, so deliveries accepted near the end still run to their end."""
+        are idle (nothing scheduled and no request from the platform for ``settle_s``) and no
+        notification arrived for as long, or ``linger_s`` has passed, so deliveries accepted near the
+        end still run to their end and the customers hear of it. (Without the notifications in the
+        quiet test, a courier's last status made the run idle while the platform was still sending
+        that state's notifications: the receiver was gone, and the audit found one missing.)"""
         t_end = self.run_s() + self.linger_s
         led.write("linger_started", None, linger_s=self.linger_s, settle_s=self.settle_s)
-        last_handled, quiet_since = -1, self.run_s()
+        last_seen, quiet_since = (-1, -1), self.run_s()
         while self.run_s() < t_end:
             await asyncio.sleep(0.25)
             if self.desk is None:
                 break
-            handled = self.desk.handled
-            if handled != last_handled or self.desk.next_due() is not None:
-                last_handled, quiet_since = handled, self.run_s()
+            seen = (self.desk.handled, self._notifications_received)
+            if seen != last_seen or self.desk.next_due() is not None:
+                last_seen, quiet_since = seen, self.run_s()
             elif self.run_s() - quiet_since >= self.settle_s:
                 break
         idle = self.run_s() < t_end
