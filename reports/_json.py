@@ -7,7 +7,8 @@ orjson parses a ledger line about 7x faster than :mod:`json`; the 1M-message bud
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -38,3 +39,30 @@ def dumps_pretty(obj: Any) -> str:
     # The standard library is used on purpose: report.json is small, and its output is stable
     # whichever library is installed (orjson indents with 2 spaces only and differs on floats).
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+#: What :func:`json_lines` yields for a line that is not JSON (a cut last line, a foreign write).
+MALFORMED: Any = object()
+
+
+def json_lines(path: Path) -> Iterator[Any]:
+    """Each non-blank line of a JSON-lines file, parsed; :data:`MALFORMED` for a line that is not JSON.
+
+    The caller checks the shape and counts what it rejects, so every reader of a run's JSON-lines
+    evidence (journal, samples) treats damage the same way: skipped and counted, never fatal.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Path(d) / "x.jsonl"
+    ...     _ = p.write_bytes(b'{"a": 1}\\n\\n{"cut')
+    ...     [v if v is not MALFORMED else "malformed" for v in json_lines(p)]
+    [{'a': 1}, 'malformed']
+    """
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield loads(line)
+            except ValueError:
+                yield MALFORMED

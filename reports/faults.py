@@ -76,20 +76,12 @@ def read_journal_records(path: Path) -> tuple[list[dict[str, Any]], JournalStats
     if not path.is_file():
         return records, stats
     stats.present = True
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = _json.loads(line)
-            except ValueError:
-                stats.malformed += 1
-                continue
-            if not isinstance(rec, dict) or not isinstance(rec.get("fault_id"), str):
-                stats.malformed += 1
-                continue
-            stats.records += 1
-            records.append(rec)
+    for rec in _json.json_lines(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("fault_id"), str):
+            stats.malformed += 1
+            continue
+        stats.records += 1
+        records.append(rec)
     return records, stats
 
 
@@ -146,18 +138,14 @@ def read_queue_samples(path: Path) -> QueueSamples:
     if not path.is_file():
         return out
     out.present = True
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = _json.loads(line)
-                t, queue, messages = rec["t"], rec["queue"], rec["messages"]
-                if isinstance(t, bool) or isinstance(messages, bool):
-                    raise TypeError("boolean where a number is expected")
-                out.by_queue.setdefault(str(queue), []).append((float(t), int(messages)))
-            except (ValueError, TypeError, KeyError):
-                out.malformed += 1
+    for rec in _json.json_lines(path):
+        try:
+            t, queue, messages = rec["t"], rec["queue"], rec["messages"]
+            if isinstance(t, bool) or isinstance(messages, bool):
+                raise TypeError("boolean where a number is expected")
+            out.by_queue.setdefault(str(queue), []).append((float(t), int(messages)))
+        except (ValueError, TypeError, KeyError):  # MALFORMED is not subscriptable: TypeError
+            out.malformed += 1
     for series in out.by_queue.values():
         series.sort()
     return out

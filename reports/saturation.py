@@ -64,7 +64,7 @@ from reports import _json
 from reports.faults import FaultWindow
 from reports.performance import Performance, Series
 from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH
-from reports.slo import SloConfig
+from reports.slo import BOOKED_SHARE_KEPT, SloConfig
 
 #: Written by harness/drill/resources.py (RESOURCES_FILE there).
 RESOURCES_PATH: Final = Path("resources.jsonl")
@@ -82,9 +82,6 @@ MEMORY_LOW: Final = 0.05
 MIN_BAD: Final = 3
 #: accepted/s ≥ FOLLOW_RATIO × offered/s: throughput followed the offered load.
 FOLLOW_RATIO: Final = 0.95
-#: A phase whose share of accepted orders that got a courier falls below this fraction of the best
-#: phase's share did not keep up (orders accepted, then ended without a courier: quotes or bookings late).
-BOOKED_SHARE_KEPT: Final = 0.8
 #: p95 of the simulator's send lag at or above which it fell behind its plan, seconds.
 BEHIND_LAG_S: Final = 1.0
 #: The window of the "highest rate sustained", seconds.
@@ -186,14 +183,11 @@ def read_resources(path: Path) -> tuple[list[ResourceSample], ResourceStats]:
     if not path.is_file():
         return samples, stats
     stats.present = True
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                samples.append(ResourceSample.from_dict(_json.loads(line)))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                stats.malformed += 1
+    for rec in _json.json_lines(path):
+        try:
+            samples.append(ResourceSample.from_dict(rec))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            stats.malformed += 1
     samples.sort(key=lambda s: s.t)
     stats.samples = len(samples)
     return samples, stats

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from reports.performance import Performance
 
 SLO_FILE: Final = "slo.toml"
+#: Orders that got a courier, as a share of those accepted, that a phase of a run (or a bench step) must
+#: keep relative to the best phase's (the first step's): below it the platform accepted orders it could
+#: not serve in time — "no courier" is terminal, not lost, but it did not keep up. Used by
+#: reports.saturation and ``drill bench platform``.
+BOOKED_SHARE_KEPT: Final = 0.8
 SLO_PREFIX: Final = "slo"
 
 #: Fields that are fractions in [0, 1] (a common mistake is writing 99.9 for 99.9 %).

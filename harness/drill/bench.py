@@ -25,11 +25,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from reports.slo import BOOKED_SHARE_KEPT
+
+if TYPE_CHECKING:
+    from harness.supervisor import SystemHandle
 
 ROOT = Path(__file__).resolve().parents[2]
-# The same rule as reports.saturation.BOOKED_SHARE_KEPT (not imported: it would load numpy at CLI start).
-BOOKED_SHARE_KEPT = 0.8
 
 
 @dataclass
@@ -150,7 +153,7 @@ def run_bench(
     handle = SystemHandle.start(run_dir, spec, timeout=60, env=env)
     steps: list[Step] = []
     try:
-        _wait_ready(run_dir, replicas)
+        _wait_ready(handle)
         intake = ",".join(f"http://127.0.0.1:{base + i}" for i in range(replicas["intake"]))
         couriers = ",".join(amqp_urls_from_secrets(secrets, "couriers"))
         for i, rate in enumerate(rates):
@@ -207,13 +210,14 @@ def run_bench(
     return ceiling, steps, best
 
 
-def _wait_ready(run_dir: Path, replicas: dict[str, int], timeout: float = 120.0) -> None:
-    want = {f"{s}.{i}" for s, n in replicas.items() if not s.startswith("intake") for i in range(n)}
+def _wait_ready(handle: SystemHandle, timeout: float = 120.0) -> None:
+    """Until every replica runs and has written its ready marker (intake's HTTP replicas included:
+    they write theirs once they listen), by the supervisor's own rule (:meth:`SystemHandle.is_ready`)."""
     deadline = time.monotonic() + timeout
     while True:
-        ready = {p.name for p in (run_dir / "ready").glob("*")} if (run_dir / "ready").exists() else set()
-        if want <= ready:
+        waiting = [f"{r['service']}#{r['index']}" for r in handle.replicas() if not handle.is_ready(r)]
+        if not waiting:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {timeout:.0f} s: {sorted(want - ready)}")
+            raise RuntimeError(f"not ready after {timeout:.0f} s: {', '.join(waiting)}")
         time.sleep(0.2)

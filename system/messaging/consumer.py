@@ -285,7 +285,9 @@ class InboxConsumer(Generic[T]):
                 continue
             try:
                 async with asyncio.timeout(period):
-                    declared = await underlay.queue_declare(self._queue.name, passive=True)
+                    # Shielded: aiormq closes the channel when an RPC is cancelled, and a graceful stop
+                    # cancels this watchdog; the acks of the batch in hand must still go out on it.
+                    declared = await asyncio.shield(underlay.queue_declare(self._queue.name, passive=True))
             except Exception as exc:  # any failure of a passive declare means the channel is unusable
                 log.warning(
                     "stall check failed; reconnecting", extra={"queue": self._queue.name, "error": repr(exc)}
@@ -334,8 +336,11 @@ class InboxConsumer(Generic[T]):
 
     async def _shutdown(self, channel: AbstractChannel, underlay: Any, consumer_tag: str) -> None:
         try:
+            # nowait: a Basic.Cancel RPC that times out or is cancelled makes aiormq close the channel,
+            # and then the batch in hand could not be acked (its messages would come back as duplicates).
+            # Deliveries already on the wire for this tag are ignored and requeued at the close.
             async with asyncio.timeout(5):
-                await underlay.basic_cancel(consumer_tag)
+                await underlay.basic_cancel(consumer_tag, nowait=True)
         except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError, ConnectionError):
             pass
         # The worker returns once the batch in progress is committed and acked: only then close.
