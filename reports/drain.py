@@ -107,10 +107,7 @@ def drain(
     is not the default and matches no queue yet, the drain keeps waiting: a queue the broker has not
     listed yet is not an empty one.
     """
-    from harness.cluster import amqp_queue_depths
-
-    skip = re.compile(ignore)
-    watch = re.compile(only)
+    skip, watch = re.compile(ignore), re.compile(only)
     out = run_dir / QUEUES_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -118,33 +115,18 @@ def drain(
     empty_since: float | None = None
     with out.open("a") as fh:
         while True:
-            now = time.time()
-            names = queue_names(management_urls, auth)
-            watched = [q for q in names or [] if watch.search(f"{q[0]}/{q[1]}") and not skip.search(q[1])]
-            depths = amqp_queue_depths(amqp_urls, watched) if names is not None else None
-            left: dict[str, int] = {}
-            if depths is None:
-                result.errors.append("no node answered (management API or AMQP)")
-            else:
-                if only != ".*" and not watched:
-                    left[f"(no queue matches {only})"] = -1
-                for name, n in depths.items():
-                    fh.write(json.dumps({"t": now, "queue": name, "messages": n}) + "\n")
-                    if n:
-                        left[name] = n
-            for db in outboxes:
-                try:
-                    n = pending_outbox(db)
-                except (sqlite3.Error, OSError) as exc:
-                    result.errors.append(f"{db}: {exc}")
-                    left[f"outbox:{db}"] = -1
-                    continue
-                fh.write(json.dumps({"t": now, "queue": f"outbox:{db.name}", "messages": n}) + "\n")
-                if n:
-                    left[f"outbox:{db}"] = n
+            m = measure(management_urls, auth, amqp_urls, outboxes, watch, skip)
+            fh.write(m.lines())
             fh.flush()
+            result.errors.extend(m.errors)
+            left: dict[str, int] = {}
+            if m.depths is not None:
+                if only != ".*" and not m.watched:
+                    left[f"(no queue matches {only})"] = -1
+                left.update({name: n for name, n in m.depths.items() if n})
+            left.update({f"outbox:{db}": n for db, n in m.pending.items() if n})
             result.samples += 1
-            empty = not left and depths is not None
+            empty = not left and m.depths is not None
             empty_since = (empty_since or time.monotonic()) if empty else None
             result.leftover = left
             result.seconds = time.monotonic() - t0
@@ -154,3 +136,60 @@ def drain(
             if result.seconds >= deadline_s:
                 return result
             time.sleep(interval_s)
+
+
+@dataclass
+class Measurement:
+    """One sample of every watched queue's depth and every outbox's pending rows."""
+
+    t: float
+    #: (vhost, name) of the queues watched (empty when the management API did not answer).
+    watched: list[tuple[str, str]]
+    #: ``vhost/name`` -> ready messages; None when no node answered.
+    depths: dict[str, int] | None
+    #: outbox file -> rows pending (-1: unreadable, see ``errors``).
+    pending: dict[Path, int]
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> str:
+        """The JSON lines of ``metrics/queues.jsonl`` (queues, then readable outboxes as ``outbox:<file>``)."""
+        recs = [{"t": self.t, "queue": name, "messages": n} for name, n in (self.depths or {}).items()]
+        recs += [
+            {"t": self.t, "queue": f"outbox:{db.name}", "messages": n}
+            for db, n in self.pending.items()
+            if n >= 0
+        ]
+        return "".join(json.dumps(r) + "\n" for r in recs)
+
+
+def measure(
+    management_urls: list[str],
+    auth: tuple[str, str],
+    amqp_urls: list[str],
+    outboxes: list[Path],
+    watch: re.Pattern[str],
+    skip: re.Pattern[str],
+    names: list[tuple[str, str]] | None = None,
+) -> Measurement:
+    """Ask every watched queue its depth (passive declare: the trusted count) and read every outbox.
+
+    ``names``: the queues to consider, when the caller already knows them (else the management API is
+    asked). Queues whose ``vhost/name`` does not match ``watch``, or whose name matches ``skip``, are left out.
+    """
+    from harness.cluster import amqp_queue_depths
+
+    now = time.time()
+    if names is None:
+        names = queue_names(management_urls, auth)
+    watched = [q for q in names or [] if watch.search(f"{q[0]}/{q[1]}") and not skip.search(q[1])]
+    depths = amqp_queue_depths(amqp_urls, watched) if names is not None else None
+    m = Measurement(now, watched, depths, {})
+    if depths is None:
+        m.errors.append("no node answered (management API or AMQP)")
+    for db in outboxes:
+        try:
+            m.pending[db] = pending_outbox(db)
+        except (sqlite3.Error, OSError) as exc:
+            m.errors.append(f"{db}: {exc}")
+            m.pending[db] = -1
+    return m

@@ -103,8 +103,11 @@ def run(
 def bench_platform(
     rates: Annotated[
         str, typer.Option(help="Offered orders/s per step, comma separated, rising.")
-    ] = "5,10,15,20,30",
-    step: Annotated[float, typer.Option(help="Seconds of traffic per step.")] = 20.0,
+    ] = "5,10,20,30,40",
+    step: Annotated[
+        float,
+        typer.Option(help="Seconds of traffic per step (short steps are absorbed by queues: 60 s at least)."),
+    ] = 60.0,
     cluster_dir: ClusterDirOpt = None,
 ) -> None:
     """The highest orders/s the platform sustains at zero loss, the brokers' raw ceiling measured in the
@@ -137,6 +140,11 @@ def bench_platform(
         f"{best:g} orders/s"
         + ("" if not steps or steps[-1].sustained else f" (the next step, {steps[-1].rate:g}/s, was not)")
     )
+    if steps and steps[-1].sustained:
+        console.print(
+            f"every step offered was sustained: the limit is above {best:g} orders/s, not found "
+            f"(offer more, e.g. --rates {best:g},{2 * best:g})"
+        )
     print(
         f"platform moved {moved:,.0f} msgs/s at {best:g} orders/s; brokers' ceiling {ceiling:,.0f} msgs/s; "
         f"ratio {moved / ceiling if ceiling else 0:.3f}"

@@ -792,6 +792,7 @@ class DrillRunner:
     def _live(self, t_start: float) -> None:
         from rich.live import Live
 
+        from harness.drill.queues import QueueDepthSampler
         from harness.drill.resources import RESOURCES_FILE, ResourceSampler, drill_roles
 
         assert self.simulator is not None and self.cluster is not None
@@ -805,6 +806,16 @@ class DrillRunner:
         # CPU and memory of the machine and of each role, 1/s, for the report's saturation finding.
         sampler = ResourceSampler(self.run_dir / RESOURCES_FILE, drill_roles(self))
         sampler.start()
+        # Queue depths before, during and after each fault: the report's per-fault drain time.
+        depths = QueueDepthSampler(
+            self.run_dir,
+            [self.cluster.management_url(n) for n in self.cluster.node_indices],
+            self.cluster.admin,
+            self.cluster.amqp_urls,
+            self.vhost,
+            ignore=DRAIN_IGNORE,
+        )
+        depths.start()
         limit = self.m.duration + self.m.traffic.linger + SIMULATOR_GRACE_S
         try:
             if self.console.is_terminal:
@@ -825,6 +836,7 @@ class DrillRunner:
         finally:
             poller.stop()
             sampler.stop()
+            depths.stop()
         rc = self.simulator.poll()
         self._say(f"simulator finished (exit {rc}) after {time.monotonic() - t_start:.1f} s")
 

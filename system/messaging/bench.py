@@ -72,7 +72,8 @@ async def bench_raw(settings: MessagingSettings, count: int, size: int) -> float
             if received >= count:
                 done.set()
 
-        await (await sub.get_queue(queue_name)).consume(on_message)
+        sub_queue = await sub.get_queue(queue_name)
+        consumer_tag = await sub_queue.consume(on_message)
         window = asyncio.Semaphore(settings.confirm_window)
         body = b"x" * size
 
@@ -87,6 +88,9 @@ async def bench_raw(settings: MessagingSettings, count: int, size: int) -> float
         await asyncio.gather(*(publish_one() for _ in range(count)))
         await done.wait()
         elapsed = time.perf_counter() - started
+        # Cancelled first: deleting a queue under a live consumer makes the broker cancel it, which
+        # aiormq reports as a warning on the console of `drill bench`.
+        await sub_queue.cancel(consumer_tag)
         await queue.delete(if_unused=False, if_empty=False)
         return count / elapsed
     finally:

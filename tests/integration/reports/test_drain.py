@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
@@ -133,3 +134,60 @@ async def _delete(url: str, queue: str) -> None:
     async with conn:
         ch = await conn.channel()
         await ch.queue_delete(queue)
+
+
+def test_the_drill_samples_queue_depths_while_the_traffic_runs(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Depths before, during and after a backlog (the per-fault drain time needs all three), from the
+    queues themselves, with the outboxes beside them."""
+    from harness.drill.queues import QueueDepthSampler
+    from reports.faults import read_queue_samples
+
+    queue = f"sampled-{uuid.uuid4().hex[:8]}"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with sqlite3.connect(run_dir / "service.db") as db:
+        db.execute("CREATE TABLE outbox (status TEXT)")
+        db.execute("INSERT INTO outbox VALUES ('pending'), ('pending'), ('sent')")
+    asyncio.run(publish(local_cluster.amqp_urls[0], queue, 0))  # declared, empty
+    sampler = QueueDepthSampler(
+        run_dir,
+        [local_cluster.management_url(n) for n in local_cluster.node_indices],
+        local_cluster.admin,
+        local_cluster.amqp_urls,
+        "/",
+        ignore=r"\.retry\.",
+        interval_s=0.3,
+    )
+    name = f"//{queue}"
+
+    def depths() -> list[int]:
+        return [m for _, m in read_queue_samples(run_dir / "metrics" / "queues.jsonl").by_queue.get(name, [])]
+
+    def wait(cond: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {depths()}"
+            time.sleep(0.1)
+
+    sampler.start()
+    try:
+        wait(lambda: len(depths()) >= 2, "samples of the empty queue")
+        asyncio.run(publish(local_cluster.amqp_urls[1], queue, 40))
+        wait(lambda: 40 in depths(), "the backlog to be sampled")
+        slow_consumer(local_cluster.amqp_urls[2], queue, 40, tmp_path / "consumed.jsonl")
+        wait(lambda: depths()[-1] == 0, "the drained queue to be sampled")
+    finally:
+        sampler.stop()
+    seen = depths()
+    assert seen[0] == 0 and max(seen) == 40 and seen[-1] == 0, seen
+    samples = read_queue_samples(run_dir / "metrics" / "queues.jsonl")
+    assert samples.malformed == 0
+    assert {m for _, m in samples.by_queue["outbox:service.db"]} == {2}
+    written = len((run_dir / "metrics" / "queues.jsonl").read_text().splitlines())
+    time.sleep(1.0)
+    assert len((run_dir / "metrics" / "queues.jsonl").read_text().splitlines()) == written, (
+        "stopped means stopped"
+    )
+    asyncio.run(_delete(local_cluster.amqp_urls[0], queue))
