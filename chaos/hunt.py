@@ -192,16 +192,24 @@ def hunt(
 
     # A real system is not deterministic: the same schedule may lose messages once and not the next
     # time. Each schedule is run once and its verdict remembered, so hypothesis (which replays the
-    # final example) sees one answer per schedule.
+    # final example) sees one answer per schedule. A run that raised (its workload could not start)
+    # raises the same error again on replay: hypothesis then reports that error, not a FlakyFailure.
     seen: dict[tuple[Step, ...], bool] = {}
+    raised: dict[tuple[Step, ...], Exception] = {}
 
     def breaks(steps: list[Step]) -> bool:
         key = tuple(steps)
+        if key in raised:
+            raise raised[key]
         if key in seen:
             return seen[key]
         if max_runs is not None and len(result.runs) >= max_runs:
             return False
-        run = run_one(steps)
+        try:
+            run = run_one(steps)
+        except Exception as exc:
+            raised[key] = exc
+            raise
         result.runs.append(run)
         if on_run is not None:
             on_run(run)

@@ -126,11 +126,14 @@ class MessagingWorkload:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        _wait(
-            lambda: all((self.run_dir / f"ready-{i}").exists() for i in range(self.consumers)),
-            60,
-            "consumers",
-        )
+        try:
+            _wait(
+                lambda: all((self.run_dir / f"ready-{i}").exists() for i in range(self.consumers)),
+                60,
+                "consumers",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self._log_tails()}") from None
         self._t0 = time.monotonic()
         log = open(self.run_dir / "producer.log", "wb")  # noqa: SIM115 - closed with the process
         self._producer = subprocess.Popen(
@@ -140,6 +143,15 @@ class MessagingWorkload:
         )  # fmt: skip
         # Faults start once messages flow end to end, so a fault at 0 s meets a busy system.
         _wait(lambda: self._consumed_rows() > 0, 60, "the first consumed message")
+
+    def _log_tails(self, lines: int = 5) -> str:
+        """The last lines of every consumer's log and of the supervisor's, for a start that failed."""
+        out = []
+        for log in [*sorted((self.system_dir / "logs").glob("*.log")), self.system_dir / "supervisor.log"]:
+            with contextlib.suppress(OSError):
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"{log.name}: " + " | ".join(tail))
+        return "; ".join(out) or f"no logs in {self.system_dir}"
 
     def finish(self, timeout: float = 120.0) -> WorkloadVerdict:
         """Wait for the producer to have every row confirmed and the consumers to drain the queue, stop

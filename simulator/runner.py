@@ -285,7 +285,6 @@ class Runner:
             elif self.run_s() - quiet_since >= self.settle_s:
                 break
         idle = self.run_s() < t_end
-        led.write("linger_finished", None, idle=idle)
         if not idle and self.desk is not None:
             # The run ends while couriers still have deliveries under way: those orders are in flight at
             # the cut (the audit's "inflight"), not lost. An order the platform dropped has nothing
@@ -294,6 +293,21 @@ class Runner:
                 led.write(
                     "inflight", ref, flow="orders", reason="couriers still delivering when the run ended"
                 )
+            # A courier's last status sent just before the cut is still on its way to the customer: keep
+            # the receiver up until notifications are quiet. (Seen in partition-halves: "delivered" sent
+            # 0.2 s before the cut, processed by the platform 60 ms later, its notifications refused by a
+            # receiver already gone, and the order counted lost.)
+            await self._until_notifications_quiet(limit_s=3 * self.settle_s)
+        led.write("linger_finished", None, idle=idle)
+
+    async def _until_notifications_quiet(self, limit_s: float) -> None:
+        """Until no notification arrived for ``settle_s``, or ``limit_s`` passed."""
+        t_end = self.run_s() + limit_s
+        last, quiet_since = self._notifications_received, self.run_s()
+        while self.run_s() < t_end and self.run_s() - quiet_since < self.settle_s:
+            await asyncio.sleep(0.25)
+            if self._notifications_received != last:
+                last, quiet_since = self._notifications_received, self.run_s()
 
     async def run(self) -> RunSummary:
         """Play the scenario for the duration; returns the summary (also written as JSON)."""

@@ -195,15 +195,25 @@ async def consume_acking_first(args: argparse.Namespace, settings: MessagingSett
             break
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_, ev=lost: ev.set())
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=settings.prefetch)
-        queue = await channel.get_queue(f"{args.prefix}.work", ensure=False)
 
         async def on_message(message: Any) -> None:
             await message.ack()  # the bug: acknowledged before the effect exists
             bodies.put_nowait((message.message_id or "", message.body))
 
-        await queue.consume(on_message)
+        try:
+            # Deadlines as in InboxConsumer: on a node still recovering from an earlier fault these can
+            # hang, and a consumer that never subscribes would stall the hunt's workload (seen in CI).
+            async with asyncio.timeout(2 * settings.connect_timeout_s):
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=settings.prefetch)
+                queue = await channel.get_queue(f"{args.prefix}.work", ensure=False)
+                await queue.consume(on_message)
+        except Exception as exc:  # any failure to subscribe: another connection, maybe another node
+            log.warning("subscribe failed; reconnecting", extra={"error": repr(exc)})
+            with contextlib.suppress(Exception):
+                await connection.close()
+            await asyncio.sleep(settings.reconnect_initial_s)
+            continue
         if args.ready_file:
             await asyncio.to_thread(Path(args.ready_file).write_text, "ready")
         await asyncio.wait(

@@ -28,10 +28,17 @@ class QuotingSettings(BaseSettings):
         description="How long a round waits for the couriers' answers (couriers in an outage never answer).",
     )
     quote_attempts: int = Field(
-        default=3,
+        default=4,
         ge=1,
         description="Asks per round when every asked courier stays silent until the deadline (a transport "
-        "problem, not refusals: e.g. couriers still reconnecting after a broker outage); then no_courier.",
+        "problem, not refusals: e.g. couriers still reconnecting after a broker outage, or cut off by a "
+        "partition); then no_courier. Each ask waits twice as long as the one before (see quote_wait_max_s): "
+        "3 + 6 + 12 + 24 s by default, so a round outlasts a fault of about half a minute.",
+    )
+    quote_wait_max_s: float = Field(
+        default=24.0,
+        gt=0,
+        description="The longest one ask of a silent round waits (the doubling stops there).",
     )
     max_asked: int = Field(
         default=6,
@@ -54,3 +61,13 @@ class QuotingSettings(BaseSettings):
     def retailers_path(self, run_dir: Path) -> Path:
         """The retailers file of a run."""
         return self.retailers_file if self.retailers_file is not None else run_dir / "retailers.json"
+
+    def ask_wait_s(self, attempt: int) -> float:
+        """How long ask number ``attempt`` (1 = the first) of a round waits for answers.
+
+        >>> s = QuotingSettings(quote_deadline_s=3.0, quote_wait_max_s=24.0)
+        >>> [s.ask_wait_s(k) for k in (1, 2, 3, 4, 5)]
+        [3.0, 6.0, 12.0, 24.0, 24.0]
+        """
+        wait: float = self.quote_deadline_s * 2.0 ** (max(attempt, 1) - 1)
+        return min(wait, max(self.quote_deadline_s, self.quote_wait_max_s))

@@ -48,3 +48,24 @@ def test_a_failure_is_shrunk_to_the_minimal_schedule_and_printed() -> None:
 def test_no_failure_means_no_minimal_schedule() -> None:
     result = hunt(lambda steps: HuntRun(steps, _verdict(0), []), MESSAGING_KINDS, max_examples=5)
     assert result.minimal is None and result.experiment is None and len(result.runs) == 5
+
+
+def test_a_run_that_could_not_start_is_reported_as_its_error_not_as_a_flaky_search() -> None:
+    """Seen in CI: a workload whose consumers never got ready raised once; hypothesis replayed that
+    schedule, the replay ran for real and lost messages, and the hunt ended in a FlakyFailure."""
+    import pytest
+
+    calls: dict[tuple[Step, ...], int] = {}
+
+    def run_one(steps: list[Step]) -> HuntRun:
+        key = tuple(steps)
+        calls[key] = calls.get(key, 0) + 1
+        if calls[key] == 1 and steps and steps[0].kind == "kill_replica":
+            raise TimeoutError("consumers not ready after 60 s")
+        return HuntRun(steps, _verdict(3 if steps else 0), [])
+
+    with pytest.raises(BaseException) as caught:
+        hunt(run_one, {"kill_replica": ("consumer#0",)}, max_examples=20, max_steps=1)
+    errors = list(caught.value.exceptions) if isinstance(caught.value, BaseExceptionGroup) else [caught.value]
+    assert any(isinstance(e, TimeoutError) and "consumers not ready" in str(e) for e in errors), errors
+    assert all(n == 1 for n in calls.values()), "each schedule ran once"

@@ -354,13 +354,13 @@ async def test_a_round_in_which_every_courier_stayed_silent_is_asked_again_then_
     async with transaction(db):
         assert await q.decide_due(db) == 0  # not decided: asked again
     status, deadline, _, _ = await round_row(db) or ()
-    assert (status, deadline) == ("collecting", 1_006.0)
+    assert (status, deadline) == ("collecting", 1_009.0)  # the second ask waits twice as long: 6 s
     asks = [mid for mid, _, _ in await outbox_rows(db) if mid.startswith("qr-")]
     assert asks == [f"qr-dlv_1-{c}" for c in ASKED] + [f"qr-dlv_1-{c}-2" for c in ASKED]
     # An answer to either ask counts: dashly answers the first, zoomly the second; pedalo stays silent.
     await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
     await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-2"}))
-    clock.now = 1_006.0
+    clock.now = 1_009.0
     async with transaction(db):
         assert await q.decide_due(db) == 1  # someone answered: decided at this deadline, no third ask
     status, _, _, outcome = await round_row(db) or ()
@@ -372,7 +372,7 @@ async def test_a_round_silent_at_every_ask_ends_without_a_courier(db: aiosqlite.
     clock = Clock(1_000.0)
     q = _service(clock, attempts=2)
     await run(db, q.on_order, created())
-    for now, decided in ((1_003.0, 0), (1_006.0, 1)):
+    for now, decided in ((1_003.0, 0), (1_008.9, 0), (1_009.0, 1)):
         clock.now = now
         async with transaction(db):
             assert await q.decide_due(db) == decided
@@ -380,6 +380,36 @@ async def test_a_round_silent_at_every_ask_ends_without_a_courier(db: aiosqlite.
     assert (status, outcome) == ("no_courier", "no suitable quote: asked 3, 3 silent")
     with pytest.raises(MalformedMessage, match="not to our request"):
         await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-3"}))
+
+
+async def test_each_ask_of_a_silent_round_waits_twice_as_long_up_to_the_cap(db: aiosqlite.Connection) -> None:
+    """A 15-s partition outlasted three 3-s asks (a quarter of its orders ended without a courier); the
+    default 3 + 6 + 12 + 24 s outlasts a fault of about half a minute. Each ask's requests expire with it."""
+    clock = Clock(1_000.0)
+    q = Quoting(
+        QuotingSettings(quote_deadline_s=3.0, quote_attempts=5, quote_wait_max_s=10.0), MARKET, Rules(), clock
+    )
+    await run(db, q.on_order, created())
+    deadlines = []
+    for _ in range(4):
+        clock.now = (await round_row(db) or ())[1]
+        async with transaction(db):
+            assert await q.decide_due(db) == 0
+        deadlines.append((await round_row(db) or ())[1])
+    assert deadlines == [1_009.0, 1_019.0, 1_029.0, 1_039.0]  # +6, then capped at 10
+    cursor = await db.execute(
+        "SELECT message_id, expiration_ms FROM outbox WHERE message_id LIKE 'qr-dlv_1-dashly%'"
+    )
+    ttls = dict(await cursor.fetchall())
+    await cursor.close()
+    assert ttls == {
+        "qr-dlv_1-dashly": 3000, "qr-dlv_1-dashly-2": 6000, "qr-dlv_1-dashly-3": 10000,
+        "qr-dlv_1-dashly-4": 10000, "qr-dlv_1-dashly-5": 10000,
+    }  # fmt: skip
+    clock.now = 1_039.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 1
+    assert (await round_row(db) or ())[0] == "no_courier"
 
 
 async def test_a_declined_answer_is_not_silence_no_second_ask(db: aiosqlite.Connection) -> None:

@@ -1,0 +1,60 @@
+"""The simulator's linger: after the traffic, couriers and the notification receiver stay up until the
+run is quiet, or the cap; at the cap, what couriers still deliver is in flight, and the receiver stays
+up until notifications are quiet, so a status sent just before the cut still reaches the customer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from simulator.config import load_scenario
+from simulator.ledger import Ledger
+from simulator.runner import Runner
+
+
+class BusyDesk:
+    """Couriers that never go idle: something is always scheduled."""
+
+    handled = 0
+
+    def next_due(self) -> float:
+        return 0.0
+
+    def pending_orders(self) -> set[str]:
+        return {"o-still-driving"}
+
+
+async def test_at_the_cap_the_receiver_waits_for_the_notifications_already_on_their_way(
+    tmp_path: Path,
+) -> None:
+    runner = Runner(
+        load_scenario("steady-quick"), 1, "http://127.0.0.1:9", tmp_path, linger_s=0.5, settle_s=0.3
+    )
+    runner.desk = BusyDesk()  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    runner._loop, runner._t0 = loop, loop.time()
+    out = io.StringIO()
+    led = Ledger(out)
+    received_at: list[float] = []
+
+    async def platform_sends_late() -> None:
+        # "delivered" sent by the courier just before the cut: its notifications arrive just after it.
+        for delay in (0.6, 0.8):
+            await asyncio.sleep(delay - runner.run_s())
+            runner._on_notification({"state": "delivered", "order_reference": "o-delivered"})
+            received_at.append(runner.run_s())
+
+    sender = asyncio.create_task(platform_sends_late())
+    await runner._linger(led)
+    finished_at = runner.run_s()
+    await sender
+    records: list[dict[str, Any]] = [json.loads(line) for line in out.getvalue().splitlines()]
+    kinds = [(r["kind"], r["order_ref"]) for r in records]
+    assert kinds == [("linger_started", None), ("inflight", "o-still-driving"), ("linger_finished", None)]
+    assert records[-1]["idle"] is False
+    assert len(received_at) == 2 and finished_at >= received_at[-1] + 0.3, (received_at, finished_at)
+    assert finished_at < 0.5 + 3 * 0.3 + 0.5, "bounded: at most 3 x settle past the cap"
+    assert runner.counters.delivered == 1
