@@ -30,6 +30,8 @@ from simulator.ledger import Ledger
 
 REQUESTS_EXCHANGE = "courier.requests"
 EVENTS_EXCHANGE = "courier.events"
+#: Nacks of one message in a row on one connection before the adapter reconnects (next node first).
+NACKS_BEFORE_RECONNECT = 3
 _LEDGER_FIELDS = ("type", "courier", "dialect", "quote_id", "reason", "courier_job_id", "status", "vehicle")
 
 
@@ -195,7 +197,8 @@ class CourierAmqpAdapter:
             correlation_id=out.body.get("in_reply_to"),
             headers={"x-courier": out.body.get("courier"), "x-dialect": out.body.get("dialect")},
         )  # fmt: skip
-        attempt = 0
+        attempt, nacks = 0, 0
+        nacked_on: AbstractExchange | None = None
         while not self._stopping:
             attempt += 1
             events = self._events
@@ -211,8 +214,25 @@ class CourierAmqpAdapter:
             except Exception as exc:  # any failure: outcome unknown or refused, republish the same id
                 self.ledger.write("courier_publish_retry", out.order_ref, attempt=attempt, error=_describe(exc),
                                   message_id=out.body.get("message_id"))  # fmt: skip
+                if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                    nacks = nacks + 1 if nacked_on is events else 1
+                    nacked_on = events
+                    if nacks >= NACKS_BEFORE_RECONNECT:
+                        await self._drop_connection(events)
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
         return False
+
+    async def _drop_connection(self, events: AbstractExchange) -> None:
+        """Close the connection ``events`` belongs to, once (the session loop reconnects, next node first).
+
+        A channel that saw its queue's leader die can keep nacking every publish until that node is back
+        (seen in CI: 13 s of nacks, a booking answered 15 s late, a second courier booked meanwhile); the
+        platform's publisher moves on after a nack streak too (``system/messaging/publisher.py``)."""
+        if self._events is not events or self._conn is None:
+            return  # another publish already dropped it
+        self._events = None
+        with contextlib.suppress(Exception):
+            await self._conn.close()
 
     async def _publish_in_order(self, outs: list[Outgoing]) -> None:
         async with self._in_flight:

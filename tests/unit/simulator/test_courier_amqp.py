@@ -79,3 +79,36 @@ async def test_request_in_answer_out_with_republish_of_the_same_id() -> None:
     assert retry["message_id"] == body["message_id"]  # republished under the same id
     sent = next(r for r in kinds if r["kind"] == "quote_sent")
     assert sent["price_minor"] == body["price"]["amount_minor"] and sent["courier"] == "pedalo"
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_a_channel_that_keeps_nacking_is_dropped_so_the_adapter_reconnects() -> None:
+    """Seen in CI: after its queue's leader was killed, a courier's channel nacked every publish for
+    13 s; its booking answer came 15 s late and the platform had booked a second courier meanwhile."""
+    from simulator.courier_amqp import NACKS_BEFORE_RECONNECT
+
+    led = Ledger(io.StringIO(), lambda: 0.0)
+    sc = Scenario.model_validate({"arrivals": {"rate": 1.0}})
+    desk = CourierDesk(1, sc, SimClock(epoch=1_800_000_000.0), led)
+    adapter = CourierAmqpAdapter("amqp://unused/", desk, led, lambda: 0.0)
+    exchange = FakeExchange(fail=100)
+    conn = FakeConnection()
+    adapter._events, adapter._conn = exchange, conn  # type: ignore[assignment]
+    out = type("Out", (), {"body": {"message_id": "m-1"}, "routing_key": "pedalo.quote", "order_ref": "s1"})()
+    publishing = asyncio.create_task(adapter._publish(out))  # type: ignore[arg-type]
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if conn.closed:
+            break
+    assert conn.closed == 1 and adapter._events is None, "dropped once, after the nack streak"
+    assert exchange.fail == 100 - NACKS_BEFORE_RECONNECT
+    adapter._stopping = True
+    adapter._connected.set()
+    assert await asyncio.wait_for(publishing, 5.0) is False
