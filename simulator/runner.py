@@ -274,22 +274,15 @@ class Runner:
         that state's notifications: the receiver was gone, and the audit found one missing.)"""
         t_end = self.run_s() + self.linger_s
         led.write("linger_started", None, linger_s=self.linger_s, settle_s=self.settle_s)
-        last_seen, quiet_since = (-1, -1), self.run_s()
-        while self.run_s() < t_end:
-            await asyncio.sleep(0.25)
-            if self.desk is None:
-                break
-            seen = (self.desk.handled, self._notifications_received)
-            if seen != last_seen or self.desk.next_due() is not None:
-                last_seen, quiet_since = seen, self.run_s()
-            elif self.run_s() - quiet_since >= self.settle_s:
-                break
-        idle = self.run_s() < t_end
-        if not idle and self.desk is not None:
+        desk = self.desk
+        idle = desk is None or await self._until_quiet(
+            lambda: (desk.handled, self._notifications_received), lambda: desk.next_due() is not None, t_end
+        )
+        if not idle and desk is not None:
             # The run ends while couriers still have deliveries under way: those orders are in flight at
             # the cut (the audit's "inflight"), not lost. An order the platform dropped has nothing
             # scheduled here, so it stays unexplained.
-            for ref in sorted(self.desk.pending_orders()):
+            for ref in sorted(desk.pending_orders()):
                 led.write(
                     "inflight", ref, flow="orders", reason="couriers still delivering when the run ended"
                 )
@@ -297,17 +290,23 @@ class Runner:
             # the receiver up until notifications are quiet. (Seen in partition-halves: "delivered" sent
             # 0.2 s before the cut, processed by the platform 60 ms later, its notifications refused by a
             # receiver already gone, and the order counted lost.)
-            await self._until_notifications_quiet(limit_s=3 * self.settle_s)
+            await self._until_quiet(
+                lambda: self._notifications_received, lambda: False, self.run_s() + 3 * self.settle_s
+            )
         led.write("linger_finished", None, idle=idle)
 
-    async def _until_notifications_quiet(self, limit_s: float) -> None:
-        """Until no notification arrived for ``settle_s``, or ``limit_s`` passed."""
-        t_end = self.run_s() + limit_s
-        last, quiet_since = self._notifications_received, self.run_s()
-        while self.run_s() < t_end and self.run_s() - quiet_since < self.settle_s:
+    async def _until_quiet(self, state: Callable[[], object], busy: Callable[[], bool], until: float) -> bool:
+        """Until ``state()`` stayed the same, and ``busy()`` false, for ``settle_s``: True; False when the
+        run time ``until`` came first."""
+        last, quiet_since = state(), self.run_s()
+        while self.run_s() < until:
             await asyncio.sleep(0.25)
-            if self._notifications_received != last:
-                last, quiet_since = self._notifications_received, self.run_s()
+            now = state()
+            if now != last or busy():
+                last, quiet_since = now, self.run_s()
+            elif self.run_s() - quiet_since >= self.settle_s:
+                return True
+        return False
 
     async def run(self) -> RunSummary:
         """Play the scenario for the duration; returns the summary (also written as JSON)."""
