@@ -302,18 +302,19 @@ cluster_formation.discovery_retry_interval = 100
         epmd = shutil.which("epmd") or str(self.spec.rabbitmq_bin / "epmd")
         env = self._base_env()
         out = open(self.spec.run_dir / "epmd.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [epmd, "-address", env["ERL_EPMD_ADDRESS"], "-port", str(self.spec.epmd_port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
-        self.state.epmd_pid = proc.pid
-        self.state.epmd_port = self.spec.epmd_port
-        self._save()
+        with _procs.interrupts_deferred():  # a Ctrl-C inside Popen would leave an unrecorded epmd
+            proc = subprocess.Popen(
+                [epmd, "-address", env["ERL_EPMD_ADDRESS"], "-port", str(self.spec.epmd_port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            out.close()
+            self.state.epmd_pid = proc.pid
+            self.state.epmd_port = self.spec.epmd_port
+            self._save()
         deadline = time.monotonic() + 5
         while not _port_open("127.0.0.1", self.spec.epmd_port):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -324,19 +325,21 @@ cluster_formation.discovery_retry_interval = 100
         n = self.spec.node(index)
         ns = self._node_state(index)
         out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
-            env=self._node_env(n),
-            cwd=n.dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
-        self._popens[index] = proc
-        ns.wrapper_pid, ns.beam_pid, ns.paused = proc.pid, None, False
-        self._save()
+        # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
+        with _procs.interrupts_deferred():
+            proc = subprocess.Popen(
+                [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
+                env=self._node_env(n),
+                cwd=n.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            out.close()
+            self._popens[index] = proc
+            ns.wrapper_pid, ns.beam_pid, ns.paused = proc.pid, None, False
+            self._save()
         ns.beam_pid = _procs.find_descendant(proc.pid, "beam.smp", timeout=10)
         self._save()
         if ns.beam_pid is None:

@@ -5,8 +5,38 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block ends, then act on them as usual.
+
+    For "spawn a child, record its PID": a Ctrl-C that lands between the fork and the record (inside
+    ``subprocess.Popen``, which then never returns the PID) would leave a child nobody knows of; CI saw
+    a RabbitMQ node outlive the rig that way. A flag-setting handler, not ``pthread_sigmask``: a blocked
+    mask would be inherited by the child, which must stay stoppable with SIGTERM.
+
+    >>> with interrupts_deferred():
+    ...     pid = 42  # spawn and record here
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives Python signal handlers
+        return
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def proc_state(pid: int) -> str | None:

@@ -125,16 +125,6 @@ def free_port_base(count: int) -> int:
 
 
 @contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """SIGINT/SIGTERM wait while a process is spawned, so its PID is always recorded."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@contextlib.contextmanager
 def _environ(updates: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``updates`` inside the block (children started there inherit them)."""
     old = {k: os.environ.get(k) for k in updates}
@@ -521,7 +511,7 @@ class DrillRunner:
                 )
             links = LinkProxies.attach(self.cluster.spec.run_dir)
             if links is None:
-                with _signals_blocked():
+                with _procs.interrupts_deferred():
                     links = LinkProxies.start(self.cluster)
                 self.links = links
                 self.pids["links"] = links.state.pid
@@ -696,7 +686,7 @@ class DrillRunner:
                 argv += ["--linger", f"{t.linger:g}s"]
             out = open(self.run_dir / "simulator.out", "wb")  # noqa: SIM115 - the child keeps its own copy
             try:
-                with _signals_blocked():
+                with _procs.interrupts_deferred():
                     # Its own session: a Ctrl-C in the terminal reaches the drill only; the drill stops
                     # the simulator itself, so its ledger is flushed and the order of shutdown is ours.
                     self.simulator = subprocess.Popen(

@@ -199,6 +199,8 @@ def test_sigint_mid_run_writes_a_partial_report_exits_130_and_leaves_no_process(
     alive = [p for p in seen | recorded if _procs.alive(p)]
     assert alive == [], alive
     assert not (run / "system.json").exists()
+    # The simulator acted on the drill's SIGINT (it was once born with SIGINT blocked and died by SIGKILL).
+    assert '"kind":"run_aborted"' in (run / "simulator" / "ledger.jsonl").read_text()
 
 
 def test_a_service_that_never_gets_ready_fails_the_run_cleanly(

@@ -37,16 +37,28 @@ TOPO = Topology(
 
 @dataclass
 class FakeChannel:
+    """Settlement as AMQP defines it: ``multiple`` settles every outstanding tag up to ``tag``; settling a
+    tag twice is the broker's PRECONDITION_FAILED (it closes the channel)."""
+
+    delivered: set[int] = field(default_factory=set)
     acked: list[int] = field(default_factory=list)
     nacked: list[int] = field(default_factory=list)
+    frames: int = 0
+
+    def _settle(self, tag: int, multiple: bool) -> list[int]:
+        self.frames += 1
+        settled = set(self.acked) | set(self.nacked)
+        if tag in settled or tag not in self.delivered:
+            raise AssertionError(f"PRECONDITION_FAILED - unknown delivery tag {tag}")
+        return sorted(t for t in self.delivered - settled if t <= tag) if multiple else [tag]
 
     async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
-        self.acked.append(tag)
+        self.acked.extend(self._settle(tag, multiple))
 
     async def basic_nack(
         self, tag: int, multiple: bool = False, requeue: bool = True, wait: bool = True
     ) -> None:
-        self.nacked.append(tag)
+        self.nacked.extend(self._settle(tag, multiple))
 
 
 @dataclass
@@ -61,6 +73,7 @@ class FakePublisher:
 
 
 def delivery(channel: FakeChannel, tag: int, message_id: str, body: bytes, attempt: int = 0) -> _Delivery:
+    channel.delivered.add(tag)
     props = spec.Basic.Properties(message_id=message_id, headers={ATTEMPT: attempt} if attempt else {})
     raw = DeliveredMessage(
         delivery=spec.Basic.Deliver(delivery_tag=tag, exchange="ex", routing_key="k", redelivered=False),
@@ -120,6 +133,7 @@ def test_effects_exactly_once_and_every_delivery_settled_once(
         processed = {r[0] for r in await (await db.execute("SELECT message_id FROM inbox")).fetchall()}
         assert processed == should_succeed  # inbox row iff effects committed
         assert sorted(channel.acked) == list(range(1, len(script) + 1)) and not channel.nacked
+        assert channel.frames == -(-len(script) // batch_size), "one multiple ack per batch"
         rerouted = [m.message_id for m in publisher.published]
         expected = [mid for mid, _, malformed in script if malformed or mid in failing]
         assert sorted(rerouted) == sorted(expected)
@@ -210,6 +224,42 @@ def test_a_handler_that_finds_the_message_malformed_parks_it_at_once() -> None:
         assert "malformed: answer for unknown delivery dlv_9" in parked.headers[PARK_REASON]
         assert await (await db.execute("SELECT COUNT(*) FROM effects")).fetchone() == (0,)
         assert channel.acked == [1]
+        await db.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_closing(scenario(Path(tmp) / "inbox.db"))
+
+
+def test_a_multiple_ack_never_settles_a_delivery_outside_its_batch() -> None:
+    """Out of order (a batch whose tags do not follow the last settled one) or after a requeued batch,
+    each delivery is acked by its own tag; in order, one ``multiple`` ack settles the batch."""
+
+    async def scenario(db_path: Path) -> None:
+        db = await open_db(db_path)
+        await db.execute("CREATE TABLE effects (message_id TEXT NOT NULL)")
+        await inbox.ensure_schema(db)
+        consumer, _ = await make_consumer(db_path, set())
+        channel = FakeChannel()
+        items = [delivery(channel, t, f"m{t}", b"{}") for t in range(1, 9)]
+        await consumer._process(db, items[2:4])  # 3, 4 while 1, 2 are still outstanding
+        await consumer._process(db, items[4:5])
+        assert sorted(channel.acked) == [3, 4, 5], "1 and 2 are not this consumer's to settle yet"
+        real = consumer._batch_fast
+
+        async def locked(db: aiosqlite.Connection, batch: list[Any]) -> Any:
+            raise aiosqlite.OperationalError("database is locked")
+
+        consumer._batch_fast = locked  # type: ignore[method-assign]
+        await consumer._process(db, items[0:2])
+        assert channel.nacked == [1, 2]
+        consumer._batch_fast = real  # type: ignore[method-assign]
+        frames = channel.frames
+        await consumer._process(db, items[5:6])
+        await consumer._process(db, items[6:8])
+        assert sorted(channel.acked) == [3, 4, 5, 6, 7, 8] and channel.nacked == [1, 2]
+        assert channel.frames - frames == 2, (
+            "back to one multiple ack per batch once every earlier tag is settled"
+        )
         await db.close()
 
     with tempfile.TemporaryDirectory() as tmp:
