@@ -5,7 +5,7 @@ jobs the platform no longer wants (a cancelled order, an acceptance that came af
 * :mod:`.messages` — booking and cancel requests (docs/intake-api.md §3.3, §3.4), lifecycle events.
 * :mod:`.store` — jobs, attempts and cancel requests in ``<run dir>/dispatch.db``.
 * :mod:`.handlers` — decoders, the handlers of ``dispatch.quotes`` / ``.orders`` / ``.answers``, the
-  booking-timeout sweep.
+  booking-deadline sweep (a silent courier is asked again, then the next option is booked).
 * :mod:`.settings` — configuration (``DRILL_DISPATCH_*``).
 
 Run: ``python -m system.dispatch``.

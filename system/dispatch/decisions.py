@@ -8,8 +8,14 @@ outbox messages in the same transaction, so a re-run computes and writes the sam
 Rules, and why:
 
 * **Book option 0, then the next on a rejection or a timeout** (:func:`~system.domain.quoting.next_option`:
-  a courier that refused or timed out is not asked again). Options whose quote expired are skipped.
+  a courier that refused or timed out gets no second attempt). Options whose quote expired are skipped.
   None left → ``no_courier`` ("every booking refused").
+* **A silent courier is asked again before we move on**: up to ``max_asks`` asks per attempt, ask ``k``
+  waiting :func:`ask_wait_s` (``timeout_s * 2**(k-1)``), request id ``bk-<delivery>-<n>-<k>``. Answers
+  that late come only from broker faults (a partition, a failover); moving on then books a second courier
+  while the first one's acceptance is on its way, and if that courier refuses its release
+  (``too_late:picked_up``) the order keeps two. An answer to any ask settles the still-pending attempt,
+  and a repeated request for a quote gets the same answer, never a second driver (intake-api.md §3.3).
 * **No delivery keeps two couriers.** An acceptance is kept only for the current pending attempt of a
   job still booking. An acceptance for an attempt that timed out (we moved on) or for a job cancelled
   meanwhile *releases* that courier job: a ``cancel_request`` goes to it.
@@ -34,6 +40,10 @@ Example:
     >>> d = on_booking_answer(d.job, 2, Reply(accepted=True, courier_job_id="j-9"), t0, timeout_s=10)
     >>> d.job.status, d.job.courier_job_id, [type(e).__name__ for e in d.effects]
     (<JobStatus.BOOKED: 'booked'>, 'j-9', ['Booked'])
+    >>> d = on_quoted(None, "dlv_2", "s2", "r01", (q("zoomly"),), t0, timeout_s=10)
+    >>> d = on_timeout(d.job, 1, t0 + timedelta(seconds=10), timeout_s=10, max_asks=2)
+    >>> d.note, d.job.current.deadline_at - t0.timestamp()
+    ('zoomly silent: asking again (ask 2 of 2)', 30.0)
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ __all__ = [
     "JobStatus",
     "NoCourier",
     "Reply",
+    "ask_wait_s",
     "booking_request_id",
     "cancel_request_id",
     "on_booking_answer",
@@ -88,9 +99,19 @@ class AttemptStatus(StrEnum):
     RELEASED = "released"  # accepted after we stopped wanting it: a cancel_request was sent
 
 
-def booking_request_id(delivery_id: str, attempt: int) -> str:
-    """The deterministic id of attempt ``attempt``'s booking request (answers echo it as in_reply_to)."""
-    return f"bk-{delivery_id}-{attempt}"
+def booking_request_id(delivery_id: str, attempt: int, ask: int = 1) -> str:
+    """The deterministic id of ask ``ask`` of attempt ``attempt``'s booking request (answers echo it as
+    in_reply_to). The first ask keeps the id it had before asks existed.
+
+    >>> booking_request_id("dlv_1", 2), booking_request_id("dlv_1", 2, 3)
+    ('bk-dlv_1-2', 'bk-dlv_1-2-3')
+    """
+    return f"bk-{delivery_id}-{attempt}" if ask <= 1 else f"bk-{delivery_id}-{attempt}-{ask}"
+
+
+def ask_wait_s(timeout_s: float, ask: int) -> float:
+    """How long ask ``ask`` (1 = the first) of a booking attempt waits: twice as long as the one before."""
+    return timeout_s * 2.0 ** (max(ask, 1) - 1)
 
 
 def cancel_request_id(delivery_id: str, courier_job_id: str) -> str:
@@ -100,7 +121,8 @@ def cancel_request_id(delivery_id: str, courier_job_id: str) -> str:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One booking request to one courier (``deadline_at``: unix time)."""
+    """One booking request to one courier, asked ``asks`` times so far (``deadline_at``: unix time, of the
+    latest ask)."""
 
     number: int
     courier: str
@@ -109,6 +131,7 @@ class Attempt:
     status: AttemptStatus = AttemptStatus.PENDING
     courier_job_id: str | None = None
     reason: str | None = None
+    asks: int = 1
 
 
 @dataclass(frozen=True)
@@ -297,14 +320,31 @@ def on_booking_answer(job: Job, number: int, reply: Reply, now: datetime, *, tim
     return Decision(refused, (), note)
 
 
-def on_timeout(job: Job, number: int, now: datetime, *, timeout_s: float) -> Decision:
-    """Attempt ``number``'s deadline passed without an answer: move on (its late acceptance is released)."""
+def on_timeout(job: Job, number: int, now: datetime, *, timeout_s: float, max_asks: int) -> Decision:
+    """The deadline of attempt ``number``'s latest ask passed without an answer.
+
+    The current attempt of a job still booking is asked again (same courier, same quote, the next ask's
+    id and a doubled wait) until it was asked ``max_asks`` times; then, or for any other attempt, it times
+    out and the job moves on (an acceptance that comes after that is released).
+    """
     attempt = job.attempt(number)
     if attempt is None or attempt.status is not AttemptStatus.PENDING:
         return _unchanged(job, "already settled")
+    current = job.current is not None and job.current.number == number and job.status is JobStatus.BOOKING
+    quote = next((q for q in job.options if q.quote_id == attempt.quote_id), None)
+    # No expiry check: a courier that booked the quote on an earlier ask answers with that booking (the
+    # acceptance we want), one that did not rejects it (quote_expired) and we move on.
+    if current and attempt.asks < max_asks and quote is not None:
+        ask = attempt.asks + 1
+        again = replace(attempt, asks=ask, deadline_at=now.timestamp() + ask_wait_s(timeout_s, ask))
+        return Decision(
+            job.with_attempt(again),
+            (Book(again, quote),),
+            f"{attempt.courier} silent: asking again (ask {ask} of {max_asks})",
+        )
     timed_out = job.with_attempt(replace(attempt, status=AttemptStatus.TIMED_OUT, reason="no answer"))
     note = f"{attempt.courier} timed out"
-    if job.current is not None and job.current.number == number and job.status is JobStatus.BOOKING:
+    if current:
         return _book_next(timed_out, now, timeout_s, note)
     return Decision(timed_out, (), note)
 

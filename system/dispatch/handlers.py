@@ -1,5 +1,5 @@
 """Dispatch's decoders, handlers (``dispatch.quotes``, ``dispatch.orders``, ``dispatch.answers``) and the
-booking-timeout sweep. Each handler loads the job, asks :mod:`.decisions` what the event does, and saves
+booking-deadline sweep. Each handler loads the job, asks :mod:`.decisions` what the event does, and saves
 the new job with the effects' outbox rows, inside the consumer's open transaction (never committing).
 
 Bad input is parked with a reason: a body that fails its schema is refused by the decoder; an answer
@@ -227,12 +227,13 @@ class Dispatch:
     # -- booking deadlines -------------------------------------------------------------------------
 
     async def sweep(self, runtime: ServiceRuntime) -> None:
-        """Time out the booking attempts past their deadline (one transaction per batch)."""
+        """Act on the booking attempts past their deadline (one transaction per batch)."""
         async with runtime.transaction() as db:
             await self.time_out_due(db)
 
     async def time_out_due(self, db: aiosqlite.Connection) -> int:
-        """Time out pending attempts past their deadline and move their jobs on; how many timed out."""
+        """Ask again, or time out and move the job on, for each pending attempt past its deadline; how
+        many were acted on."""
         now = self.clock()
         count = 0
         for delivery_id, number in await store.due_attempts(
@@ -241,7 +242,13 @@ class Dispatch:
             job = await store.load_job(db, delivery_id)
             if job is None:
                 continue
-            decision = on_timeout(job, number, store.utc(now), timeout_s=self.settings.booking_timeout_s)
+            decision = on_timeout(
+                job,
+                number,
+                store.utc(now),
+                timeout_s=self.settings.booking_timeout_s,
+                max_asks=self.settings.booking_asks,
+            )
             await self._apply(db, job, decision, now, None)
             count += 1
         return count

@@ -33,13 +33,13 @@ def _courier_request(courier: str, kind: str, body: dict[str, Any]) -> OutgoingM
 
 
 def booking_request(delivery_id: str, order_reference: str, book: Book) -> OutgoingMessage:
-    """``<courier>.booking_request`` for the attempt's quote."""
+    """``<courier>.booking_request`` for the attempt's quote, with the id of the attempt's latest ask."""
     return _courier_request(
         book.attempt.courier,
         "booking_request",
         {
             "type": "booking_request",
-            "message_id": booking_request_id(delivery_id, book.attempt.number),
+            "message_id": booking_request_id(delivery_id, book.attempt.number, book.attempt.asks),
             "courier": book.attempt.courier,
             "delivery_id": delivery_id,
             "order_reference": order_reference,

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .decisions import ask_wait_s
+
 
 class DispatchSettings(BaseSettings):
     """Settings of one dispatch replica."""
@@ -22,9 +24,26 @@ class DispatchSettings(BaseSettings):
     booking_timeout_s: float = Field(
         default=10.0,
         gt=0,
-        description="How long a booking request waits for its answer before the next option is tried.",
+        description="How long the first booking request to a courier waits for its answer (from the "
+        "broker's confirm); each further ask waits twice as long as the one before.",
+    )
+    booking_asks: int = Field(
+        default=2,
+        ge=1,
+        description="Booking requests to the same courier (same quote) before the next option is tried when "
+        "it stays silent: 10 + 20 s by default. Answers that late come only from broker faults, and "
+        "moving on then can leave an order with two couriers once the first courier's acceptance arrives.",
     )
     sweep_every_s: float = Field(
-        default=0.2, gt=0, description="Period of the sweep that times out booking attempts."
+        default=0.2, gt=0, description="Period of the sweep that acts on passed booking deadlines."
     )
-    sweep_batch: int = Field(default=200, ge=1, description="Most attempts one sweep transaction times out.")
+    sweep_batch: int = Field(default=200, ge=1, description="Most attempts one sweep transaction acts on.")
+
+    def ask_wait_s(self, ask: int) -> float:
+        """How long ask number ``ask`` (1 = the first) of a booking attempt waits for its answer.
+
+        >>> s = DispatchSettings(booking_timeout_s=10.0, booking_asks=3)
+        >>> [s.ask_wait_s(k) for k in range(1, s.booking_asks + 1)]
+        [10.0, 20.0, 40.0]
+        """
+        return ask_wait_s(self.booking_timeout_s, ask)

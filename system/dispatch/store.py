@@ -2,13 +2,16 @@
 of the transaction already open (the consumer's or a sweep's) and never commits.
 
 A job is a row in ``jobs`` plus its ``attempts``; :func:`save` writes a decision's new job with guards
-(the job's ``version``, each changed attempt's old status), so two replicas never apply two decisions
-to the same state: the loser's transaction raises :class:`StaleJob` and is retried from fresh state.
-Booking deadlines are a column of ``attempts`` (a sweep times them out), never an in-memory timer.
+(the job's ``version``, each changed attempt's old status and asks), so two replicas never apply two
+decisions to the same state: the loser's transaction raises :class:`StaleJob` and is retried from fresh
+state.
+Booking deadlines are a column of ``attempts`` (a sweep acts on them), never an in-memory timer. An
+attempt's ``message_id`` is its first ask's request id; ask ``k >= 2`` went out as ``<message_id>-<k>``.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -20,6 +23,7 @@ from system.platform.contracts import Driver
 
 from .decisions import Attempt, AttemptStatus, Job, JobStatus, booking_request_id
 
+# A schema change needs no migration: every run starts from a fresh run dir (a new dispatch.db).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     delivery_id     TEXT PRIMARY KEY,
@@ -45,6 +49,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     deadline_at    REAL NOT NULL,
     courier_job_id TEXT,
     reason         TEXT,
+    asks           INTEGER NOT NULL DEFAULT 1,
     updated_at     REAL NOT NULL,
     PRIMARY KEY (delivery_id, number)
 ) WITHOUT ROWID;
@@ -62,6 +67,9 @@ CREATE TABLE IF NOT EXISTS cancels (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cancels_job ON cancels (courier_job_id);
 """
+
+# The id of ask k >= 2: the attempt's message_id + "-<k>" (booking_request_id).
+_LATER_ASK = re.compile(r"(?P<base>.+)-(?P<ask>[2-9]|[1-9][0-9]+)")
 
 _OPTIONS: TypeAdapter[tuple[Quote, ...]] = TypeAdapter(tuple[Quote, ...])
 
@@ -90,12 +98,12 @@ async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
     if row is None:
         return None
     cursor = await db.execute(
-        "SELECT number, courier, quote_id, deadline_at, status, courier_job_id, reason FROM attempts"
+        "SELECT number, courier, quote_id, deadline_at, status, courier_job_id, reason, asks FROM attempts"
         " WHERE delivery_id = ? ORDER BY number",
         (delivery_id,),
     )
     attempts = tuple(
-        Attempt(r[0], r[1], r[2], float(r[3]), AttemptStatus(r[4]), r[5], r[6])
+        Attempt(r[0], r[1], r[2], float(r[3]), AttemptStatus(r[4]), r[5], r[6], asks=int(r[7]))
         for r in await cursor.fetchall()
     )
     await cursor.close()
@@ -146,37 +154,41 @@ async def save(db: aiosqlite.Connection, old: Job | None, new: Job, now: float) 
         if prior is None:
             await db.execute(
                 "INSERT INTO attempts (delivery_id, number, message_id, courier, quote_id, status, deadline_at,"
-                " courier_job_id, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " courier_job_id, reason, asks, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.delivery_id, a.number, booking_request_id(new.delivery_id, a.number), a.courier,
-                    a.quote_id, a.status.value, a.deadline_at, a.courier_job_id, a.reason, now,
+                    a.quote_id, a.status.value, a.deadline_at, a.courier_job_id, a.reason, a.asks, now,
                 ),
             )  # fmt: skip
         elif prior != a:
             cursor = await db.execute(
-                "UPDATE attempts SET status = ?, courier_job_id = ?, reason = ?, updated_at = ?"
-                " WHERE delivery_id = ? AND number = ? AND status = ?",
+                "UPDATE attempts SET status = ?, courier_job_id = ?, reason = ?, deadline_at = ?, asks = ?,"
+                " updated_at = ? WHERE delivery_id = ? AND number = ? AND status = ? AND asks = ?",
                 (
-                    a.status.value,
-                    a.courier_job_id,
-                    a.reason,
-                    now,
-                    new.delivery_id,
-                    a.number,
-                    prior.status.value,
+                    a.status.value, a.courier_job_id, a.reason, a.deadline_at, a.asks, now,
+                    new.delivery_id, a.number, prior.status.value, prior.asks,
                 ),
-            )
+            )  # fmt: skip
             if cursor.rowcount != 1:
                 raise StaleJob(f"attempt {a.number} of {new.delivery_id} changed under the decision")
 
 
 async def find_attempt(db: aiosqlite.Connection, request_id: str) -> tuple[str, int, str, str] | None:
-    """(delivery id, attempt number, courier, quote id) of the booking request ``request_id``."""
+    """(delivery id, attempt number, courier, quote id) of the booking request ``request_id``: the
+    attempt's first ask (its ``message_id``) or a later ask ``<message_id>-<k>`` that was sent."""
     cursor = await db.execute(
         "SELECT delivery_id, number, courier, quote_id FROM attempts WHERE message_id = ?", (request_id,)
     )
     row = await cursor.fetchone()
     await cursor.close()
+    later = _LATER_ASK.fullmatch(request_id) if row is None else None
+    if later is not None:
+        cursor = await db.execute(
+            "SELECT delivery_id, number, courier, quote_id FROM attempts WHERE message_id = ? AND asks >= ?",
+            (later["base"], int(later["ask"])),
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
     return (row[0], int(row[1]), row[2], row[3]) if row is not None else None
 
 
@@ -185,15 +197,17 @@ async def due_attempts(
 ) -> list[tuple[str, int]]:
     """Pending attempts whose booking deadline passed: (delivery id, number), oldest deadline first.
 
-    The wait for an answer starts when the broker confirmed the booking request (its outbox row is
-    ``sent``), not when the attempt was committed: during a broker outage the request waits in the
-    outbox, and timing it out then would book the next courier while the first request is still to be
-    delivered — two acceptances for one order once the broker is back.
+    The wait for an answer starts when the broker confirmed the booking request of the attempt's latest
+    ask (its outbox row is ``sent``), not when the ask was committed: during a broker outage the request
+    waits in the outbox, and giving up on the courier then would book the next one while that request is
+    still to be delivered — two acceptances for one order once the broker is back. ``timeout_s`` is the
+    first ask's wait; ask ``k`` waits ``timeout_s * 2**(k-1)`` (:func:`.decisions.ask_wait_s`).
     """
     cursor = await db.execute(
-        "SELECT a.delivery_id, a.number FROM attempts a JOIN outbox o ON o.message_id = a.message_id"
-        " WHERE a.status = 'pending' AND a.deadline_at <= ? AND o.status = 'sent' AND o.sent_at + ? <= ?"
-        " ORDER BY a.deadline_at LIMIT ?",
+        "SELECT a.delivery_id, a.number FROM attempts a JOIN outbox o ON o.message_id ="
+        " CASE a.asks WHEN 1 THEN a.message_id ELSE a.message_id || '-' || a.asks END"
+        " WHERE a.status = 'pending' AND a.deadline_at <= ? AND o.status = 'sent'"
+        " AND o.sent_at + ? * (1 << (a.asks - 1)) <= ? ORDER BY a.deadline_at LIMIT ?",
         (now, timeout_s, now, limit),
     )
     rows = await cursor.fetchall()

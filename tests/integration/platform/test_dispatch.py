@@ -36,9 +36,9 @@ TIMEOUT_S = 2.0
 
 
 def dispatch(pv: PlatformVhost) -> ServiceProcess:
-    return ServiceProcess(
-        "dispatch", pv.run_dir, pv.secrets, {"DRILL_DISPATCH_BOOKING_TIMEOUT_S": str(TIMEOUT_S)}
-    )
+    # One ask per courier: the silent and late-acceptance cases below test moving on after one timeout.
+    env = {"DRILL_DISPATCH_BOOKING_TIMEOUT_S": str(TIMEOUT_S), "DRILL_DISPATCH_BOOKING_ASKS": "1"}
+    return ServiceProcess("dispatch", pv.run_dir, pv.secrets, env)
 
 
 def quoted(delivery_id: str, *couriers: str) -> OutgoingMessage:

@@ -1,5 +1,6 @@
-"""Dispatch's pure decisions: book in order, move on after a rejection or a timeout, release what comes
-late, cancel what the retailer cancelled, and change nothing on a repeat."""
+"""Dispatch's pure decisions: book in order, ask a silent courier again, move on after a rejection or the
+last ask's timeout, release what comes late, cancel what the retailer cancelled, and change nothing on a
+repeat."""
 
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ from system.dispatch.decisions import (
     on_quoted,
     on_timeout,
 )
+from system.dispatch.messages import effect_message
+from system.dispatch.settings import DispatchSettings
 from system.domain.common import Money
 from system.domain.quoting import Quote
 from system.platform.contracts import Driver
 
 T0 = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)
 TIMEOUT = 10.0
+ASKS = 2
 
 
 def q(courier: str, *, expires: datetime | None = None) -> Quote:
@@ -101,18 +105,71 @@ def test_a_rejection_books_the_next_option_and_the_last_one_ends_in_no_courier()
     assert last.effects == (NoCourier("every booking refused"),)
 
 
-def test_a_timeout_books_the_next_option() -> None:
+def test_with_one_ask_a_timeout_books_the_next_option() -> None:
     job = quoted("zoomly", "pedalo").job
-    d = on_timeout(job, 1, T0 + timedelta(seconds=11), timeout_s=TIMEOUT)
+    d = on_timeout(job, 1, T0 + timedelta(seconds=11), timeout_s=TIMEOUT, max_asks=1)
     assert d.job.attempts[0].status is AttemptStatus.TIMED_OUT
     assert kinds(d) == ["Book"] and d.job.current is not None and d.job.current.courier == "pedalo"
     # The sweep seeing the same attempt again changes nothing.
-    again = on_timeout(d.job, 1, T0 + timedelta(seconds=12), timeout_s=TIMEOUT)
+    again = on_timeout(d.job, 1, T0 + timedelta(seconds=12), timeout_s=TIMEOUT, max_asks=1)
     assert again.job == d.job and again.effects == ()
 
 
+def test_a_silent_courier_is_asked_again_with_a_new_id_and_a_doubled_wait() -> None:
+    first = quoted("zoomly", "pedalo")
+    now = T0 + timedelta(seconds=10)
+    d = on_timeout(first.job, 1, now, timeout_s=TIMEOUT, max_asks=ASKS)
+    assert d.job.status is JobStatus.BOOKING and len(d.job.attempts) == 1
+    again = Attempt(1, "zoomly", "q-zoomly", now.timestamp() + 2 * TIMEOUT, asks=2)
+    assert d.job.attempts == (again,)
+    assert d.effects == (Book(again, q("zoomly")),)
+    assert effect_message(d.job, d.effects[0], now).message_id == "bk-dlv_1-1-2"
+    assert effect_message(first.job, first.effects[0], T0).message_id == "bk-dlv_1-1"  # ask 1's, as before
+
+
+def test_after_the_last_ask_the_next_option_is_booked() -> None:
+    d = on_timeout(
+        quoted("zoomly", "pedalo").job, 1, T0 + timedelta(seconds=10), timeout_s=TIMEOUT, max_asks=ASKS
+    )
+    last = on_timeout(d.job, 1, T0 + timedelta(seconds=30), timeout_s=TIMEOUT, max_asks=ASKS)
+    assert last.job.attempts[0].status is AttemptStatus.TIMED_OUT and last.job.attempts[0].asks == 2
+    (book,) = last.effects
+    assert isinstance(book, Book) and book.attempt == Attempt(
+        2, "pedalo", "q-pedalo", (T0 + timedelta(seconds=30)).timestamp() + TIMEOUT
+    )
+    # The next option's first ask waits the base timeout again; silent again, it is asked again too.
+    again = on_timeout(last.job, 2, T0 + timedelta(seconds=40), timeout_s=TIMEOUT, max_asks=ASKS)
+    assert kinds(again) == ["Book"] and again.job.attempts[1].asks == 2
+    final = on_timeout(again.job, 2, T0 + timedelta(seconds=60), timeout_s=TIMEOUT, max_asks=ASKS)
+    assert final.effects == (NoCourier("every booking refused"),)
+
+
+def test_a_late_acceptance_of_the_first_ask_during_the_second_books_that_courier() -> None:
+    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT, max_asks=ASKS).job
+    d = accept(job, 1, "zoomly-job")
+    assert d.effects == (Booked("zoomly", "zoomly-job", Driver(id="drv-1", vehicle="bike")),)
+    assert (d.job.status, d.job.courier, len(d.job.attempts)) == (JobStatus.BOOKED, "zoomly", 1)
+    # The courier answers the second ask with the same booking: a repeat, nothing more.
+    assert accept(d.job, 1, "zoomly-job").effects == ()
+    # The second ask's deadline passing later changes nothing either.
+    assert on_timeout(d.job, 1, T0 + timedelta(minutes=1), timeout_s=TIMEOUT, max_asks=ASKS).effects == ()
+
+
+def test_a_rejection_during_the_second_ask_books_the_next_option() -> None:
+    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT, max_asks=ASKS).job
+    d = reject(job, 1)
+    assert kinds(d) == ["Book"] and d.job.current is not None and d.job.current.courier == "pedalo"
+
+
+def test_by_default_a_courier_is_asked_twice_for_10_then_20_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = DispatchSettings()
+    assert (s.booking_asks, [s.ask_wait_s(k) for k in (1, 2)]) == (2, [10.0, 20.0])
+    monkeypatch.setenv("DRILL_DISPATCH_BOOKING_ASKS", "1")
+    assert DispatchSettings().booking_asks == 1
+
+
 def test_a_late_acceptance_after_the_timeout_is_cancelled_and_does_not_book() -> None:
-    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT).job
+    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT, max_asks=1).job
     job = accept(job, 2, "pedalo-job").job  # the next option booked meanwhile
     late = accept(job, 1, "zoomly-job")
     assert late.effects == (CancelJob("zoomly", "zoomly-job", "late acceptance (timed_out)"),)
@@ -156,7 +213,8 @@ def test_a_cancel_while_booking_releases_the_acceptance_that_follows() -> None:
     assert late.job.status is JobStatus.CANCELLED and late.job.courier is None
     # A rejection or a timeout of that attempt books no other option.
     assert reject(d.job, 1).effects == ()
-    assert on_timeout(d.job, 1, T0 + timedelta(minutes=1), timeout_s=TIMEOUT).effects == ()
+    # Nor is the courier asked again.
+    assert on_timeout(d.job, 1, T0 + timedelta(minutes=1), timeout_s=TIMEOUT, max_asks=ASKS).effects == ()
 
 
 def test_a_cancel_before_the_quote_means_the_quote_books_nothing() -> None:

@@ -137,8 +137,8 @@ async def rows(db: aiosqlite.Connection, sql: str) -> list[tuple[Any, ...]]:
     return out
 
 
-def service(clock: Clock) -> Dispatch:
-    return Dispatch(DispatchSettings(booking_timeout_s=2.0), clock)
+def service(clock: Clock, *, asks: int = 2) -> Dispatch:
+    return Dispatch(DispatchSettings(booking_timeout_s=2.0, booking_asks=asks), clock)
 
 
 async def test_a_quote_books_option_zero_with_the_contracts_request(db: aiosqlite.Connection) -> None:
@@ -187,7 +187,7 @@ async def test_every_refusal_ends_in_no_courier(db: aiosqlite.Connection) -> Non
 
 async def test_timeout_then_late_acceptance_is_cancelled(db: aiosqlite.Connection) -> None:
     clock = Clock()
-    d = service(clock)
+    d = service(clock, asks=1)
     await run(db, d.on_quoted, quoted("zoomly", "pedalo"))
     clock.now = START + 1.9
     assert await sweep(db, d) == 0
@@ -216,7 +216,7 @@ async def test_timeout_then_late_acceptance_is_cancelled(db: aiosqlite.Connectio
     assert sum(m.startswith("cx-") for m, _, _ in await sent(db)) == 1
 
 
-async def test_two_replicas_sweeping_together_time_out_once(db: aiosqlite.Connection, tmp_path: Path) -> None:
+async def test_two_replicas_sweeping_together_act_once(db: aiosqlite.Connection, tmp_path: Path) -> None:
     clock = Clock()
     d0, d1 = service(clock), service(clock)
     await run(db, d0.on_quoted, quoted("zoomly", "pedalo"))
@@ -230,7 +230,7 @@ async def test_two_replicas_sweeping_together_time_out_once(db: aiosqlite.Connec
     finally:
         await other.close()
     assert (first, second) == (1, 0)
-    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-2"]
+    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-1-2"]
 
 
 async def test_the_booking_wait_starts_when_the_broker_confirmed_the_request(
@@ -247,7 +247,58 @@ async def test_the_booking_wait_starts_when_the_broker_confirmed_the_request(
     assert await sweep(db, d, relayed=False) == 0
     clock.now = START + 61
     assert await sweep(db, d, relayed=False) == 1
-    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-2"]
+    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-1-2"]
+    # The same holds for the second ask, which waits twice as long once confirmed.
+    clock.now = START + 200
+    assert await sweep(db, d, relayed=False) == 0
+    await relay(db, at=START + 199)
+    clock.now = START + 202.9
+    assert await sweep(db, d, relayed=False) == 0
+    clock.now = START + 203
+    assert await sweep(db, d, relayed=False) == 1
+    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-1-2", "bk-dlv_1-2"]
+
+
+async def test_a_silent_courier_is_asked_again_and_its_late_acceptance_books_it(
+    db: aiosqlite.Connection,
+) -> None:
+    clock = Clock()
+    d = service(clock)
+    await run(db, d.on_quoted, quoted("zoomly", "pedalo"))
+    clock.now = START + 2.0
+    assert await sweep(db, d) == 1
+    (_, _, first), (mid, key, body) = await sent(db)
+    assert (mid, key) == ("bk-dlv_1-1-2", "zoomly.booking_request")
+    assert body == {**first, "message_id": "bk-dlv_1-1-2"}  # the same courier, the same quote
+    assert await rows(db, "SELECT number, message_id, status, asks, deadline_at FROM attempts") == [
+        (1, "bk-dlv_1-1", "pending", 2, START + 2.0 + 4.0)
+    ]
+    clock.now = START + 5.9
+    assert await sweep(db, d) == 0
+    # The answer to the first ask arrives late: zoomly is booked, nobody is released.
+    await run(db, d.on_answer, booking("zoomly", 1, True))
+    # zoomly answers the second ask with the same booking: a repeat.
+    await run(db, d.on_answer, booking("zoomly", 1, True, mid="zoomly:again", in_reply_to="bk-dlv_1-1-2"))
+    clock.now = START + 60
+    assert await sweep(db, d) == 0
+    assert await rows(db, "SELECT status, courier, courier_job_id FROM jobs") == [
+        ("booked", "zoomly", "zoomly-job-1")
+    ]
+    assert [m for m, _, _ in await sent(db)] == ["bk-dlv_1-1", "bk-dlv_1-1-2", "dlv_1:booked:dispatch"]
+    assert await rows(db, "SELECT COUNT(*) FROM cancels") == [(0,)]
+
+
+async def test_find_attempt_resolves_the_id_of_every_ask_sent(db: aiosqlite.Connection) -> None:
+    clock = Clock()
+    d = service(clock, asks=3)
+    await run(db, d.on_quoted, quoted("zoomly", "pedalo"))
+    clock.now = START + 2.0
+    assert await sweep(db, d) == 1
+    found = ("dlv_1", 1, "zoomly", "q-zoomly")
+    assert await store.find_attempt(db, "bk-dlv_1-1") == found
+    assert await store.find_attempt(db, "bk-dlv_1-1-2") == found
+    never_sent = ("bk-dlv_1-1-3", "bk-dlv_1-1-1", "bk-dlv_1-1-02", "bk-dlv_1-2", "bk-dlv_1-2-2", "bk-dlv")
+    assert [await store.find_attempt(db, m) for m in never_sent] == [None] * len(never_sent)
 
 
 async def test_a_cancel_after_booking_sends_a_cancel_request(db: aiosqlite.Connection) -> None:
@@ -296,6 +347,10 @@ async def test_order_updates_other_than_cancels_change_nothing(db: aiosqlite.Con
     ("message", "match"),
     [
         (lambda: booking("zoomly", 7, True), "'bk-dlv_1-7', a booking request dispatch did not send"),
+        (
+            lambda: booking("zoomly", 1, True, in_reply_to="bk-dlv_1-1-2"),  # an ask not made yet
+            "'bk-dlv_1-1-2', a booking request dispatch did not send",
+        ),
         (lambda: booking("dashly", 1, True, quote_id="q-dashly"), "the request went to 'zoomly'"),
         (lambda: booking("zoomly", 1, True, quote_id="q-other"), "quote 'q-other'"),
         (lambda: cancel_answer("zoomly", "no-such-job", True), "cancel request dispatch did not send"),
@@ -353,7 +408,7 @@ async def test_a_decision_on_a_stale_job_is_refused(db: aiosqlite.Connection) ->
     stale = await store.load_job(db, "dlv_1")
     assert stale is not None
     await run(db, d.on_answer, booking("zoomly", 1, False))
-    late = on_timeout(stale, 1, T0 + timedelta(minutes=1), timeout_s=2.0)
+    late = on_timeout(stale, 1, T0 + timedelta(minutes=1), timeout_s=2.0, max_asks=2)
     with pytest.raises(store.StaleJob):
         async with transaction(db):
             await store.save(db, stale, late.job, START)
