@@ -175,7 +175,8 @@ class InboxConsumer(Generic[T]):
             await self._progress.wait_for(lambda: self.stats.processed >= count)
 
     def stop(self) -> None:
-        """Ask for a graceful stop: no new deliveries, finish the batch in hand, ack, close."""
+        """Ask for a graceful stop: no new deliveries; the ones already received are processed and acked
+        (those still on the wire are requeued by the close)."""
         self._stop.set()
 
     async def run(self) -> None:

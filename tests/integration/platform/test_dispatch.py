@@ -1,6 +1,7 @@
 """The dispatch service on a real broker, as a real process, against a scripted courier: a rejection
 books the next option, a silent courier times out and the next is booked, an acceptance that comes
-after the timeout is cancelled (no delivery keeps two couriers), a cancelled order cancels its courier
+after the timeout is cancelled (no delivery keeps two couriers), a silent courier is asked again and an
+acceptance during that second ask is kept, a cancelled order cancels its courier
 job or books nothing at all, and answers to requests dispatch never sent are parked with the reason."""
 
 from __future__ import annotations
@@ -219,3 +220,55 @@ async def test_cancels_and_answers_to_requests_never_sent(platform_vhost: Platfo
             "dlv_d",
             "dlv_d",
         ]
+
+
+async def test_a_silent_courier_is_asked_again_and_its_late_acceptance_kept(
+    platform_vhost: PlatformVhost,
+) -> None:
+    """With two asks (the default): an acceptance that comes after the first deadline, during the second
+    ask, books that courier and nobody else; a courier silent through both asks is left for the next."""
+    pv = platform_vhost
+    url = pv.admin_urls[0]
+    accept = Plan(booking="accept")
+    plans = {"dashly": accept, "pedalo": accept, "zoomly": accept}
+    script = {
+        ("dashly", "dlv_f"): Plan(booking="accept", booking_delay_s=TIMEOUT_S + 1.5),  # during ask 2
+        ("zoomly", "dlv_g"): Plan(booking="silent"),
+    }
+    env = {"DRILL_DISPATCH_BOOKING_TIMEOUT_S": str(TIMEOUT_S), "DRILL_DISPATCH_BOOKING_ASKS": "2"}
+    async with FakeCourier(url, plans, script) as couriers:
+        with ServiceProcess("dispatch", pv.run_dir, pv.secrets, env) as service:
+            await service.wait_ready()
+            await publish(
+                pv.admin_urls, quoted("dlv_f", "dashly", "pedalo"), quoted("dlv_g", "zoomly", "pedalo")
+            )
+
+            def booked() -> list[tuple[str, str]]:
+                found = rows(
+                    service.db, "SELECT delivery_id, courier FROM jobs WHERE status = 'booked' ORDER BY 1"
+                )
+                return found if len(found) == 2 else []
+
+            assert await wait_until(booked, "both deliveries booked", within=30) == [
+                ("dlv_f", "dashly"),
+                ("dlv_g", "pedalo"),
+            ]
+            # dashly answers ask 2 as well (the same job): a repeat, which changes nothing.
+            await wait_until(
+                lambda: len(couriers.requests("booking_request", "dashly", "dlv_f")) == 2,
+                "dashly asked twice",
+            )
+        attempts = rows(
+            service.db, "SELECT delivery_id, number, courier, status, asks FROM attempts ORDER BY 1, 2"
+        )
+        assert attempts == [
+            ("dlv_f", 1, "dashly", "booked", 2),
+            ("dlv_g", 1, "zoomly", "timed_out", 2),
+            ("dlv_g", 2, "pedalo", "booked", 1),
+        ]
+        assert rows(service.db, "SELECT * FROM cancels") == [], "no courier was released: none booked twice"
+        asks = [b["message_id"] for b in couriers.requests("booking_request", "zoomly", "dlv_g")]
+        assert asks == ["bk-dlv_g-1", "bk-dlv_g-1-2"]
+        # zoomly was waited for both asks (2 s, then 4 s) before pedalo was asked.
+        sent_at = {(r.body["message_id"], r.body["courier"]): r.at for r in couriers.received}
+        assert sent_at["bk-dlv_g-2", "pedalo"] - sent_at["bk-dlv_g-1", "zoomly"] >= 3 * TIMEOUT_S - 0.3
