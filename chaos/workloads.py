@@ -64,13 +64,18 @@ class MessagingWorkload:
         consumers: int = 2,
         handler_delay_ms: float = 2.0,
         broken: bool = False,
+        prefill: bool = False,
     ) -> None:
+        """``prefill``: publish every message before the consumers start, so each consumer holds a full
+        prefetch from the first second (a fault then always meets work in hand, however slow the
+        producer is on a loaded machine); otherwise the producer and the consumers run together."""
         self.cluster = cluster
         self.run_dir = run_dir
         self.count = count
         self.consumers = consumers
         self.handler_delay_ms = handler_delay_ms
         self.broken = broken
+        self.prefill = prefill
         self.prefix = f"hunt{uuid.uuid4().hex[:8]}"
         self._producer: subprocess.Popen[bytes] | None = None
         self._handle: SystemHandle | None = None
@@ -112,6 +117,11 @@ class MessagingWorkload:
                 "--ready-file", str(self.run_dir / "ready-{replica}")]  # fmt: skip
         if self.broken:
             argv.append("--ack-on-receipt")
+        if self.prefill:
+            self._start_producer()
+            if self._producer is not None and self._producer.wait(timeout=300) != 0:
+                tail = (self.run_dir / "producer.log").read_text(errors="replace").splitlines()[-5:]
+                raise RuntimeError("the prefill producer failed: " + " | ".join(tail))
         spec = self.run_dir / "workload.toml"
         spec.write_text(
             f'[[service]]\nname = "{CONSUMER}"\nreplicas = {self.consumers}\nargv = {_toml_list(argv)}\n'
@@ -135,14 +145,20 @@ class MessagingWorkload:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; {self._log_tails()}") from None
         self._t0 = time.monotonic()
-        log = open(self.run_dir / "producer.log", "wb")  # noqa: SIM115 - closed with the process
-        self._producer = subprocess.Popen(
-            [sys.executable, "-m", "system.messaging._testprocs", "produce", "--db", str(self.run_dir / "producer.db"),
-             "--count", str(self.count), "--exchange", f"{self.prefix}.ex"],
-            env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        if not self.prefill:
+            self._start_producer()
         # Faults start once messages flow end to end, so a fault at 0 s meets a busy system.
         _wait(lambda: self._consumed_rows() > 0, 60, "the first consumed message")
+
+    def _start_producer(self) -> None:
+        log = open(self.run_dir / "producer.log", "wb")  # noqa: SIM115 - closed with the process
+        # A prefill publishes 50 rows per outbox transaction: only its end matters, not its pace.
+        per_tx = ["--per-tx", "50"] if self.prefill else []
+        self._producer = subprocess.Popen(
+            [sys.executable, "-m", "system.messaging._testprocs", "produce", "--db", str(self.run_dir / "producer.db"),
+             "--count", str(self.count), "--exchange", f"{self.prefix}.ex", *per_tx],
+            env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
 
     def _log_tails(self, lines: int = 5) -> str:
         """The last lines of every consumer's log and of the supervisor's, for a start that failed."""
