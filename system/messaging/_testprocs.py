@@ -14,8 +14,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +253,14 @@ def main(argv: list[str] | None = None) -> None:
     runner: Any = produce if args.cmd == "produce" else consume
     if args.cmd == "consume" and args.ack_on_receipt:
         runner = consume_acking_first
-    asyncio.run(runner(args, settings))
+    try:
+        asyncio.run(runner(args, settings))
+    except BaseException:
+        # Exit, never hang: a DB connection left open by the crash keeps aiosqlite's non-daemon thread
+        # (and so the process) alive, and a supervisor restarts only a process that exited.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
     sys.stdout.flush()
 
 

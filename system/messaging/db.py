@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,36 @@ async def open_db(path: str | Path, *, synchronous: str = "NORMAL") -> aiosqlite
     in the OS page cache) but may be lost on power loss; pass ``FULL`` to fsync every commit.
     """
     db = await aiosqlite.connect(str(path), isolation_level=None)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute(f"PRAGMA synchronous={synchronous}")
-    # Relay and service write the same file from two connections: wait for the lock, don't fail.
-    await db.execute("PRAGMA busy_timeout=10000")
+    try:
+        # Relay and service write the same file from two connections: wait for the lock, don't fail.
+        # First of all: replicas started together switch the same fresh file to WAL at once.
+        await db.execute("PRAGMA busy_timeout=10000")
+        await _switch_to_wal(db)
+        await db.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException:
+        # aiosqlite's thread is not a daemon: an unclosed connection keeps a crashed process alive,
+        # and a supervisor never restarts a process that has not exited (seen: a consumer "never ready").
+        with contextlib.suppress(Exception):
+            await db.close()
+        raise
     return db
+
+
+async def _switch_to_wal(db: aiosqlite.Connection, *, attempts: int = 100) -> None:
+    """``journal_mode=WAL``, retried while another connection holds the file.
+
+    The switch needs the file to itself; when two processes open a fresh file together SQLite answers
+    "database is locked" at once, without waiting for ``busy_timeout`` (CI: one of two consumers started
+    together died that way).
+    """
+    for attempt in range(attempts):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(min(0.01 * 2**attempt, 0.2))
 
 
 async def begin_immediate(db: aiosqlite.Connection, *, attempts: int = 200) -> None:
