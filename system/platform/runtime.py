@@ -174,8 +174,12 @@ class ServiceRuntime:
             )
         self.settings.database.parent.mkdir(parents=True, exist_ok=True)
         self._db = await open_db(self.settings.database)
-        # CREATE ... IF NOT EXISTS, each statement its own transaction: replicas may start together.
-        await self._db.executescript(LEASE_SCHEMA + outbox.SCHEMA + inbox.SCHEMA + self._schema)
+        try:
+            # CREATE ... IF NOT EXISTS, each statement its own transaction: replicas may start together.
+            await self._db.executescript(LEASE_SCHEMA + outbox.SCHEMA + inbox.SCHEMA + self._schema)
+        except BaseException:
+            await self._db.close()  # else aiosqlite's non-daemon thread keeps the failed process alive
+            raise
         log.info(
             "service starting",
             extra={
