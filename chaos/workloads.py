@@ -107,7 +107,15 @@ class MessagingWorkload:
         self.close()
 
     def start(self) -> None:
-        """Declare the queue, start the consumers (supervised) and the producer."""
+        """Declare the queue, start the consumers (supervised) and the producer; a start that fails
+        stops what it started (CI: consumers that never got ready outlived the test that gave up)."""
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
         from system.messaging._testprocs import single_queue_topology
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
