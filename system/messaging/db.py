@@ -34,21 +34,29 @@ async def open_db(path: str | Path, *, synchronous: str = "NORMAL") -> aiosqlite
     return db
 
 
-async def _switch_to_wal(db: aiosqlite.Connection, *, attempts: int = 100) -> None:
+async def _switch_to_wal(db: aiosqlite.Connection) -> None:
     """``journal_mode=WAL``, retried while another connection holds the file.
 
     The switch needs the file to itself; when two processes open a fresh file together SQLite answers
     "database is locked" at once, without waiting for ``busy_timeout`` (CI: one of two consumers started
     together died that way).
     """
-    for attempt in range(attempts):
+    await _execute_while_locked(db, "PRAGMA journal_mode=WAL", tries=100, first_pause_s=0.01, max_pause_s=0.2)
+
+
+async def _execute_while_locked(
+    db: aiosqlite.Connection, sql: str, *, tries: int, first_pause_s: float, max_pause_s: float
+) -> None:
+    """Execute ``sql``, again after a doubling pause while SQLite answers "locked"/"busy" at once; the
+    last try's error is raised."""
+    for attempt in range(tries):
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(sql)
             return
         except sqlite3.OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == attempts - 1:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == tries - 1:
                 raise
-            await asyncio.sleep(min(0.01 * 2**attempt, 0.2))
+            await asyncio.sleep(min(first_pause_s * 2**attempt, max_pause_s))
 
 
 async def begin_immediate(db: aiosqlite.Connection, *, attempts: int = 200) -> None:
@@ -57,15 +65,10 @@ async def begin_immediate(db: aiosqlite.Connection, *, attempts: int = 200) -> N
     Observed here: with two connections writing the same WAL file SQLite sometimes answers
     "database is locked" at once instead of waiting for ``busy_timeout``, so we wait ourselves.
     """
-    for attempt in range(attempts):
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
-    await db.execute("BEGIN IMMEDIATE")
+    # attempts + 1 tries: ``attempts`` pauses, then a last try whose error is raised.
+    await _execute_while_locked(
+        db, "BEGIN IMMEDIATE", tries=attempts + 1, first_pause_s=0.001, max_pause_s=0.05
+    )
 
 
 @asynccontextmanager
