@@ -13,8 +13,6 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .decisions import ask_wait_s
-
 
 class DispatchSettings(BaseSettings):
     """Settings of one dispatch replica."""
@@ -38,12 +36,3 @@ class DispatchSettings(BaseSettings):
         default=0.2, gt=0, description="Period of the sweep that acts on passed booking deadlines."
     )
     sweep_batch: int = Field(default=200, ge=1, description="Most attempts one sweep transaction acts on.")
-
-    def ask_wait_s(self, ask: int) -> float:
-        """How long ask number ``ask`` (1 = the first) of a booking attempt waits for its answer.
-
-        >>> s = DispatchSettings(booking_timeout_s=10.0, booking_asks=3)
-        >>> [s.ask_wait_s(k) for k in range(1, s.booking_asks + 1)]
-        [10.0, 20.0, 40.0]
-        """
-        return ask_wait_s(self.booking_timeout_s, ask)

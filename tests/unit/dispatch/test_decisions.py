@@ -21,6 +21,7 @@ from system.dispatch.decisions import (
     JobStatus,
     NoCourier,
     Reply,
+    ask_wait_s,
     on_booking_answer,
     on_cancel,
     on_quoted,
@@ -163,7 +164,7 @@ def test_a_rejection_during_the_second_ask_books_the_next_option() -> None:
 
 def test_by_default_a_courier_is_asked_twice_for_10_then_20_s(monkeypatch: pytest.MonkeyPatch) -> None:
     s = DispatchSettings()
-    assert (s.booking_asks, [s.ask_wait_s(k) for k in (1, 2)]) == (2, [10.0, 20.0])
+    assert (s.booking_asks, [ask_wait_s(s.booking_timeout_s, k) for k in (1, 2)]) == (2, [10.0, 20.0])
     monkeypatch.setenv("DRILL_DISPATCH_BOOKING_ASKS", "1")
     assert DispatchSettings().booking_asks == 1
 
