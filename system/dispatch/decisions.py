@@ -8,8 +8,16 @@ outbox messages in the same transaction, so a re-run computes and writes the sam
 Rules, and why:
 
 * **Book option 0, then the next on a rejection or a timeout** (:func:`~system.domain.quoting.next_option`:
-  a courier that refused or timed out gets no second attempt). Options whose quote expired are skipped.
-  None left → ``no_courier`` ("every booking refused").
+  a courier that refused or timed out gets no second attempt in that round). Options whose quote expired
+  are skipped.
+* **Options run out: refused, or quote again.** When every option was refused for good (the courier
+  declined: no driver, no capacity — anything but :data:`TRANSIENT_REJECTIONS`) → ``no_courier``
+  ("every booking refused"): the world said no. When any failed for a transient reason — a quote that
+  expired while the brokers were down, a courier's ``unknown_quote``, a courier that never answered —
+  and the order's deadline (``book_by``) has not passed → ``requoting``: a ``RequoteRequested`` asks
+  quoting for round ``n + 1`` (couriers that refused for good are not asked again), whose options are
+  booked the same way. An order is never given up because the platform was slow; past its deadline it
+  ends ``no_courier`` ("the order's deadline passed").
 * **A silent courier is asked again before we move on**: up to ``max_asks`` asks per attempt, ask ``k``
   waiting :func:`ask_wait_s` (``timeout_s * 2**(k-1)``), request id ``bk-<delivery>-<n>-<k>``. Answers
   that late come only from broker faults (a partition, a failover); moving on then books a second courier
@@ -17,8 +25,10 @@ Rules, and why:
   (``too_late:picked_up``) the order keeps two. An answer to any ask settles the still-pending attempt,
   and a repeated request for a quote gets the same answer, never a second driver (intake-api.md §3.3).
 * **No delivery keeps two couriers.** An acceptance is kept only for the current pending attempt of a
-  job still booking. An acceptance for an attempt that timed out (we moved on) or for a job cancelled
-  meanwhile *releases* that courier job: a ``cancel_request`` goes to it.
+  job still booking, or — while the job waits for new quotes and no attempt is pending — for an attempt
+  that timed out (the courier we gave up on said yes after all: better than a new round). Any other
+  acceptance (we moved on to another courier, or the job was cancelled meanwhile) *releases* that
+  courier job: a ``cancel_request`` goes to it.
 * **Repeats change nothing**: a courier republishing its answer finds the attempt already settled.
 * **Cancel**: booked → ``cancel_request`` to the courier job; booking in flight → the job is cancelled
   (the pending attempt's acceptance, if it comes, is released); not quoted yet → remembered, and the
@@ -48,6 +58,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +67,7 @@ from system.domain.quoting import Quote, next_option
 from system.platform.contracts import Driver
 
 __all__ = [
+    "TRANSIENT_REJECTIONS",
     "Attempt",
     "AttemptStatus",
     "Book",
@@ -67,6 +79,7 @@ __all__ = [
     "JobStatus",
     "NoCourier",
     "Reply",
+    "Requote",
     "ask_wait_s",
     "booking_request_id",
     "cancel_request_id",
@@ -78,14 +91,19 @@ __all__ = [
 
 #: The reason of the ``no_courier`` event when the options ran out.
 EVERY_BOOKING_REFUSED = "every booking refused"
+#: Booking rejections that say nothing about the courier's will to take the order, only that our request
+#: came too late or was lost (a quote expired during a broker outage; the courier no longer knows it):
+#: the order is quoted again. Any other rejection (``no_driver_available``, ``no_capacity``, …) refuses.
+TRANSIENT_REJECTIONS: frozenset[str] = frozenset({"quote_expired", "unknown_quote"})
 
 
 class JobStatus(StrEnum):
     """Where a job is."""
 
     BOOKING = "booking"  # an attempt is in flight
+    REQUOTING = "requoting"  # options ran out for transient reasons: waiting for the next round's quotes
     BOOKED = "booked"  # a courier accepted: final for dispatch unless the order is cancelled
-    NO_COURIER = "no_courier"  # every option refused, timed out or expired
+    NO_COURIER = "no_courier"  # every option refused for good, or the order's deadline passed
     CANCELLED = "cancelled"  # the order was cancelled (before the quote, while booking, or once booked)
 
 
@@ -132,11 +150,19 @@ class Attempt:
     courier_job_id: str | None = None
     reason: str | None = None
     asks: int = 1
+    #: the quote round whose option this attempt books
+    round: int = 1
+
+    @property
+    def refused(self) -> bool:
+        """The courier refused the order for good (not a transient rejection, not silence)."""
+        return self.status is AttemptStatus.REJECTED and (self.reason or "") not in TRANSIENT_REJECTIONS
 
 
 @dataclass(frozen=True)
 class Job:
     """One delivery's booking. ``quoted``: the ``DeliveryQuoted`` arrived (a cancel may come first).
+    ``round``: the quote round ``options`` come from; ``book_by``: the order's deadline (unix time).
 
     ``version`` belongs to the store (its optimistic guard); the decisions carry it along unchanged.
     """
@@ -152,6 +178,8 @@ class Job:
     courier_job_id: str | None = None
     driver: Driver | None = None
     version: int = 0
+    round: int = 1
+    book_by: float = math.inf
 
     @property
     def current(self) -> Attempt | None:
@@ -210,7 +238,16 @@ class NoCourier:
     reason: str
 
 
-Effect = Book | CancelJob | Booked | NoCourier
+@dataclass(frozen=True)
+class Requote:
+    """Ask quoting for the next round after round ``round``; ``refused``: couriers not to ask again."""
+
+    round: int
+    reason: str
+    refused: tuple[str, ...]
+
+
+Effect = Book | CancelJob | Booked | NoCourier | Requote
 
 
 @dataclass(frozen=True)
@@ -227,26 +264,53 @@ def _unchanged(job: Job, why: str) -> Decision:
 
 
 def _book_next(job: Job, now: datetime, timeout_s: float, note: str) -> Decision:
-    tried = {a.courier for a in job.attempts} | {a.quote_id for a in job.attempts}
+    refused = {a.courier for a in job.attempts if a.refused}
+    tried = {x for a in job.attempts if a.round == job.round for x in (a.courier, a.quote_id)}
     live = [q for q in job.options if not q.expired(now)]
-    quote = next_option(live, tried)
+    quote = next_option(live, refused | tried)
     if quote is None:
-        if job.attempts:
-            reason = EVERY_BOOKING_REFUSED
-        else:
-            reason = "every quote expired before booking" if job.options else "no option to book"
-        done = replace(job, status=JobStatus.NO_COURIER)
-        return Decision(done, (NoCourier(reason),), f"{note}; no option left: {reason}")
+        return _out_of_options(job, now, note, expired=len(live) < len(job.options))
     attempt = Attempt(
         number=len(job.attempts) + 1,
         courier=quote.courier,
         quote_id=quote.quote_id,
         deadline_at=now.timestamp() + timeout_s,
+        round=job.round,
     )
     booking = replace(job, status=JobStatus.BOOKING, attempts=(*job.attempts, attempt))
     return Decision(
         booking, (Book(attempt, quote),), f"{note}; booking {quote.courier} (attempt {attempt.number})"
     )
+
+
+def _out_of_options(job: Job, now: datetime, note: str, *, expired: bool) -> Decision:
+    """No option of this round is left: quote again when any failed for a transient reason and the
+    order's deadline has not passed, else ``no_courier``."""
+    this_round = [a for a in job.attempts if a.round == job.round]
+    transient = [
+        f"{a.courier} {a.reason or a.status.value}"
+        for a in this_round
+        if a.status is AttemptStatus.TIMED_OUT or (a.status is AttemptStatus.REJECTED and not a.refused)
+    ]
+    if expired:
+        transient.append("quotes expired before booking")
+    if transient and now.timestamp() < job.book_by:
+        reason = "; ".join(transient)
+        refused = tuple(sorted({a.courier for a in job.attempts if a.refused}))
+        waiting = replace(job, status=JobStatus.REQUOTING)
+        return Decision(
+            waiting,
+            (Requote(job.round, reason, refused),),
+            f"{note}; options of round {job.round} ran out ({reason}): quoting again",
+        )
+    if transient:
+        reason = f"the order's deadline passed; {'; '.join(transient)}"
+    elif job.attempts:
+        reason = EVERY_BOOKING_REFUSED
+    else:
+        reason = "no option to book"
+    done = replace(job, status=JobStatus.NO_COURIER)
+    return Decision(done, (NoCourier(reason),), f"{note}; no option left: {reason}")
 
 
 def on_quoted(
@@ -258,8 +322,11 @@ def on_quoted(
     now: datetime,
     *,
     timeout_s: float,
+    round_: int = 1,
+    book_by: float = math.inf,
 ) -> Decision:
-    """Quoting's ranked options arrived: book the first live one (unless the order was cancelled)."""
+    """Quoting's ranked options of round ``round_`` arrived: book the first live one (unless the order was
+    cancelled, or this round is not the one the job waits for)."""
     if job is None:
         fresh = Job(
             delivery_id,
@@ -268,18 +335,39 @@ def on_quoted(
             retailer_id=retailer_id,
             quoted=True,
             options=options,
+            round=round_,
+            book_by=book_by,
         )
         return _book_next(fresh, now, timeout_s, "quoted")
+    if job.status is JobStatus.REQUOTING and round_ > job.round:
+        nxt = replace(
+            job, status=JobStatus.BOOKING, options=options, round=round_, book_by=min(job.book_by, book_by)
+        )
+        return _book_next(nxt, now, timeout_s, f"quoted again (round {round_})")
     if job.quoted:
-        return _unchanged(job, "quoted again")
+        return _unchanged(job, f"quoted again (round {round_}) while {job.status.value}")
     # Only a cancel creates a job before its quote: keep the options for the record, book nothing.
     return Decision(
-        replace(job, quoted=True, options=options, retailer_id=retailer_id), (), "quoted after the cancel"
+        replace(job, quoted=True, options=options, retailer_id=retailer_id, round=round_, book_by=book_by),
+        (),
+        "quoted after the cancel",
     )
 
 
-def on_booking_answer(job: Job, number: int, reply: Reply, now: datetime, *, timeout_s: float) -> Decision:
-    """A courier answered attempt ``number`` (the caller matched in_reply_to to it)."""
+def on_booking_answer(
+    job: Job,
+    number: int,
+    reply: Reply,
+    now: datetime,
+    *,
+    timeout_s: float,
+    give_up_on_expired: bool = False,
+) -> Decision:
+    """A courier answered attempt ``number`` (the caller matched in_reply_to to it).
+
+    ``give_up_on_expired`` is a TEST ONLY switch (a deliberately broken release for the drill to catch):
+    a ``quote_expired`` rejection ends the job without a courier instead of trying on.
+    """
     attempt = job.attempt(number)
     if attempt is None:
         raise ValueError(f"job {job.delivery_id} has no attempt {number}")
@@ -290,7 +378,10 @@ def on_booking_answer(job: Job, number: int, reply: Reply, now: datetime, *, tim
         job_id = reply.courier_job_id
         if job_id is None:
             raise ValueError("an acceptance names its courier job")
-        if attempt.status is AttemptStatus.PENDING and current and job.status is JobStatus.BOOKING:
+        keep = (attempt.status is AttemptStatus.PENDING and current and job.status is JobStatus.BOOKING) or (
+            attempt.status is AttemptStatus.TIMED_OUT and job.status is JobStatus.REQUOTING
+        )
+        if keep:
             kept = replace(attempt, status=AttemptStatus.BOOKED, courier_job_id=job_id)
             booked = replace(
                 job.with_attempt(kept),
@@ -299,8 +390,9 @@ def on_booking_answer(job: Job, number: int, reply: Reply, now: datetime, *, tim
                 courier_job_id=job_id,
                 driver=reply.driver,
             )
+            late = " (late: kept while quoting again)" if job.status is JobStatus.REQUOTING else ""
             return Decision(
-                booked, (Booked(attempt.courier, job_id, reply.driver),), f"booked {attempt.courier}"
+                booked, (Booked(attempt.courier, job_id, reply.driver),), f"booked {attempt.courier}{late}"
             )
         why = (
             "order cancelled" if job.status is JobStatus.CANCELLED else f"late acceptance ({attempt.status})"
@@ -316,6 +408,9 @@ def on_booking_answer(job: Job, number: int, reply: Reply, now: datetime, *, tim
     refused = job.with_attempt(replace(attempt, status=AttemptStatus.REJECTED, reason=reply.reason))
     note = f"{attempt.courier} rejected ({reply.reason})"
     if current and job.status is JobStatus.BOOKING:
+        if give_up_on_expired and reply.reason == "quote_expired":
+            done = replace(refused, status=JobStatus.NO_COURIER)
+            return Decision(done, (NoCourier("quote expired (TEST ONLY: gave up)"),), f"{note}; gave up")
         return _book_next(refused, now, timeout_s, note)
     return Decision(refused, (), note)
 
@@ -360,6 +455,6 @@ def on_cancel(job: Job | None, delivery_id: str, order_reference: str) -> Decisi
             (CancelJob(job.courier, job.courier_job_id, "order cancelled"),),
             f"cancelling {job.courier} job {job.courier_job_id}",
         )
-    if job.status is JobStatus.BOOKING:
-        return Decision(replace(job, status=JobStatus.CANCELLED), (), "cancelled while booking")
+    if job.status in (JobStatus.BOOKING, JobStatus.REQUOTING):
+        return Decision(replace(job, status=JobStatus.CANCELLED), (), f"cancelled while {job.status.value}")
     return _unchanged(job, f"cancel when {job.status}: nothing to do")

@@ -10,6 +10,7 @@ replying to a request dispatch never sent, or naming another courier or quote th
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ class Dispatch:
             q.options,
             store.utc(now),
             timeout_s=self.settings.booking_timeout_s,
+            round_=q.round,
+            book_by=q.book_by.timestamp() if q.book_by is not None else math.inf,
         )
         await self._apply(db, job, decision, now, message.message_id)
 
@@ -190,7 +193,12 @@ class Dispatch:
         )
         now = self.clock()
         decision = on_booking_answer(
-            job, number, reply, store.utc(now), timeout_s=self.settings.booking_timeout_s
+            job,
+            number,
+            reply,
+            store.utc(now),
+            timeout_s=self.settings.booking_timeout_s,
+            give_up_on_expired=self.settings.test_give_up_on_expired_quote,
         )
         await self._apply(db, job, decision, now, message_id)
 

@@ -1,5 +1,5 @@
-"""What dispatch publishes: booking and cancel requests to couriers (docs/intake-api.md §3.3, §3.4) and
-lifecycle events for tracking. Ids are deterministic, so a re-run decision writes the same outbox rows.
+"""What dispatch publishes: booking and cancel requests to couriers (docs/intake-api.md §3.3, §3.4),
+requests to quote again for quoting, and lifecycle events for tracking. Ids are deterministic, so a re-run decision writes the same outbox rows.
 
 Example:
     >>> import json
@@ -15,10 +15,26 @@ from typing import Any
 
 from system.domain.lifecycle import Event
 from system.messaging.envelope import OutgoingMessage
-from system.platform.contracts import LifecycleEvent, lifecycle_message
+from system.platform.contracts import (
+    LifecycleEvent,
+    RequoteRequested,
+    lifecycle_message,
+    requote_message,
+    requote_message_id,
+)
 from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER
 
-from .decisions import Book, Booked, CancelJob, Effect, Job, NoCourier, booking_request_id, cancel_request_id
+from .decisions import (
+    Book,
+    Booked,
+    CancelJob,
+    Effect,
+    Job,
+    NoCourier,
+    Requote,
+    booking_request_id,
+    cancel_request_id,
+)
 
 
 def _courier_request(courier: str, kind: str, body: dict[str, Any]) -> OutgoingMessage:
@@ -73,6 +89,17 @@ def effect_message(job: Job, effect: Effect, now: datetime) -> OutgoingMessage:
         return booking_request(d, ref, effect)
     if isinstance(effect, CancelJob):
         return cancel_request(d, ref, effect.courier, effect.courier_job_id)
+    if isinstance(effect, Requote):
+        return requote_message(
+            RequoteRequested(
+                message_id=requote_message_id(d, effect.round),
+                delivery_id=d,
+                order_reference=ref,
+                round=effect.round,
+                reason=effect.reason,
+                refused=effect.refused,
+            )
+        )
     if isinstance(effect, Booked):
         event = LifecycleEvent(
             message_id=f"{d}:booked:dispatch",

@@ -36,3 +36,9 @@ class DispatchSettings(BaseSettings):
         default=0.2, gt=0, description="Period of the sweep that acts on passed booking deadlines."
     )
     sweep_batch: int = Field(default=200, ge=1, description="Most attempts one sweep transaction acts on.")
+    test_give_up_on_expired_quote: bool = Field(
+        default=False,
+        description="TEST ONLY: a deliberately broken release for the drill to catch "
+        "(scenarios/broken-dispatch.toml): a booking rejected quote_expired ends the order without a courier "
+        "instead of quoting again. Abandoned orders must fail the drill.",
+    )

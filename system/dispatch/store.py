@@ -11,6 +11,7 @@ attempt's ``message_id`` is its first ask's request id; ask ``k >= 2`` went out 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     courier_job_id  TEXT,
     driver          TEXT,
     version         INTEGER NOT NULL,
+    round           INTEGER NOT NULL DEFAULT 1,
+    book_by         REAL,
     created_at      REAL NOT NULL,
     updated_at      REAL NOT NULL
 ) WITHOUT ROWID;
@@ -50,6 +53,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     courier_job_id TEXT,
     reason         TEXT,
     asks           INTEGER NOT NULL DEFAULT 1,
+    round          INTEGER NOT NULL DEFAULT 1,
     updated_at     REAL NOT NULL,
     PRIMARY KEY (delivery_id, number)
 ) WITHOUT ROWID;
@@ -89,8 +93,8 @@ add_once = outbox.add_once
 async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
     """The job of ``delivery_id`` with its attempts, if any."""
     cursor = await db.execute(
-        "SELECT order_reference, retailer_id, status, quoted, options, courier, courier_job_id, driver, version"
-        " FROM jobs WHERE delivery_id = ?",
+        "SELECT order_reference, retailer_id, status, quoted, options, courier, courier_job_id, driver, version,"
+        " round, book_by FROM jobs WHERE delivery_id = ?",
         (delivery_id,),
     )
     row = await cursor.fetchone()
@@ -98,12 +102,14 @@ async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
     if row is None:
         return None
     cursor = await db.execute(
-        "SELECT number, courier, quote_id, deadline_at, status, courier_job_id, reason, asks FROM attempts"
-        " WHERE delivery_id = ? ORDER BY number",
+        "SELECT number, courier, quote_id, deadline_at, status, courier_job_id, reason, asks, round"
+        " FROM attempts WHERE delivery_id = ? ORDER BY number",
         (delivery_id,),
     )
     attempts = tuple(
-        Attempt(r[0], r[1], r[2], float(r[3]), AttemptStatus(r[4]), r[5], r[6], asks=int(r[7]))
+        Attempt(
+            r[0], r[1], r[2], float(r[3]), AttemptStatus(r[4]), r[5], r[6], asks=int(r[7]), round=int(r[8])
+        )
         for r in await cursor.fetchall()
     )
     await cursor.close()
@@ -119,6 +125,8 @@ async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
         courier_job_id=row[6],
         driver=Driver.model_validate_json(row[7]) if row[7] else None,
         version=int(row[8]),
+        round=int(row[9]),
+        book_by=math.inf if row[10] is None else float(row[10]),
     )
 
 
@@ -126,24 +134,25 @@ async def save(db: aiosqlite.Connection, old: Job | None, new: Job, now: float) 
     """Write ``new`` over ``old`` (None: a new job); :class:`StaleJob` if either changed meanwhile."""
     driver = new.driver.model_dump_json() if new.driver is not None else None
     options = _OPTIONS.dump_json(new.options).decode()
+    book_by = None if math.isinf(new.book_by) else new.book_by
     if old is None:
         cursor = await db.execute(
             "INSERT OR IGNORE INTO jobs (delivery_id, order_reference, retailer_id, status, quoted, options,"
-            " courier, courier_job_id, driver, version, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            " courier, courier_job_id, driver, version, round, book_by, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
             (
                 new.delivery_id, new.order_reference, new.retailer_id, new.status.value, int(new.quoted),
-                options, new.courier, new.courier_job_id, driver, now, now,
+                options, new.courier, new.courier_job_id, driver, new.round, book_by, now, now,
             ),
         )  # fmt: skip
     else:
         cursor = await db.execute(
             "UPDATE jobs SET retailer_id = ?, status = ?, quoted = ?, options = ?, courier = ?,"
-            " courier_job_id = ?, driver = ?, version = version + 1, updated_at = ?"
+            " courier_job_id = ?, driver = ?, round = ?, book_by = ?, version = version + 1, updated_at = ?"
             " WHERE delivery_id = ? AND version = ?",
             (
                 new.retailer_id, new.status.value, int(new.quoted), options, new.courier, new.courier_job_id,
-                driver, now, new.delivery_id, old.version,
+                driver, new.round, book_by, now, new.delivery_id, old.version,
             ),
         )  # fmt: skip
     if cursor.rowcount != 1:
@@ -154,10 +163,10 @@ async def save(db: aiosqlite.Connection, old: Job | None, new: Job, now: float) 
         if prior is None:
             await db.execute(
                 "INSERT INTO attempts (delivery_id, number, message_id, courier, quote_id, status, deadline_at,"
-                " courier_job_id, reason, asks, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " courier_job_id, reason, asks, round, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.delivery_id, a.number, booking_request_id(new.delivery_id, a.number), a.courier,
-                    a.quote_id, a.status.value, a.deadline_at, a.courier_job_id, a.reason, a.asks, now,
+                    a.quote_id, a.status.value, a.deadline_at, a.courier_job_id, a.reason, a.asks, a.round, now,
                 ),
             )  # fmt: skip
         elif prior != a:

@@ -10,6 +10,8 @@ deduplicates any republish:
 message                           id                                    exchange → routing key
 ================================  ====================================  ==============================
 :class:`DeliveryQuoted`           ``<delivery>:delivery.quoted``        ``quotes`` → delivery.quoted
+                                  (round ``n`` ≥ 2: ``…:delivery.quoted:<n>``)
+:class:`RequoteRequested`         ``<delivery>:requote:<n>``            ``quotes`` → delivery.requote
 :class:`LifecycleEvent`           ``<delivery>:<event>:<source>``, or   ``lifecycle`` (hash of the
                                   ``gw:<courier message id>``           ``x-delivery-id`` header)
 :class:`LocationPing`             ``gw:<courier message id>``           ``lifecycle``
@@ -34,14 +36,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from system.domain.common import Frozen, LatLon, Vehicle
 from system.domain.lifecycle import Event, State
 from system.domain.quoting import Quote
 from system.messaging.envelope import OutgoingMessage
 
-from .topology import DELIVERY_HEADER, DELIVERY_QUOTED, LIFECYCLE, QUOTES, STATE_PREFIX, TRACKING
+from .topology import (
+    DELIVERY_HEADER,
+    DELIVERY_QUOTED,
+    DELIVERY_REQUOTE,
+    LIFECYCLE,
+    QUOTES,
+    STATE_PREFIX,
+    TRACKING,
+)
 
 Source = Literal["quoting", "dispatch", "gateway", "intake"]
 
@@ -54,7 +64,13 @@ class Driver(Frozen):
 
 
 class DeliveryQuoted(Frozen):
-    """Quoting → dispatch: the suitable quotes, best first (``rank_quotes``); dispatch books them in order."""
+    """Quoting → dispatch: the suitable quotes, best first (``rank_quotes``); dispatch books them in order.
+
+    ``round``: 1 for the order's first quotes, ``n`` for the answer to dispatch's ``n-1``-th
+    :class:`RequoteRequested`. ``book_by``: the order's own deadline (quoting derives it from the
+    retailer's pickup window, capped by a default), until which a transient failure is answered with a
+    new round rather than giving up.
+    """
 
     type: Literal["delivery.quoted"] = "delivery.quoted"
     message_id: str
@@ -63,6 +79,27 @@ class DeliveryQuoted(Frozen):
     retailer_id: str
     options: tuple[Quote, ...]
     decided_at: AwareDatetime
+    round: int = Field(default=1, ge=1)
+    book_by: AwareDatetime | None = None
+
+
+class RequoteRequested(Frozen):
+    """Dispatch → quoting: round ``round``'s options ran out for transient reasons (a quote expired while
+    the brokers were down, a courier never answered), before the order's deadline: ask the couriers again.
+
+    ``refused`` lists the couriers that refused the order for good (they declined or had no driver):
+    quoting does not ask them again. Quoting answers with a :class:`DeliveryQuoted` of round
+    ``round + 1`` (or a ``no_courier`` lifecycle event), once: a repeated request for a round it already
+    moved past changes nothing.
+    """
+
+    type: Literal["delivery.requote"] = "delivery.requote"
+    message_id: str
+    delivery_id: str
+    order_reference: str
+    round: int = Field(ge=1)
+    reason: str
+    refused: tuple[str, ...] = ()
 
 
 class LifecycleEvent(Frozen):
@@ -144,6 +181,29 @@ def quoted_message(m: DeliveryQuoted) -> OutgoingMessage:
         headers=_headers(m.delivery_id, m.order_reference),
         message_type=m.type,
     )
+
+
+def quoted_message_id(delivery_id: str, round_: int = 1) -> str:
+    """The id of round ``round_``'s :class:`DeliveryQuoted` (round 1 keeps the id it had before rounds)."""
+    base = f"{delivery_id}:{DELIVERY_QUOTED}"
+    return base if round_ <= 1 else f"{base}:{round_}"
+
+
+def requote_message(m: RequoteRequested) -> OutgoingMessage:
+    """``quotes`` → ``delivery.requote`` (quoting's ``quoting.orders`` queue is bound to it)."""
+    return OutgoingMessage.json(
+        QUOTES,
+        DELIVERY_REQUOTE,
+        m,
+        message_id=m.message_id,
+        headers=_headers(m.delivery_id, m.order_reference),
+        message_type=m.type,
+    )
+
+
+def requote_message_id(delivery_id: str, round_: int) -> str:
+    """The id of dispatch's request to requote after round ``round_``."""
+    return f"{delivery_id}:requote:{round_}"
 
 
 def lifecycle_message(m: LifecycleEvent | LocationPing) -> OutgoingMessage:

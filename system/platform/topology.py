@@ -6,7 +6,8 @@ Exchanges and who publishes to them:
 exchange            type                  publishers → routing keys
 ==================  ====================  =================================================================
 ``orders``          topic                 intake relay → ``order.created``, ``order.updated`` (cancels too)
-``quotes``          topic                 quoting → ``delivery.quoted`` (the ranked options)
+``quotes``          topic                 quoting → ``delivery.quoted`` (the ranked options);
+                                          dispatch → ``delivery.requote`` (ask the couriers again)
 ``lifecycle``       x-consistent-hash     quoting, dispatch, gateway → lifecycle events; also bound to
                     (hash of header       ``orders`` (``order.*``), so tracking sees creations and cancels.
                     ``x-delivery-id``)    One delivery always lands on the same tracking shard: its order
@@ -59,6 +60,7 @@ DELIVERY_HEADER = "x-delivery-id"
 ORDER_CREATED = "order.created"
 ORDER_UPDATED = "order.updated"
 DELIVERY_QUOTED = "delivery.quoted"
+DELIVERY_REQUOTE = "delivery.requote"
 STATE_PREFIX = "delivery.state."
 
 # Service names: also their RabbitMQ user names and the supervisor's service names.
@@ -143,7 +145,12 @@ def platform_topology(
             Service(
                 QUOTING,
                 consumes=(
-                    _q(QUOTING_ORDERS, (ORDERS, ORDER_CREATED), (ORDERS, ORDER_UPDATED)),
+                    _q(
+                        QUOTING_ORDERS,
+                        (ORDERS, ORDER_CREATED),
+                        (ORDERS, ORDER_UPDATED),
+                        (QUOTES, DELIVERY_REQUOTE),
+                    ),
                     _q(QUOTING_ANSWERS, *_bindings(couriers, "quote", "quote_declined")),
                 ),
                 publishes_to=(COURIER_REQUESTS, QUOTES, LIFECYCLE),
@@ -164,7 +171,7 @@ def platform_topology(
                         ),
                     ),
                 ),
-                publishes_to=(COURIER_REQUESTS, LIFECYCLE),
+                publishes_to=(COURIER_REQUESTS, QUOTES, LIFECYCLE),
             ),
             Service(
                 GATEWAY,

@@ -10,7 +10,7 @@ from system.platform.runtime import ServiceRuntime
 from system.platform.settings import ServiceSettings, messaging_settings_for
 from system.platform.topology import QUOTING, QUOTING_ANSWERS, QUOTING_ORDERS, platform_topology
 
-from .handlers import Quoting, RegistryRules, decode_answer, decode_order
+from .handlers import Quoting, RegistryRules, decode_answer, decode_quoting_input
 from .settings import QuotingSettings
 from .store import SCHEMA
 
@@ -28,7 +28,7 @@ def main() -> None:
     runtime = ServiceRuntime(
         service, messaging_settings_for(service), platform_topology(marketplace=market), schema=SCHEMA
     )
-    runtime.consume(QUOTING_ORDERS, quoting.on_order, decode_order)
+    runtime.consume(QUOTING_ORDERS, quoting.on_order, decode_quoting_input)
     runtime.consume(QUOTING_ANSWERS, quoting.on_answer, decode_answer)
     runtime.every(settings.sweep_every_s, quoting.sweep)
     log.info("quoting configured", extra=settings.model_dump(mode="json"))

@@ -5,6 +5,12 @@ never commit; the sweep opens its own with :meth:`ServiceRuntime.transaction`. A
 its last expected answer arrives, or by the first sweep after its deadline — whichever replica gets
 there first; the conditional update in :func:`.store.close_round` makes it happen once.
 
+Nothing is given up because the platform was slow: a round with no suitable quote yet and couriers still
+silent asks those couriers again until the order's deadline (``book_by``), and dispatch's
+:class:`~system.platform.contracts.RequoteRequested` (its options ran out for transient reasons) starts
+the next round. ``no_courier`` means every asked courier refused (declined, or quoted nothing the
+retailer's rules allow), or the deadline passed.
+
 Bad input is parked with a reason, never dropped: a body that fails its schema is refused by the
 decoder, and an answer that names an unknown delivery, a courier that was not asked, or a request we
 did not send raises :class:`~system.messaging.MalformedMessage` in the handler.
@@ -15,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,10 +35,11 @@ from system.intake.retailers import RetailerRegistry, RetailersUnavailable
 from system.logs import get_logger
 from system.messaging import MalformedMessage
 from system.messaging.envelope import InboundMessage
+from system.platform.contracts import RequoteRequested
 from system.platform.runtime import ServiceRuntime
 
 from . import store
-from .orders import CancelRequested, OrderCreated, OrderMessage, decode_order
+from .orders import CancelRequested, OrderCreated, QuotingInput, decode_order, decode_quoting_input
 from .rounds import (
     NoCourier,
     Quoted,
@@ -43,12 +50,21 @@ from .rounds import (
     decision_messages,
     quote_request,
     quote_request_id,
+    request_round,
 )
 from .settings import QuotingSettings
 
 log = get_logger(__name__)
 
-__all__ = ["CourierAnswer", "Quoting", "RegistryRules", "RulesSource", "decode_answer", "decode_order"]
+__all__ = [
+    "CourierAnswer",
+    "Quoting",
+    "RegistryRules",
+    "RulesSource",
+    "decode_answer",
+    "decode_order",
+    "decode_quoting_input",
+]
 
 
 @dataclass(frozen=True)
@@ -129,18 +145,27 @@ class Quoting:
 
     # -- quoting.orders ----------------------------------------------------------------------------
 
-    async def on_order(self, db: aiosqlite.Connection, message: InboundMessage[OrderMessage]) -> None:
-        """``order.created`` starts a round; a cancel stops one; other updates change nothing here."""
+    async def on_order(self, db: aiosqlite.Connection, message: InboundMessage[QuotingInput]) -> None:
+        """``order.created`` starts a round; a cancel stops one; dispatch's requote starts the next round;
+        other updates change nothing here."""
         order = message.payload
         if isinstance(order, OrderCreated):
             await self._start_round(db, order, message.message_id)
         elif isinstance(order, CancelRequested):
             await self._cancel(db, order, message.message_id)
+        elif isinstance(order, RequoteRequested):
+            await self._requote(db, order, message.message_id)
         else:
             log.debug(
                 "order update ignored",
                 extra={"message_id": message.message_id, "delivery_id": order.delivery_id},
             )
+
+    def book_by(self, order: OrderCreated, now: float) -> float:
+        """The order's deadline: the end of its pickup window, or ``booking_deadline_s`` after intake
+        accepted it, whichever comes first (a courier found later is of no use to the retailer)."""
+        accepted = order.accepted_at.timestamp() if order.accepted_at is not None else now
+        return min(order.request.pickup_window.end.timestamp(), accepted + self.settings.booking_deadline_s)
 
     async def _start_round(self, db: aiosqlite.Connection, order: OrderCreated, message_id: str) -> None:
         now = self.clock()
@@ -162,6 +187,7 @@ class Quoting:
             asked=asked,
             deadline_at=now + self.settings.quote_deadline_s,
             status=RoundStatus.CANCELLED if cancelled else RoundStatus.COLLECTING,
+            book_by=self.book_by(order, now),
         )
         await store.insert_round(db, round_, now)
         if cancelled:
@@ -169,11 +195,7 @@ class Quoting:
                 "order cancelled before quoting: no round", extra={"message_id": message_id, "delivery_id": d}
             )
             return
-        # A request still queued at the deadline is worthless (the round is decided without it): the
-        # broker drops it, so a courier that is down or never consumes does not pile up requests.
-        ttl_ms = int(self.settings.quote_deadline_s * 1000)
-        for courier in asked:
-            await store.add_once(db, quote_request(d, order.request, courier, ttl_ms=ttl_ms))
+        await self._ask(db, round_, asked)
         log.info(
             "quote round started",
             extra={
@@ -181,10 +203,63 @@ class Quoting:
                 "delivery_id": d,
                 "asked": list(asked),
                 "deadline_at": round_.deadline_at,
+                "book_by": round_.book_by,
             },
         )
         if not asked:
             await self._decide(db, round_, now)  # nobody to wait for: no_courier now
+
+    async def _ask(self, db: aiosqlite.Connection, round_: Round, couriers: tuple[str, ...]) -> None:
+        """Queue ask ``round_.attempt`` of ``round_`` to ``couriers``. A request still queued at the ask's
+        deadline is worthless (the round moves on without it): the broker drops it (per-message TTL), so
+        a courier that is down or never consumes does not pile up requests."""
+        ttl_ms = int(self.settings.ask_wait_s(round_.attempt) * 1000)
+        for courier in couriers:
+            await store.add_once(
+                db,
+                quote_request(
+                    round_.delivery_id,
+                    round_.request,
+                    courier,
+                    ttl_ms=ttl_ms,
+                    attempt=round_.attempt,
+                    round_no=round_.round_no,
+                ),
+            )
+
+    async def _requote(self, db: aiosqlite.Connection, req: RequoteRequested, message_id: str) -> None:
+        """Dispatch ran out of options of round ``req.round`` for transient reasons: round ``req.round + 1``
+        asks the couriers again (not those that refused the order for good), once."""
+        d, now = req.delivery_id, self.clock()
+        context = {"message_id": message_id, "delivery_id": d, "round": req.round}
+        round_ = await store.get_round(db, d)
+        if round_ is None:
+            raise MalformedMessage(f"requote of {d!r}, which quoting never quoted")
+        if round_.round_no != req.round or round_.status is not RoundStatus.QUOTED:
+            log.info("requote already handled", extra={**context, "status": round_.status.value})
+            return
+        refused = set(req.refused) | await store.declined(db, d)
+        asked = tuple(c for c in round_.asked if c not in refused)
+        deadline = now + self.settings.quote_deadline_s
+        if not await store.start_next_round(db, round_, asked, deadline):
+            log.info("requote already handled", extra=context)
+            return
+        nxt = replace(
+            round_,
+            asked=asked,
+            deadline_at=deadline,
+            status=RoundStatus.COLLECTING,
+            attempt=1,
+            round_no=round_.round_no + 1,
+        )
+        log.warning(
+            "quoting again",
+            extra={**context, "next_round": nxt.round_no, "reason": req.reason, "asked": list(asked)},
+        )
+        if not asked or now >= nxt.book_by:
+            await self._decide(db, nxt, now)  # nobody left to ask, or too late: no_courier now
+            return
+        await self._ask(db, nxt, asked)
 
     async def _cancel(self, db: aiosqlite.Connection, order: CancelRequested, message_id: str) -> None:
         d, now = order.delivery_id, self.clock()
@@ -214,30 +289,34 @@ class Quoting:
         round_ = await store.get_round(db, d)
         if round_ is None:
             raise MalformedMessage(f"answer for unknown delivery {d!r} from courier {courier!r}")
-        if courier not in round_.asked:
+        replied = request_round(d, courier, a.in_reply_to)
+        if courier not in round_.asked and (replied is None or replied[0] >= round_.round_no):
             raise MalformedMessage(f"answer from courier {courier!r}, which was not asked to quote {d!r}")
-        # An answer to any ask of this round counts (a late answer to the first ask, during the second).
-        expected = [quote_request_id(d, courier, k) for k in range(1, round_.attempt + 1)]
-        if a.in_reply_to not in expected:
+        # An answer to any ask of this round counts (a late answer to the first ask, during the second);
+        # an answer to an earlier round's request is stale (that round was decided), not malformed.
+        if replied is None or replied > (round_.round_no, round_.attempt):
             raise MalformedMessage(
                 f"answer from {courier!r} for {d!r} replies to {a.in_reply_to!r}, not to our request "
-                f"{' or '.join(repr(e) for e in expected)}"
+                f"{quote_request_id(d, courier, 1, round_.round_no)!r} or a later ask of it"
             )
         now = self.clock()
+        context = {"message_id": message.message_id, "delivery_id": d, "courier": courier}
+        if replied[0] < round_.round_no:
+            log.info("answer to an earlier round ignored", extra={**context, "round": replied[0]})
+            return
         late = round_.status is not RoundStatus.COLLECTING
-        if not await store.record_answer(db, d, message.message_id, a.answer, late=late, now=now):
-            log.info(
-                "second answer from a courier ignored",
-                extra={"message_id": message.message_id, "delivery_id": d, "courier": courier},
-            )
+        if not await store.record_answer(
+            db, d, round_.round_no, message.message_id, a.answer, late=late, now=now
+        ):
+            log.info("second answer from a courier ignored", extra=context)
             return
         if late:
             log.info(
                 "late answer recorded, round already decided",
-                extra={"message_id": message.message_id, "delivery_id": d, "status": round_.status.value},
+                extra={**context, "status": round_.status.value},
             )
             return
-        answered = {x.courier for x in await store.answers_in_time(db, d)}
+        answered = {x.courier for x in await store.answers_in_time(db, d, round_.round_no)}
         if set(round_.asked) <= answered:
             await self._decide(db, round_, now)
 
@@ -249,60 +328,65 @@ class Quoting:
             await self.decide_due(db)
 
     async def decide_due(self, db: aiosqlite.Connection) -> int:
-        """Decide every collecting round past its deadline (up to the batch size); how many were decided."""
+        """Decide every collecting round past its deadline (up to the batch size), or ask its silent
+        couriers again; how many were decided."""
         now = self.clock()
         decided = 0
         for d in await store.due_rounds(db, now, self.settings.sweep_batch):
             round_ = await store.get_round(db, d)
             if round_ is None:
                 continue
-            if await self._ask_again_if_all_silent(db, round_, now):
+            if await self._ask_silent_again(db, round_, now):
                 continue
             if await self._decide(db, round_, now):
                 decided += 1
         return decided
 
-    async def _ask_again_if_all_silent(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
-        """Every asked courier silent at the deadline: ask them again (new requests, new deadline), up to
-        ``quote_attempts`` asks, each waiting twice as long as the one before. Silence from all is a
-        transport problem (couriers reconnecting after a broker outage, requests expired in a backlog,
-        couriers cut off by a partition), not refusals: giving up at once ended every order accepted
-        during the demo's full outage without a courier, and three 3-s asks ended a quarter of the
-        orders of a 15-s partition without one."""
-        if not round_.asked or round_.attempt >= self.settings.quote_attempts:
+    async def _ask_silent_again(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
+        """No suitable quote yet and some asked couriers silent at the deadline: ask those again (new
+        request ids, the next ask waiting twice as long, capped), until the order's deadline.
+
+        Silence is a transport problem, not a refusal: couriers reconnecting after a broker outage,
+        requests expired in a backlog, couriers cut off by a partition. Giving up at once ended every order
+        accepted during the demo's full outage without a courier; giving up after a fixed number of asks
+        ended those of a long enough fault the same way."""
+        if not round_.asked or now >= round_.book_by:
             return False
-        if await store.answers_in_time(db, round_.delivery_id):
+        answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
+        silent = tuple(c for c in round_.asked if c not in {a.courier for a in answers})
+        if not silent or isinstance(decide(round_, answers, store.utc(now), self.market), Quoted):
             return False
         attempt = round_.attempt + 1
         wait = self.settings.ask_wait_s(attempt)
-        if not await store.ask_again(db, round_, now + wait):
+        if not await store.ask_again(db, round_, min(now + wait, round_.book_by)):
             return False
-        ttl_ms = int(wait * 1000)
-        for courier in round_.asked:
-            await store.add_once(
-                db, quote_request(round_.delivery_id, round_.request, courier, ttl_ms=ttl_ms, attempt=attempt)
-            )
+        again = replace(round_, attempt=attempt)
+        await self._ask(db, again, silent)
         log.warning(
-            "every courier silent: asking again",
+            "couriers silent: asking them again",
             extra={
                 "delivery_id": round_.delivery_id,
+                "round": round_.round_no,
                 "attempt": attempt,
                 "wait_s": wait,
-                "asked": list(round_.asked),
+                "silent": list(silent),
+                "answered": len(answers),
             },
         )
         return True
 
     async def _decide(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
         """Rank what arrived in time and publish the outcome, once (False: decided or cancelled already)."""
-        answers = await store.answers_in_time(db, round_.delivery_id)
+        answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
         at = store.utc(now)
         decision = decide(round_, answers, at, self.market)
+        if isinstance(decision, NoCourier) and now >= round_.book_by:
+            decision = NoCourier(f"the order's deadline passed; {decision.reason}")
         if isinstance(decision, Quoted):
             status, outcome = RoundStatus.QUOTED, ",".join(q.courier for q in decision.options)
         else:
             status, outcome = RoundStatus.NO_COURIER, decision.reason
-        if not await store.close_round(db, round_.delivery_id, status, now, outcome):
+        if not await store.close_round(db, round_.delivery_id, status, now, outcome, round_.round_no):
             return False
         for m in decision_messages(round_, decision, at):
             await store.add_once(db, m)
@@ -310,6 +394,7 @@ class Quoting:
             "quote round decided",
             extra={
                 "delivery_id": round_.delivery_id,
+                "round": round_.round_no,
                 "status": status.value,
                 "answers": len(answers),
                 "asked": len(round_.asked),

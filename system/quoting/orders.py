@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from system.domain.intake import DeliveryRequest
+from system.platform.contracts import RequoteRequested
 
 
 class _Lenient(BaseModel):
@@ -32,6 +33,8 @@ class OrderCreated(_Lenient):
     order_reference: str
     retailer_id: str
     request: DeliveryRequest
+    #: when intake accepted the order (its deadline counts from here; absent in old messages: now)
+    accepted_at: AwareDatetime | None = None
 
 
 class OrderUpdated(_Lenient):
@@ -64,3 +67,16 @@ _ADAPTER: TypeAdapter[OrderMessage] = TypeAdapter(
 def decode_order(body: bytes) -> OrderMessage:
     """The message's body as one of the three kinds; raises (so the consumer parks it) when invalid."""
     return _ADAPTER.validate_json(body)
+
+
+#: What ``quoting.orders`` carries: the orders, and dispatch's requests to quote an order again.
+QuotingInput = OrderCreated | OrderUpdated | CancelRequested | RequoteRequested
+
+_QUOTING_ADAPTER: TypeAdapter[QuotingInput] = TypeAdapter(
+    Annotated[OrderCreated | OrderUpdated | CancelRequested | RequoteRequested, Field(discriminator="type")]
+)
+
+
+def decode_quoting_input(body: bytes) -> QuotingInput:
+    """An order message or a :class:`~system.platform.contracts.RequoteRequested`; raises when invalid."""
+    return _QUOTING_ADAPTER.validate_json(body)

@@ -4,7 +4,13 @@ A *round* is one order's scatter-gather: a quote request to every eligible couri
 until every asked courier answered or the deadline passed (a courier in an outage answers nothing at
 all, so only the deadline ends that wait). The decision ranks the quotes received in time with the
 retailer's rules (:func:`system.domain.quoting.rank_quotes`): any suitable one → ``quoted`` (a
-``DeliveryQuoted`` for dispatch and a ``quoted`` lifecycle event), none → ``no_courier``.
+``DeliveryQuoted`` for dispatch and, for the first round, a ``quoted`` lifecycle event), none →
+``no_courier``.
+
+An order may have several rounds: when dispatch runs out of options for transient reasons (quotes that
+expired while the brokers were down, couriers that never answered) before the order's deadline
+(``book_by``), it asks for round ``n + 1`` (``RequoteRequested``); the couriers are asked again with new
+request ids (``qr-<delivery>-<courier>-r<n>``), so a courier whose quote expired quotes afresh.
 
 Example:
     >>> r = Round("dlv_1", "s42-0000001", "r01", _EXAMPLE, RetailerRules(), ("zoomly", "dashly"), 10.0)
@@ -16,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,8 +37,14 @@ from system.domain.marketplace import Marketplace, eligible_for
 from system.domain.quoting import OrderFacts, Quote, QuoteDeclined, assess, fleet_of, rank_quotes
 from system.domain.retailers import RetailerRules
 from system.messaging.envelope import OutgoingMessage
-from system.platform.contracts import DeliveryQuoted, LifecycleEvent, lifecycle_message, quoted_message
-from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER, DELIVERY_QUOTED
+from system.platform.contracts import (
+    DeliveryQuoted,
+    LifecycleEvent,
+    lifecycle_message,
+    quoted_message,
+    quoted_message_id,
+)
+from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER
 
 Answer = Quote | QuoteDeclined
 
@@ -56,8 +70,12 @@ class Round:
     asked: tuple[str, ...]
     deadline_at: float
     status: RoundStatus = RoundStatus.COLLECTING
-    #: 1 for the first ask; a round in which every asked courier stayed silent is asked again
+    #: 1 for the first ask; couriers still silent at the deadline are asked again (ask 2, 3, ...)
     attempt: int = 1
+    #: 1 for the order's first round; dispatch's requote after round n starts round n + 1
+    round_no: int = 1
+    #: the order's deadline (unix time): silence and requotes are retried until then, never after
+    book_by: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -92,11 +110,33 @@ def couriers_to_ask(
     return tuple(ordered if limit is None else ordered[: max(limit, len(fleet))])
 
 
-def quote_request_id(delivery_id: str, courier: str, attempt: int = 1) -> str:
-    """The deterministic message id of the quote request to ``courier`` (answers echo it as in_reply_to);
-    a round asked again (``attempt`` > 1) sends new requests, ``qr-<delivery>-<courier>-<attempt>``."""
-    base = f"qr-{delivery_id}-{courier}"
+def quote_request_id(delivery_id: str, courier: str, attempt: int = 1, round_no: int = 1) -> str:
+    """The deterministic message id of a quote request to ``courier`` (answers echo it as in_reply_to).
+
+    Round 1 keeps the ids it had before rounds existed: ``qr-<delivery>-<courier>``, ask ``k`` ≥ 2
+    ``qr-<delivery>-<courier>-<k>``; round ``n`` ≥ 2 inserts ``-r<n>`` after the courier.
+
+    >>> quote_request_id("dlv_1", "zoomly"), quote_request_id("dlv_1", "zoomly", 2, 3)
+    ('qr-dlv_1-zoomly', 'qr-dlv_1-zoomly-r3-2')
+    """
+    base = f"qr-{delivery_id}-{courier}" + (f"-r{round_no}" if round_no > 1 else "")
     return base if attempt == 1 else f"{base}-{attempt}"
+
+
+def request_round(delivery_id: str, courier: str, request_id: str) -> tuple[int, int] | None:
+    """(round, ask) of a quote request id of ``delivery_id`` to ``courier`` (None: not one of ours).
+
+    >>> request_round("dlv_1", "zoomly", "qr-dlv_1-zoomly-r3-2"), request_round("dlv_1", "zoomly", "x")
+    ((3, 2), None)
+    """
+    n = r"[2-9]|[1-9]\d+"
+    m = re.fullmatch(
+        rf"qr-{re.escape(delivery_id)}-{re.escape(courier)}(?:-r(?P<round>{n}))?(?:-(?P<ask>{n}))?",
+        request_id,
+    )
+    if m is None:
+        return None
+    return (int(m["round"] or 1), int(m["ask"] or 1))
 
 
 def iso(at: datetime) -> str:
@@ -105,12 +145,12 @@ def iso(at: datetime) -> str:
 
 
 def quote_request_body(
-    delivery_id: str, request: DeliveryRequest, courier: str, attempt: int = 1
+    delivery_id: str, request: DeliveryRequest, courier: str, attempt: int = 1, round_no: int = 1
 ) -> dict[str, Any]:
     """The body of docs/intake-api.md §3.2 (exactly those fields)."""
     return {
         "type": "quote_request",
-        "message_id": quote_request_id(delivery_id, courier, attempt),
+        "message_id": quote_request_id(delivery_id, courier, attempt, round_no),
         "courier": courier,
         "delivery_id": delivery_id,
         "order_reference": request.reference,
@@ -130,10 +170,16 @@ def quote_request_body(
 
 
 def quote_request(
-    delivery_id: str, request: DeliveryRequest, courier: str, *, ttl_ms: int | None = None, attempt: int = 1
+    delivery_id: str,
+    request: DeliveryRequest,
+    courier: str,
+    *,
+    ttl_ms: int | None = None,
+    attempt: int = 1,
+    round_no: int = 1,
 ) -> OutgoingMessage:
     """``courier.requests`` → ``<courier>.quote_request`` (``ttl_ms``: dropped if still queued after it)."""
-    body = quote_request_body(delivery_id, request, courier, attempt)
+    body = quote_request_body(delivery_id, request, courier, attempt, round_no)
     return OutgoingMessage.json(
         COURIER_REQUESTS,
         f"{courier}.quote_request",
@@ -177,6 +223,8 @@ def explain(round_: Round, answers: Iterable[Answer], now: datetime, fleet: Iter
         'no eligible courier for this order'
     """
     if not round_.asked:
+        if round_.round_no > 1:
+            return "every courier asked in earlier rounds refused the order"
         return "no eligible courier for this order"
     answers = list(answers)
     facts = OrderFacts.of(round_.request)
@@ -202,17 +250,23 @@ def _counts(c: Counter[str]) -> str:
 
 
 def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[OutgoingMessage]:
-    """What a decision publishes (deterministic ids: a re-run writes the same outbox rows)."""
+    """What a decision publishes (deterministic ids: a re-run writes the same outbox rows).
+
+    Only the first round's ``quoted`` is a lifecycle event: a later round keeps the delivery quoted."""
     d, ref = round_.delivery_id, round_.order_reference
     if isinstance(decision, Quoted):
         quoted = DeliveryQuoted(
-            message_id=f"{d}:{DELIVERY_QUOTED}",
+            message_id=quoted_message_id(d, round_.round_no),
             delivery_id=d,
             order_reference=ref,
             retailer_id=round_.retailer_id,
             options=decision.options,
             decided_at=now,
+            round=round_.round_no,
+            book_by=None if math.isinf(round_.book_by) else datetime.fromtimestamp(round_.book_by, UTC),
         )
+        if round_.round_no > 1:
+            return [quoted_message(quoted)]
         event = LifecycleEvent(
             message_id=f"{d}:quoted:quoting",
             delivery_id=d,

@@ -27,18 +27,18 @@ class QuotingSettings(BaseSettings):
         gt=0,
         description="How long a round waits for the couriers' answers (couriers in an outage never answer).",
     )
-    quote_attempts: int = Field(
-        default=4,
-        ge=1,
-        description="Asks per round when every asked courier stays silent until the deadline (a transport "
-        "problem, not refusals: e.g. couriers still reconnecting after a broker outage, or cut off by a "
-        "partition); then no_courier. Each ask waits twice as long as the one before (see quote_wait_max_s): "
-        "3 + 6 + 12 + 24 s by default, so a round outlasts a fault of about half a minute.",
+    booking_deadline_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="An order's own deadline when its retailer gives none sooner (the end of its pickup "
+        "window): until then a silent courier is asked again and a round whose options ran out for "
+        "transient reasons (quotes expired during an outage, couriers that never answered) is quoted again; "
+        "then no_courier. 30 minutes: a retailer that gives no window wants a courier within half an hour.",
     )
     quote_wait_max_s: float = Field(
         default=24.0,
         gt=0,
-        description="The longest one ask of a silent round waits (the doubling stops there).",
+        description="The longest one ask of a round with silent couriers waits (the doubling stops there).",
     )
     max_asked: int = Field(
         default=6,
@@ -63,7 +63,10 @@ class QuotingSettings(BaseSettings):
         return self.retailers_file if self.retailers_file is not None else run_dir / "retailers.json"
 
     def ask_wait_s(self, attempt: int) -> float:
-        """How long ask number ``attempt`` (1 = the first) of a round waits for answers.
+        """How long ask number ``attempt`` (1 = the first) of a round waits for answers: silence from a
+        courier is a transport problem until the order's deadline (couriers reconnecting after a broker
+        outage, requests expired in a backlog, couriers cut off by a partition), so each ask waits twice
+        as long as the one before, up to :attr:`quote_wait_max_s`.
 
         >>> s = QuotingSettings(quote_deadline_s=3.0, quote_wait_max_s=24.0)
         >>> [s.ask_wait_s(k) for k in (1, 2, 3, 4, 5)]

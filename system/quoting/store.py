@@ -2,7 +2,8 @@
 the transaction already open (the consumer's or a sweep's) and never commits.
 
 A round's deadline is a column, not a timer: whichever replica sweeps first after it passed decides, and
-the decision is a conditional ``UPDATE … WHERE status = 'collecting'``, so it happens once.
+the decision is a conditional ``UPDATE … WHERE status = 'collecting'``, so it happens once. One row per
+delivery holds its current round (``round_no``); answers are kept per round.
 """
 
 from __future__ import annotations
@@ -32,19 +33,22 @@ CREATE TABLE IF NOT EXISTS quote_rounds (
     created_at      REAL NOT NULL,
     deadline_at     REAL NOT NULL,
     attempt         INTEGER NOT NULL DEFAULT 1,
+    round_no        INTEGER NOT NULL DEFAULT 1,
+    book_by         REAL NOT NULL,
     decided_at      REAL,
     outcome         TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS quote_rounds_due ON quote_rounds (deadline_at) WHERE status = 'collecting';
 CREATE TABLE IF NOT EXISTS quote_answers (
     delivery_id TEXT NOT NULL,
+    round_no    INTEGER NOT NULL,
     courier     TEXT NOT NULL,
     message_id  TEXT NOT NULL,
     kind        TEXT NOT NULL,
     answer      TEXT NOT NULL,
     late        INTEGER NOT NULL,
     received_at REAL NOT NULL,
-    PRIMARY KEY (delivery_id, courier)
+    PRIMARY KEY (delivery_id, round_no, courier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS early_cancels (
     delivery_id TEXT PRIMARY KEY,
@@ -63,7 +67,7 @@ async def insert_round(db: aiosqlite.Connection, r: Round, now: float) -> bool:
     """Store a new round; False if the delivery already has one (a replayed ``order.created``)."""
     cursor = await db.execute(
         "INSERT OR IGNORE INTO quote_rounds (delivery_id, order_reference, retailer_id, request, rules, asked,"
-        " status, created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " status, created_at, deadline_at, round_no, book_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             r.delivery_id,
             r.order_reference,
@@ -74,6 +78,8 @@ async def insert_round(db: aiosqlite.Connection, r: Round, now: float) -> bool:
             r.status.value,
             now,
             r.deadline_at,
+            r.round_no,
+            r.book_by,
         ),
     )
     return cursor.rowcount == 1
@@ -82,8 +88,8 @@ async def insert_round(db: aiosqlite.Connection, r: Round, now: float) -> bool:
 async def get_round(db: aiosqlite.Connection, delivery_id: str) -> Round | None:
     """The round of ``delivery_id``, if any."""
     cursor = await db.execute(
-        "SELECT delivery_id, order_reference, retailer_id, request, rules, asked, deadline_at, status, attempt"
-        " FROM quote_rounds WHERE delivery_id = ?",
+        "SELECT delivery_id, order_reference, retailer_id, request, rules, asked, deadline_at, status, attempt,"
+        " round_no, book_by FROM quote_rounds WHERE delivery_id = ?",
         (delivery_id,),
     )
     row = await cursor.fetchone()
@@ -100,18 +106,29 @@ async def get_round(db: aiosqlite.Connection, delivery_id: str) -> Round | None:
         deadline_at=float(row[6]),
         status=RoundStatus(row[7]),
         attempt=int(row[8]),
+        round_no=int(row[9]),
+        book_by=float(row[10]),
     )
 
 
 async def record_answer(
-    db: aiosqlite.Connection, delivery_id: str, message_id: str, answer: Answer, *, late: bool, now: float
+    db: aiosqlite.Connection,
+    delivery_id: str,
+    round_no: int,
+    message_id: str,
+    answer: Answer,
+    *,
+    late: bool,
+    now: float,
 ) -> bool:
-    """Record a courier's answer; False if that courier already answered this round (the first counts)."""
+    """Record a courier's answer in round ``round_no``; False if that courier already answered this round
+    (the first counts)."""
     cursor = await db.execute(
-        "INSERT OR IGNORE INTO quote_answers (delivery_id, courier, message_id, kind, answer, late, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO quote_answers (delivery_id, round_no, courier, message_id, kind, answer, late,"
+        " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             delivery_id,
+            round_no,
             answer.courier,
             message_id,
             "quote" if isinstance(answer, Quote) else "quote_declined",
@@ -123,10 +140,11 @@ async def record_answer(
     return cursor.rowcount == 1
 
 
-async def answers_in_time(db: aiosqlite.Connection, delivery_id: str) -> list[Answer]:
-    """The answers that arrived while the round was collecting (late ones are kept but never count)."""
+async def answers_in_time(db: aiosqlite.Connection, delivery_id: str, round_no: int = 1) -> list[Answer]:
+    """The answers that arrived while round ``round_no`` was collecting (late ones are kept but never count)."""
     cursor = await db.execute(
-        "SELECT answer FROM quote_answers WHERE delivery_id = ? AND late = 0 ORDER BY courier", (delivery_id,)
+        "SELECT answer FROM quote_answers WHERE delivery_id = ? AND round_no = ? AND late = 0 ORDER BY courier",
+        (delivery_id, round_no),
     )
     rows = await cursor.fetchall()
     await cursor.close()
@@ -134,25 +152,56 @@ async def answers_in_time(db: aiosqlite.Connection, delivery_id: str) -> list[An
 
 
 async def close_round(
-    db: aiosqlite.Connection, delivery_id: str, status: RoundStatus, now: float, outcome: str
+    db: aiosqlite.Connection,
+    delivery_id: str,
+    status: RoundStatus,
+    now: float,
+    outcome: str,
+    round_no: int | None = None,
 ) -> bool:
-    """Move a collecting round to ``status``; False if it was no longer collecting (decided elsewhere)."""
+    """Move a collecting round to ``status``; False if it was no longer collecting (decided elsewhere) or,
+    with ``round_no``, if the delivery moved to another round meanwhile."""
     cursor = await db.execute(
         "UPDATE quote_rounds SET status = ?, decided_at = ?, outcome = ?"
-        " WHERE delivery_id = ? AND status = 'collecting'",
-        (status.value, now, outcome, delivery_id),
+        " WHERE delivery_id = ? AND status = 'collecting' AND (? IS NULL OR round_no = ?)",
+        (status.value, now, outcome, delivery_id, round_no, round_no),
     )
     return cursor.rowcount == 1
 
 
 async def ask_again(db: aiosqlite.Connection, r: Round, deadline_at: float) -> bool:
-    """Move a collecting round to its next attempt with a new deadline; False if it moved meanwhile."""
+    """Move a collecting round to its next ask with a new deadline; False if it moved meanwhile."""
     cursor = await db.execute(
         "UPDATE quote_rounds SET attempt = ?, deadline_at = ?"
-        " WHERE delivery_id = ? AND status = 'collecting' AND attempt = ?",
-        (r.attempt + 1, deadline_at, r.delivery_id, r.attempt),
+        " WHERE delivery_id = ? AND status = 'collecting' AND attempt = ? AND round_no = ?",
+        (r.attempt + 1, deadline_at, r.delivery_id, r.attempt, r.round_no),
     )
     return cursor.rowcount == 1
+
+
+async def start_next_round(
+    db: aiosqlite.Connection, r: Round, asked: tuple[str, ...], deadline_at: float
+) -> bool:
+    """Move a decided (quoted) round ``r`` to round ``r.round_no + 1``, collecting again from ``asked``;
+    False if the delivery is no longer at that round or not quoted (a repeated requote, a cancel)."""
+    cursor = await db.execute(
+        "UPDATE quote_rounds SET round_no = round_no + 1, attempt = 1, status = 'collecting', asked = ?,"
+        " deadline_at = ?, decided_at = NULL, outcome = NULL"
+        " WHERE delivery_id = ? AND round_no = ? AND status = 'quoted'",
+        (json.dumps(list(asked)), deadline_at, r.delivery_id, r.round_no),
+    )
+    return cursor.rowcount == 1
+
+
+async def declined(db: aiosqlite.Connection, delivery_id: str) -> set[str]:
+    """The couriers that declined to quote ``delivery_id`` in any round (they are not asked again)."""
+    cursor = await db.execute(
+        "SELECT DISTINCT courier FROM quote_answers WHERE delivery_id = ? AND kind = 'quote_declined'",
+        (delivery_id,),
+    )
+    rows = await cursor.fetchall()
+    await cursor.close()
+    return {str(r[0]) for r in rows}
 
 
 async def due_rounds(db: aiosqlite.Connection, now: float, limit: int) -> list[str]:

@@ -21,6 +21,7 @@ from system.dispatch.decisions import (
     JobStatus,
     NoCourier,
     Reply,
+    Requote,
     ask_wait_s,
     on_booking_answer,
     on_cancel,
@@ -82,9 +83,13 @@ def test_expired_options_are_skipped() -> None:
     options = (q("zoomly", expires=T0 - timedelta(seconds=1)), q("dashly"))
     d = on_quoted(None, "dlv_1", "s1", "r01", options, T0, timeout_s=TIMEOUT)
     assert d.job.current is not None and d.job.current.courier == "dashly"
+    # Every option expired before booking: transient (the platform was late), so quote again.
     gone = on_quoted(None, "dlv_1", "s1", "r01", options[:1], T0, timeout_s=TIMEOUT)
-    assert gone.job.status is JobStatus.NO_COURIER
-    assert gone.effects == (NoCourier("every quote expired before booking"),)
+    assert gone.job.status is JobStatus.REQUOTING
+    assert gone.effects == (Requote(1, "quotes expired before booking", ()),)
+    # ... unless the order's deadline has passed.
+    late = on_quoted(None, "dlv_1", "s1", "r01", options[:1], T0, timeout_s=TIMEOUT, book_by=T0.timestamp())
+    assert late.effects == (NoCourier("the order's deadline passed; quotes expired before booking"),)
     empty = on_quoted(None, "dlv_1", "s1", "r01", (), T0, timeout_s=TIMEOUT)
     assert empty.effects == (NoCourier("no option to book"),)
 
@@ -141,8 +146,10 @@ def test_after_the_last_ask_the_next_option_is_booked() -> None:
     # The next option's first ask waits the base timeout again; silent again, it is asked again too.
     again = on_timeout(last.job, 2, T0 + timedelta(seconds=40), timeout_s=TIMEOUT, max_asks=ASKS)
     assert kinds(again) == ["Book"] and again.job.attempts[1].asks == 2
+    # Both stayed silent through every ask: silence is transient, so the order is quoted again.
     final = on_timeout(again.job, 2, T0 + timedelta(seconds=60), timeout_s=TIMEOUT, max_asks=ASKS)
-    assert final.effects == (NoCourier("every booking refused"),)
+    assert final.job.status is JobStatus.REQUOTING
+    assert final.effects == (Requote(1, "zoomly no answer; pedalo no answer", ()),)
 
 
 def test_a_late_acceptance_of_the_first_ask_during_the_second_books_that_courier() -> None:
@@ -236,3 +243,80 @@ def test_a_cancel_after_no_courier_changes_nothing() -> None:
     assert job.status is JobStatus.NO_COURIER
     d = on_cancel(job, "dlv_1", "s1")
     assert d.job == job and d.effects == ()
+
+
+def _requoting(book_by: float = T0.timestamp() + 600) -> Job:
+    """zoomly refused for good, dashly's quote expired (rejected quote_expired): round 1 ran out."""
+    first = on_quoted(
+        None, "dlv_1", "s1", "r01", (q("zoomly"), q("dashly")), T0, timeout_s=TIMEOUT, book_by=book_by
+    )
+    d = reject(reject(first.job, 1, "no_driver_available").job, 2, "quote_expired")
+    assert d.job.status is JobStatus.REQUOTING
+    assert d.effects == (Requote(1, "dashly quote_expired", ("zoomly",)),)
+    return d.job
+
+
+def test_options_out_for_transient_reasons_are_quoted_again_and_the_next_round_is_booked() -> None:
+    """A quote that expired while the brokers were down says nothing of the courier's will: round 2 (a
+    fresh quote from dashly) is booked; zoomly, which refused for good, is not asked again even though
+    quoting offers it again."""
+    job = _requoting()
+    fresh = (q("zoomly"), q("dashly").model_copy(update={"quote_id": "q-dashly-2"}))
+    d = on_quoted(job, "dlv_1", "s1", "r01", fresh, T0, timeout_s=TIMEOUT, round_=2)
+    assert d.job.status is JobStatus.BOOKING and d.job.round == 2
+    (book,) = d.effects
+    assert isinstance(book, Book) and (book.quote.quote_id, book.attempt.number, book.attempt.round) == (
+        "q-dashly-2",
+        3,
+        2,
+    )
+    done = accept(d.job, 3, "dashly-job-2")
+    assert done.job.status is JobStatus.BOOKED and kinds(done) == ["Booked"]
+    # A repeated round-2 quote, or a stale round-1 one, changes nothing.
+    assert on_quoted(done.job, "dlv_1", "s1", "r01", fresh, T0, timeout_s=TIMEOUT, round_=2).effects == ()
+    assert on_quoted(done.job, "dlv_1", "s1", "r01", fresh, T0, timeout_s=TIMEOUT, round_=1).effects == ()
+
+
+def test_every_courier_refusing_for_good_ends_in_no_courier_even_in_a_later_round() -> None:
+    job = _requoting()
+    d = on_quoted(job, "dlv_1", "s1", "r01", (q("dashly").model_copy(update={"quote_id": "q-dashly-2"}),), T0,
+                  timeout_s=TIMEOUT, round_=2)  # fmt: skip
+    last = reject(d.job, 3, "no_capacity")
+    assert last.job.status is JobStatus.NO_COURIER
+    assert last.effects == (NoCourier("every booking refused"),)
+
+
+def test_past_the_orders_deadline_transient_failures_end_in_no_courier() -> None:
+    first = on_quoted(
+        None, "dlv_1", "s1", "r01", (q("dashly"),), T0, timeout_s=TIMEOUT, book_by=T0.timestamp()
+    )
+    d = reject(first.job, 1, "quote_expired")
+    assert d.job.status is JobStatus.NO_COURIER
+    assert d.effects == (NoCourier("the order's deadline passed; dashly quote_expired"),)
+
+
+def test_a_late_acceptance_while_quoting_again_books_that_courier() -> None:
+    """The courier we gave up on (silent through its asks) says yes while quoting asks around: keep it
+    (no other courier is pending), rather than release it and hope for the next round."""
+    job = quoted("zoomly").job
+    job = on_timeout(job, 1, T0 + timedelta(seconds=10), timeout_s=TIMEOUT, max_asks=1).job
+    assert job.status is JobStatus.REQUOTING
+    d = accept(job, 1, "zoomly-job")
+    assert (d.job.status, d.job.courier_job_id, kinds(d)) == (JobStatus.BOOKED, "zoomly-job", ["Booked"])
+    # The next round's quotes then change nothing.
+    assert (
+        on_quoted(d.job, "dlv_1", "s1", "r01", (q("dashly"),), T0, timeout_s=TIMEOUT, round_=2).effects == ()
+    )
+
+
+def test_a_cancel_while_quoting_again_cancels_the_job() -> None:
+    d = on_cancel(_requoting(), "dlv_1", "s1")
+    assert d.job.status is JobStatus.CANCELLED and d.effects == ()
+
+
+def test_the_test_only_switch_gives_up_at_the_first_expired_quote() -> None:
+    """The deliberately broken release of scenarios/broken-dispatch.toml: the drill must catch it."""
+    job = quoted("zoomly", "dashly").job
+    d = on_booking_answer(job, 1, Reply(False, reason="quote_expired"), T0, timeout_s=TIMEOUT,
+                          give_up_on_expired=True)  # fmt: skip
+    assert d.job.status is JobStatus.NO_COURIER and kinds(d) == ["NoCourier"]

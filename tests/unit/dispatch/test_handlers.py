@@ -416,3 +416,33 @@ async def test_a_decision_on_a_stale_job_is_refused(db: aiosqlite.Connection) ->
         (1, "rejected"),
         (2, "pending"),
     ]
+
+
+async def test_a_quote_expired_during_an_outage_is_quoted_again_and_round_2_is_booked(
+    db: aiosqlite.Connection,
+) -> None:
+    """The message path of a requote: quote_expired → ``delivery.requote`` to quoting (on ``quotes``), then
+    round 2's ``DeliveryQuoted`` books the fresh quote; the job and attempts remember their rounds."""
+    d = service(Clock())
+    await run(db, d.on_quoted, quoted("zoomly"))
+    await run(db, d.on_answer, booking("zoomly", 1, False, reason="quote_expired"))
+    mid, key, body = (await sent(db))[-1]
+    assert (mid, key) == ("dlv_1:requote:1", "delivery.requote")
+    assert (body["type"], body["round"], body["refused"]) == ("delivery.requote", 1, [])
+    assert await rows(db, "SELECT status, round FROM jobs") == [("requoting", 1)]
+    fresh = quote("zoomly").model_copy(update={"quote_id": "q-zoomly-2"})
+    m = DeliveryQuoted(
+        message_id="dlv_1:delivery.quoted:2", delivery_id="dlv_1", order_reference="s42-0000001",
+        retailer_id="r01", options=(fresh,), decided_at=T0, round=2, book_by=T0 + timedelta(minutes=30),
+    )  # fmt: skip
+    await run(db, d.on_quoted, _inbound(decode_quoted(quoted_message(m).body), m.message_id))
+    assert (await sent(db))[-1][:2] == ("bk-dlv_1-2", "zoomly.booking_request")
+    assert await rows(db, "SELECT status, round, book_by FROM jobs") == [
+        ("booking", 2, (T0 + timedelta(minutes=30)).timestamp())
+    ]
+    assert await rows(db, "SELECT number, quote_id, status, reason, round FROM attempts ORDER BY number") == [
+        (1, "q-zoomly", "rejected", "quote_expired", 1),
+        (2, "q-zoomly-2", "pending", None, 2),
+    ]
+    await run(db, d.on_answer, booking("zoomly", 2, True, quote_id="q-zoomly-2"))
+    assert await rows(db, "SELECT status, courier FROM jobs") == [("booked", "zoomly")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,10 +19,16 @@ from system.intake import messages as intake_messages
 from system.messaging import MalformedMessage
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import InboundMessage
-from system.platform.contracts import DeliveryQuoted, LifecycleEvent
+from system.platform.contracts import (
+    DeliveryQuoted,
+    LifecycleEvent,
+    RequoteRequested,
+    requote_message,
+    requote_message_id,
+)
 from system.quoting import store
 from system.quoting.handlers import CourierAnswer, Quoting, RegistryRules, decode_answer, decode_order
-from system.quoting.orders import OrderMessage
+from system.quoting.orders import OrderCreated, QuotingInput, decode_quoting_input
 from system.quoting.settings import QuotingSettings
 
 from .conftest import ASKED, BIKES, declined_doc, quote_doc, request
@@ -49,19 +56,38 @@ def _inbound(payload: T, message_id: str) -> InboundMessage[T]:
     return InboundMessage(message_id, payload, {}, "x", "k", False, 0, b"")
 
 
-def _service(clock: Clock, attempts: int = 1) -> Quoting:
-    """One ask per round unless said otherwise (the re-ask of silent rounds has its own tests)."""
-    return Quoting(QuotingSettings(quote_deadline_s=3.0, quote_attempts=attempts), MARKET, Rules(), clock)
+def _service(clock: Clock, deadline_s: float = 3.0) -> Quoting:
+    """Orders accepted at 1000.0 (see :func:`created`) are due within ``deadline_s``: by default one ask
+    per round (the re-ask of silent couriers until the order's deadline has its own tests)."""
+    return Quoting(
+        QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=deadline_s), MARKET, Rules(), clock
+    )
 
 
-def created(delivery_id: str = "dlv_1", **changes: Any) -> InboundMessage[OrderMessage]:
-    m = intake_messages.order_created(delivery_id, request(**changes), at=0.0)
-    return _inbound(decode_order(m.body), m.message_id)
+def created(delivery_id: str = "dlv_1", at: float = 1_000.0, **changes: Any) -> InboundMessage[QuotingInput]:
+    m = intake_messages.order_created(delivery_id, request(**changes), at=at)
+    return _inbound(decode_quoting_input(m.body), m.message_id)
 
 
-def cancel(delivery_id: str = "dlv_1") -> InboundMessage[OrderMessage]:
+def requote(
+    round_: int = 1, refused: tuple[str, ...] = (), delivery_id: str = "dlv_1"
+) -> InboundMessage[QuotingInput]:
+    m = requote_message(
+        RequoteRequested(
+            message_id=requote_message_id(delivery_id, round_),
+            delivery_id=delivery_id,
+            order_reference="s42-0000001",
+            round=round_,
+            reason="quote expired",
+            refused=refused,
+        )
+    )
+    return _inbound(decode_quoting_input(m.body), m.message_id)
+
+
+def cancel(delivery_id: str = "dlv_1") -> InboundMessage[QuotingInput]:
     m = intake_messages.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
-    return _inbound(decode_order(m.body), m.message_id)
+    return _inbound(decode_quoting_input(m.body), m.message_id)
 
 
 def answer(doc: dict[str, Any], message_id: str | None = None) -> InboundMessage[CourierAnswer]:
@@ -176,7 +202,7 @@ async def test_two_replicas_sweeping_together_decide_once(db: aiosqlite.Connecti
     assert (first, second) == (1, 0)
     rows = await outbox_rows(db)
     assert [mid for mid, _, _ in rows if not mid.startswith("qr-")] == ["dlv_1:no_courier:quoting"]
-    assert rows[-1][2]["reason"] == "no suitable quote: asked 3, 3 silent"
+    assert rows[-1][2]["reason"] == "the order's deadline passed; no suitable quote: asked 3, 3 silent"
 
 
 async def test_a_second_answer_from_one_courier_is_ignored(db: aiosqlite.Connection) -> None:
@@ -348,7 +374,7 @@ async def test_a_round_in_which_every_courier_stayed_silent_is_asked_again_then_
 ) -> None:
     """Couriers still reconnecting after a broker outage answer nothing: ask again, not no_courier."""
     clock = Clock(1_000.0)
-    q = _service(clock, attempts=3)
+    q = _service(clock, deadline_s=1800.0)
     await run(db, q.on_order, created())
     clock.now = 1_003.0
     async with transaction(db):
@@ -362,33 +388,38 @@ async def test_a_round_in_which_every_courier_stayed_silent_is_asked_again_then_
     await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-2"}))
     clock.now = 1_009.0
     async with transaction(db):
-        assert await q.decide_due(db) == 1  # someone answered: decided at this deadline, no third ask
+        assert await q.decide_due(db) == 1  # suitable quotes in hand: decided at this deadline, no third ask
     status, _, _, outcome = await round_row(db) or ()
     assert (status, outcome) == ("quoted", "zoomly,dashly")
     assert not any(mid.endswith("-3") for mid, _, _ in await outbox_rows(db))
 
 
-async def test_a_round_silent_at_every_ask_ends_without_a_courier(db: aiosqlite.Connection) -> None:
+async def test_a_round_silent_until_the_orders_deadline_ends_without_a_courier(
+    db: aiosqlite.Connection,
+) -> None:
     clock = Clock(1_000.0)
-    q = _service(clock, attempts=2)
+    q = _service(clock, deadline_s=9.0)
     await run(db, q.on_order, created())
     for now, decided in ((1_003.0, 0), (1_008.9, 0), (1_009.0, 1)):
         clock.now = now
         async with transaction(db):
             assert await q.decide_due(db) == decided
     status, _, _, outcome = await round_row(db) or ()
-    assert (status, outcome) == ("no_courier", "no suitable quote: asked 3, 3 silent")
+    assert (status, outcome) == (
+        "no_courier",
+        "the order's deadline passed; no suitable quote: asked 3, 3 silent",
+    )
     with pytest.raises(MalformedMessage, match="not to our request"):
         await run(db, q.on_answer, answer({**quote_doc("zoomly", 900), "in_reply_to": "qr-dlv_1-zoomly-3"}))
 
 
 async def test_each_ask_of_a_silent_round_waits_twice_as_long_up_to_the_cap(db: aiosqlite.Connection) -> None:
-    """A 15-s partition outlasted three 3-s asks (a quarter of its orders ended without a courier); the
-    default 3 + 6 + 12 + 24 s outlasts a fault of about half a minute. Each ask's requests expire with it."""
+    """A 15-s partition outlasted three 3-s asks (a quarter of its orders ended without a courier): the
+    asks go on until the order's deadline, each waiting twice as long up to the cap, and each ask's
+    requests expire with it. The last ask ends at the order's deadline."""
     clock = Clock(1_000.0)
-    q = Quoting(
-        QuotingSettings(quote_deadline_s=3.0, quote_attempts=5, quote_wait_max_s=10.0), MARKET, Rules(), clock
-    )
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=35.0, quote_wait_max_s=10.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
     await run(db, q.on_order, created())
     deadlines = []
     for _ in range(4):
@@ -396,7 +427,7 @@ async def test_each_ask_of_a_silent_round_waits_twice_as_long_up_to_the_cap(db: 
         async with transaction(db):
             assert await q.decide_due(db) == 0
         deadlines.append((await round_row(db) or ())[1])
-    assert deadlines == [1_009.0, 1_019.0, 1_029.0, 1_039.0]  # +6, then capped at 10
+    assert deadlines == [1_009.0, 1_019.0, 1_029.0, 1_035.0]  # +6, then capped at 10, then the deadline
     cursor = await db.execute(
         "SELECT message_id, expiration_ms FROM outbox WHERE message_id LIKE 'qr-dlv_1-dashly%'"
     )
@@ -406,19 +437,108 @@ async def test_each_ask_of_a_silent_round_waits_twice_as_long_up_to_the_cap(db: 
         "qr-dlv_1-dashly": 3000, "qr-dlv_1-dashly-2": 6000, "qr-dlv_1-dashly-3": 10000,
         "qr-dlv_1-dashly-4": 10000, "qr-dlv_1-dashly-5": 10000,
     }  # fmt: skip
-    clock.now = 1_039.0
+    clock.now = 1_035.0
     async with transaction(db):
         assert await q.decide_due(db) == 1
     assert (await round_row(db) or ())[0] == "no_courier"
 
 
-async def test_a_declined_answer_is_not_silence_no_second_ask(db: aiosqlite.Connection) -> None:
+async def test_only_the_silent_couriers_are_asked_again(db: aiosqlite.Connection) -> None:
+    """A decline is an answer (the courier refused); only silence is a transport problem."""
     clock = Clock(1_000.0)
-    q = _service(clock, attempts=3)
+    q = _service(clock, deadline_s=1800.0)
     await run(db, q.on_order, created())
     await run(db, q.on_answer, answer(declined_doc("pedalo")))
     clock.now = 1_003.0
     async with transaction(db):
-        assert await q.decide_due(db) == 1
-    assert (await round_row(db) or ())[0] == "no_courier"
-    assert not any(mid.endswith("-2") for mid, _, _ in await outbox_rows(db))
+        assert await q.decide_due(db) == 0
+    again = [mid for mid, _, _ in await outbox_rows(db) if mid.endswith("-2")]
+    assert again == ["qr-dlv_1-zoomly-2", "qr-dlv_1-dashly-2"]
+    # Every asked courier has now refused: no_courier at once, with the counts.
+    await run(db, q.on_answer, answer({**declined_doc("zoomly"), "in_reply_to": "qr-dlv_1-zoomly-2"}))
+    await run(db, q.on_answer, answer(declined_doc("dashly")))
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("no_courier", "no suitable quote: asked 3, 3 declined (out_of_area: 3)")
+
+
+async def _quoted_round_1(db: aiosqlite.Connection, q: Quoting) -> None:
+    await run(db, q.on_order, created())
+    for doc in (quote_doc("zoomly", 900), quote_doc("dashly", 700), declined_doc("pedalo")):
+        await run(db, q.on_answer, answer(doc))
+    assert (await round_row(db) or ())[0] == "quoted"
+
+
+async def test_a_requote_asks_the_couriers_again_except_those_that_refused(db: aiosqlite.Connection) -> None:
+    """Dispatch's options ran out for transient reasons (quotes expired during an outage): round 2 asks
+    every courier of round 1 again under new request ids, except pedalo (declined to quote) and zoomly
+    (dispatch says it refused the booking); its DeliveryQuoted is round 2's, with no second lifecycle
+    ``quoted`` (the delivery is still quoted)."""
+    clock = Clock(1_000.0)
+    q = _service(clock, deadline_s=1800.0)
+    await _quoted_round_1(db, q)
+    clock.now = 1_020.0
+    await run(db, q.on_order, requote(1, refused=("zoomly",)))
+    status, deadline, asked, _ = await round_row(db) or ()
+    assert (status, deadline, json.loads(asked)) == ("collecting", 1_023.0, ["dashly"])
+    assert [mid for mid, _, _ in await outbox_rows(db) if "-r2" in mid] == ["qr-dlv_1-dashly-r2"]
+    # A late answer to round 1's request changes nothing (not malformed either).
+    await run(db, q.on_answer, answer(quote_doc("zoomly", 100), message_id="zoomly:late"))
+    await run(
+        db, q.on_answer, answer({**quote_doc("dashly", 720), "in_reply_to": "qr-dlv_1-dashly-r2"}, "d2")
+    )
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("quoted", "dashly")
+    rows = await outbox_rows(db)
+    (quoted,) = [DeliveryQuoted.model_validate(b) for mid, _, b in rows if mid == "dlv_1:delivery.quoted:2"]
+    assert (quoted.round, [o.price.amount_minor for o in quoted.options]) == (2, [720])
+    assert quoted.book_by is not None and quoted.book_by.timestamp() == 2_800.0
+    assert [mid for mid, _, _ in rows if mid.endswith(":quoting")] == ["dlv_1:quoted:quoting"]
+
+
+async def test_a_repeated_or_stale_requote_changes_nothing(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, deadline_s=1800.0)
+    await _quoted_round_1(db, q)
+    await run(db, q.on_order, requote(1))
+    before = await outbox_rows(db)
+    await run(db, q.on_order, _inbound(requote(1).payload, "a-republish"))
+    assert await outbox_rows(db) == before
+    with pytest.raises(MalformedMessage, match="never quoted"):
+        await run(db, q.on_order, requote(1, delivery_id="dlv_other"))
+
+
+async def test_a_requote_with_nobody_left_ends_without_a_courier(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, deadline_s=1800.0)
+    await _quoted_round_1(db, q)
+    await run(db, q.on_order, requote(1, refused=("zoomly", "dashly")))
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == ("no_courier", "every courier asked in earlier rounds refused the order")
+    assert [mid for mid, _, _ in await outbox_rows(db) if mid.endswith(":quoting")] == [
+        "dlv_1:quoted:quoting",
+        "dlv_1:no_courier:quoting",
+    ]
+
+
+async def test_a_requote_after_the_orders_deadline_ends_without_a_courier(db: aiosqlite.Connection) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, deadline_s=60.0)
+    await _quoted_round_1(db, q)
+    clock.now = 1_060.0
+    await run(db, q.on_order, requote(1))
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == (
+        "no_courier",
+        "the order's deadline passed; no suitable quote: asked 2, 2 silent",
+    )
+    assert not [mid for mid, _, _ in await outbox_rows(db) if "-r2" in mid]
+
+
+def test_the_orders_deadline_is_its_pickup_window_end_or_the_default_after_acceptance() -> None:
+    q = _service(Clock(), deadline_s=1800.0)
+    order = created(at=1_000.0).payload
+    assert isinstance(order, OrderCreated)
+    assert q.book_by(order, now=5.0) == 2_800.0  # the window (2026) is later than acceptance + 30 min
+    late = created(at=datetime(2026, 11, 18, 11, 40, tzinfo=UTC).timestamp()).payload
+    assert isinstance(late, OrderCreated)
+    assert q.book_by(late, now=5.0) == datetime(2026, 11, 18, 11, 47, 40, tzinfo=UTC).timestamp()
