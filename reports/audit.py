@@ -21,11 +21,17 @@ writer (report.json, junit.xml, summary.md, report.html), so they never disagree
 
 report.json, ``schema_version`` 2 (top-level keys, in order)::
 
-    schema_version  2 (1 had no "slo" / "performance"; every v1 key is unchanged)
-    generated_at, run_dir, verdict ("PASS"|"FAIL"), exit_code, valid, strict, audit_seconds, span
+    schema_version  3 (2 had no "outcome" / "service" and no check status "error"; 1 had no "slo" /
+                    "performance"; every earlier key is unchanged)
+    generated_at, run_dir, verdict ("PASS"|"FAIL"|"INCONCLUSIVE", as outcome), outcome, exit_code (0 |
+                    1 | 3: reports.outcome), valid, strict, audit_seconds, span
     totals, parked_reasons, checks[] ({name, status, passed, message, counts, samples, details};
                     SLO checks are named "slo[<objective>]"), flows, chains, sources   (as in v1)
     headline        the plain-words verdict, one sentence per list item (reports.story)
+    service         how every accepted order ended (reports.service): {accepted, counts {delivered,
+                    cancelled, failed_by_world, refused, abandoned, unfinished}, served_share,
+                    abandon_reasons, samples, abandoned_why, by_window[] {label, start, end, counts,
+                    served_share}}  (null when no simulator ledger was read)
     slo             the objectives used: {availability, time_availability, window_error_rate,
                     window_p99_ms, intake_p99_ms, accepted_to_booked_p99_s,
                     accepted_to_delivered_p99_s, failover_s, drain_s}  (a null value = switched
@@ -76,26 +82,31 @@ from reports.checks import (
     business_checks,
     exit_code,
     failed_but_observed_check,
+    harness_traffic_check,
     input_check,
     total_queue_check,
 )
 from reports.faults import JOURNAL_PATH, QUEUES_PATH, fault_windows, read_journal_records, read_queue_samples
 from reports.ops import Collector
+from reports.outcome import Outcome, decide
 from reports.performance import Performance, measure
 from reports.readers import SourceStats
 from reports.readers.jsonl import read_jsonl
 from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH, read_ledger
 from reports.readers.sqlite import TableMap, read_sqlite
 from reports.saturation import Saturation, analyse_run
+from reports.service import ABANDONED, Service, Window, WorldRecord, service_check
+from reports.service import classify as classify_endings
 from reports.slo import SloConfig, load_slo, slo_checks
 from reports.story import headline
 from reports.taxonomy import FlowAudit, chain_data, classify, merge_counts, reasons_total
 from reports.timeline import Timeline
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONFIG_FILE = "audit.json"
 
-#: The counts the verdict line prints, in order (the first three decide validity).
+#: The counts the verdict line prints, in order (the first three decide validity); ``abandoned`` (from
+#: the served audit) is printed right after ``lost``.
 VERDICT_COUNTS = (
     "lost",
     "unexpected",
@@ -209,6 +220,10 @@ class AuditReport:
     performance: Performance | None = None
     #: which resource ran out when the objectives were missed (explains; never changes the verdict)
     saturation: Saturation | None = None
+    #: how every accepted order ended (None when no simulator ledger was read)
+    service: Service | None = None
+    #: the scenario's name (JUnit suite and class names): drill.json's, else the run directory's
+    name: str = "audit"
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -222,20 +237,36 @@ class AuditReport:
         return all(a.valid for a in (*self.flows.values(), *self.chains.values()))
 
     @property
+    def outcome(self) -> Outcome:
+        """PASS, FAIL or INCONCLUSIVE (:mod:`reports.outcome`)."""
+        return decide(self.checks, strict=self.strict)
+
+    @property
     def exit_code(self) -> int:
-        """0 only when every check passed."""
+        """0 PASS, 1 FAIL, 3 INCONCLUSIVE."""
         return exit_code(self.checks, strict=self.strict)
 
+    @property
+    def abandoned(self) -> int | None:
+        """Accepted orders the platform abandoned (None when not judged: no simulator ledger)."""
+        return None if self.service is None else self.service.counts[ABANDONED]
+
     def verdict_line(self) -> str:
-        """``VERDICT: PASS lost=0 unexpected=0 duplicated_effects=0 ...`` (one line, for CI logs)."""
+        """``VERDICT: PASS lost=0 abandoned=0 unexpected=0 ...`` (one line, for CI logs)."""
         totals = self.totals
         failed = [c.name for c in self.checks if c.status == "failed"]
+        errors = [c.name for c in self.checks if c.status == "error"]
         skipped = sum(c.status == "skipped" for c in self.checks)
-        word = "PASS" if self.exit_code == 0 else "FAIL"
-        parts = [f"VERDICT: {word}", *(f"{k}={totals[k]}" for k in VERDICT_COUNTS)]
-        parts.append(f"checks={len(self.checks) - len(failed) - skipped}/{len(self.checks)}")
+        counts = [f"{k}={totals[k]}" for k in VERDICT_COUNTS]
+        if self.abandoned is not None:
+            counts.insert(1, f"abandoned={self.abandoned}")
+        parts = [f"VERDICT: {self.outcome.value}", *counts]
+        passed = len(self.checks) - len(failed) - len(errors) - skipped
+        parts.append(f"checks={passed}/{len(self.checks)}")
         if skipped:
             parts.append(f"skipped={skipped}")
+        if errors:
+            parts.append("harness_errors=" + ",".join(errors))
         if failed:
             parts.append("failed=" + ",".join(failed))
         return " ".join(parts)
@@ -246,7 +277,9 @@ class AuditReport:
             "schema_version": SCHEMA_VERSION,
             "generated_at": self.generated_at,
             "run_dir": self.run_dir,
-            "verdict": "PASS" if self.exit_code == 0 else "FAIL",
+            "name": self.name,
+            "verdict": self.outcome.value,
+            "outcome": self.outcome.value,
             "exit_code": self.exit_code,
             "valid": self.valid,
             "strict": self.strict,
@@ -259,6 +292,7 @@ class AuditReport:
             "chains": {name: _flow_dict(a) for name, a in sorted(self.chains.items())},
             "sources": [s.to_dict() for s in self.sources],
             "headline": headline(self),
+            "service": None if self.service is None else self.service.to_dict(),
             "slo": None if self.performance is None else self.performance.slo.to_dict(),
             "performance": None if self.performance is None else self.performance.to_dict(),
             "saturation": None if self.saturation is None else self.saturation.to_dict(),
@@ -273,6 +307,15 @@ class AuditReport:
         """Add the saturation finding (no check: it explains the figures, the checks decide)."""
         self.saturation = saturation
 
+    def attach_service(self, service: Service, index: int | None = None) -> None:
+        """Add how every accepted order ended and its check ``no_order_abandoned`` (at ``index``)."""
+        self.service = service
+        check = service_check(service)
+        if index is None:
+            self.checks.append(check)
+        else:
+            self.checks.insert(index, check)
+
 
 def _flow_dict(audit: FlowAudit) -> dict[str, Any]:
     return {
@@ -284,14 +327,20 @@ def _flow_dict(audit: FlowAudit) -> dict[str, Any]:
 
 
 def read_sources(
-    run_dir: Path, config: AuditConfig, collector: Collector, timeline: Timeline | None = None
+    run_dir: Path,
+    config: AuditConfig,
+    collector: Collector,
+    timeline: Timeline | None = None,
+    world: WorldRecord | None = None,
+    harness_faults: list[dict[str, Any]] | None = None,
 ) -> list[SourceStats]:
     """Read every source found in ``run_dir`` (and configured databases) into ``collector``; the
-    ledger's times also go into ``timeline`` during the same read."""
+    ledger's times also go into ``timeline``, what the world did into ``world`` and the harness's own
+    fault records into ``harness_faults``, during the same read."""
     sources: list[SourceStats] = []
     for ledger in (run_dir / LEDGER_PATH, run_dir / LOCUST_LEDGER_PATH):
         if ledger.is_file():
-            sources.append(read_ledger(ledger, collector, timeline))
+            sources.append(read_ledger(ledger, collector, timeline, world, harness_faults))
     generic = [run_dir / "ops.jsonl", *sorted((run_dir / "ops").glob("*.jsonl"))]
     for path in generic:
         if path.is_file():
@@ -364,16 +413,67 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None, slo: SloConfig |
         slo = load_slo(run_dir)
     collector = Collector()
     timeline = Timeline()
-    sources = read_sources(run_dir, config, collector, timeline)
+    world = WorldRecord()
+    harness_faults: list[dict[str, Any]] = []
+    sources = read_sources(run_dir, config, collector, timeline, world, harness_faults)
     report = audit_collected(collector, sources, config, run_dir=str(run_dir))
+    report.name = run_name(run_dir)
     run_end = max((t for t in (collector.t_max, _last(timeline.answered)) if t is not None), default=None)
     report.attach_performance(measure_run(run_dir, timeline, slo, run_end))
     report.attach_saturation(analyse_run(run_dir, report.performance))
+    has_ledger = (run_dir / LEDGER_PATH).is_file()
+    orders = report.flows.get(config.invariants.orders_flow)
+    if has_ledger and orders is not None:
+        report.attach_service(
+            classify_endings(world, orders.acknowledged, service_windows(report)),
+            index=_after_business(report),
+        )
+    report.checks.insert(1 if report.checks and report.checks[0].name == "input" else 0,
+                         harness_traffic_check(harness_faults, has_ledger))  # fmt: skip
     drained = drain_check(run_dir)
     if drained is not None:
         report.checks.insert(0, drained)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def run_name(run_dir: Path) -> str:
+    """The scenario a run played: ``drill.json``'s ``scenario``, else the run directory's name without
+    its leading timestamp (``20261207T010737Z-demo`` → ``demo``)."""
+    try:
+        doc = json.loads((run_dir / "drill.json").read_text())
+        if isinstance(doc, dict) and isinstance(doc.get("scenario"), str) and doc["scenario"]:
+            return str(doc["scenario"])
+    except (OSError, ValueError):
+        pass
+    name = run_dir.resolve().name
+    head, _, tail = name.partition("-")
+    return tail if tail and len(head) == 16 and head.endswith("Z") else name or "audit"
+
+
+def service_windows(report: AuditReport) -> list[Window]:
+    """The spans the endings are broken down by: each traffic phase (when the run sampled them) and each
+    fault (orders accepted while it held)."""
+    windows: list[Window] = []
+    sat, perf = report.saturation, report.performance
+    if sat is not None and perf is not None and perf.series is not None and sat.throughput.measured:
+        t0 = perf.series.t0
+        for p in sat.throughput.phases:
+            windows.append(Window(f"{p.start_s:.0f}–{p.end_s:.0f} s", t0 + p.start_s, t0 + p.end_s))
+    if perf is not None:
+        for i, f in enumerate(perf.faults, 1):
+            w = f.window
+            windows.append(Window(f"fault {i}: {w.label}", w.start, w.end))
+    return windows
+
+
+def _after_business(report: AuditReport) -> int:
+    """Where the served check goes: right after the business invariants (before the objectives)."""
+    names = [c.name for c in report.checks]
+    for i in range(len(names) - 1, -1, -1):
+        if not names[i].startswith("slo["):
+            return i + 1
+    return len(names)
 
 
 def drain_check(run_dir: Path) -> CheckResult | None:

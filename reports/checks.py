@@ -3,7 +3,9 @@
 Every check returns a :class:`CheckResult` (name, status, counts, sample ids, message); the JUnit
 writer turns each into one test case, and :func:`exit_code` is 0 only when none failed. A check whose
 evidence is absent from the run is ``skipped`` (never silently ``passed``): CI can decide with
-``--strict`` whether a skip is acceptable.
+``--strict`` whether a skip is acceptable. A check whose evidence the harness itself spoiled (damaged
+records, a traffic generator that dropped its own messages) is ``error``: the run is INCONCLUSIVE
+(:mod:`reports.outcome`), never a platform failure.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reports.ops import FlowData, key_text
+from reports.outcome import decide
 from reports.readers import SourceStats
 from reports.taxonomy import SAMPLE_SIZE, FlowAudit, sample
 
-Status = Literal["passed", "failed", "skipped"]
+Status = Literal["passed", "failed", "skipped", "error"]
 
 # Check names are stable identifiers: JUnit test-case names, report.json keys, CI history.
 INPUT = "input"
@@ -27,6 +30,7 @@ FAILED_BUT_OBSERVED = "no_failed_but_observed"
 ORDERS_TERMINAL = "accepted_orders_terminal_or_explained"
 ONE_BOOKING = "at_most_one_booking_per_order"
 ONE_NOTIFICATION = "one_notification_per_state_change_per_recipient"
+HARNESS_TRAFFIC = "harness[traffic]"
 
 
 @dataclass
@@ -42,8 +46,8 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        """True unless the check failed (a skipped check did not fail)."""
-        return self.status != "failed"
+        """True unless the check failed or the harness spoiled it (a skipped check did not fail)."""
+        return self.status not in ("failed", "error")
 
     def to_dict(self) -> dict[str, Any]:
         """The ``checks[]`` entry of report.json."""
@@ -68,11 +72,9 @@ class InvariantConfig:
 
 
 def exit_code(checks: Iterable[CheckResult], *, strict: bool = False) -> int:
-    """0 only when every check passed (with ``strict``, a skipped check counts as a failure too)."""
-    for check in checks:
-        if check.status == "failed" or (strict and check.status == "skipped"):
-            return 1
-    return 0
+    """0 PASS, 1 FAIL, 3 INCONCLUSIVE (:func:`reports.outcome.decide`; with ``strict``, a skipped check
+    counts as a failure too)."""
+    return decide(checks, strict=strict).exit_code
 
 
 def input_check(sources: Sequence[SourceStats]) -> CheckResult:
@@ -85,17 +87,17 @@ def input_check(sources: Sequence[SourceStats]) -> CheckResult:
     }
     errors = [err for s in sources for err in s.errors]
     if not sources:
-        return CheckResult(INPUT, "failed", "no source found in the run directory", counts)
+        return CheckResult(INPUT, "error", "no source found in the run directory", counts)
     if counts["malformed"]:
         return CheckResult(
             INPUT,
-            "failed",
+            "error",
             f"{counts['malformed']} malformed record(s): a partial history can hide or invent a loss",
             counts,
             {"errors": errors[:SAMPLE_SIZE]},
         )
     if not counts["ops"]:
-        return CheckResult(INPUT, "failed", "the sources hold no operation record", counts)
+        return CheckResult(INPUT, "error", "the sources hold no operation record", counts)
     return CheckResult(INPUT, "passed", f"{counts['ops']} ops from {len(sources)} source(s)", counts)
 
 
@@ -281,3 +283,27 @@ def business_checks(
             audits.get(config.orders_flow),
         ),
     ]
+
+
+def harness_traffic_check(faults: Sequence[Mapping[str, Any]], had_ledger: bool) -> CheckResult:
+    """``harness[traffic]``: the traffic generator never misbehaved (no ``harness_fault`` record).
+
+    The simulator writes a ``harness_fault`` when it dropped one of its own messages or its courier
+    pump failed: the world then did not do what the ledger says it did, and a loss the audit finds may be
+    the simulator's. That is the harness's trouble: ``error`` (INCONCLUSIVE), never ``failed``."""
+    if not had_ledger:
+        return CheckResult(HARNESS_TRAFFIC, "skipped", "no simulator ledger in this run")
+    if not faults:
+        return CheckResult(HARNESS_TRAFFIC, "passed", "the simulator reported no fault of its own")
+    what = Counter(str(f.get("what") or "unknown") for f in faults)
+    refs = [str(f["order_ref"]) for f in faults if f.get("order_ref")]
+    first = faults[0]
+    return CheckResult(
+        HARNESS_TRAFFIC,
+        "error",
+        f"the simulator misbehaved {len(faults)} time(s) ({', '.join(f'{k}: {n}' for k, n in what.most_common())});"
+        f" first: {first.get('detail') or first.get('what')}. Any loss of those orders may be the simulator's.",
+        dict(what),
+        {"orders": sample(refs)} if refs else {},
+        {"faults": list(faults[:10])},
+    )

@@ -63,7 +63,8 @@ def _load(run_dir: Path, strict: bool) -> tuple[AuditConfig, SloConfig]:
 def _print_checks(report: AuditReport) -> None:
     for check in report.checks:
         if check.status != "passed":
-            typer.echo(f"  {check.status.upper():7} {check.name}: {check.message}")
+            status = "HARNESS" if check.status == "error" else check.status.upper()
+            typer.echo(f"  {status:7} {check.name}: {check.message}")
 
 
 def _drain(

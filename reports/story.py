@@ -1,9 +1,12 @@
 """The verdict in plain words, for a stakeholder who reads one paragraph and no table.
 
-:func:`headline` returns a few sentences, most important first: was anything lost, how available was
-intake (across how many faults, with the slowest recovery), how fast were orders handled, did every
-objective hold, and — when the run sampled its resources — which resource ran out and whether
-throughput followed the offered load (:mod:`reports.saturation`; one item: it explains, never decides).
+:func:`headline` returns a few sentences, most important first. The first names the outcome and, when it
+is not PASS, every check that failed in plain words and whose trouble it was (the platform's: FAIL; the
+harness's: INCONCLUSIVE, :mod:`reports.outcome`). Then: how many accepted orders were served, and how the
+others ended (:mod:`reports.service`); was anything lost; how available was intake (across how many
+faults, with the slowest recovery); how fast were orders handled; did every objective hold; and — when
+the run sampled its resources — which resource ran out and whether throughput followed the offered load
+(:mod:`reports.saturation`; one item: it explains, never decides).
 report.json (``headline``), summary.md, report.html, ``drill report`` and the drill's last lines all
 print the same sentences, so they never tell different stories.
 """
@@ -12,7 +15,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reports.checks import CheckResult
+from reports.checks import (
+    FAILED_BUT_OBSERVED,
+    HARNESS_TRAFFIC,
+    INPUT,
+    ONE_BOOKING,
+    ONE_NOTIFICATION,
+    ORDERS_TERMINAL,
+    TOTAL_QUEUE,
+    CheckResult,
+)
+from reports.outcome import Outcome
+from reports.service import (
+    ABANDONED,
+    CANCELLED,
+    DELIVERED,
+    FAILED_BY_WORLD,
+    REFUSED,
+    SERVED_CHECK,
+    UNFINISHED,
+    Service,
+)
 from reports.slo import SLO_PREFIX
 
 if TYPE_CHECKING:
@@ -134,11 +157,124 @@ def saturation_sentence(report: AuditReport) -> str | None:
     return sat.headline()
 
 
+#: Plain words for the checks a reader meets most, by name (``{n}``: the count that failed, when known).
+_PLAIN: dict[str, str] = {
+    SERVED_CHECK: "accepted order{s} {were} ABANDONED by the platform",
+    ORDERS_TERMINAL: "accepted order{s} never reached an end nor {were} explained",
+    ONE_BOOKING: "order{s} {were} given more than one courier",
+    ONE_NOTIFICATION: "customers were not notified exactly once per state change",
+    FAILED_BUT_OBSERVED: "orders the platform had rejected were processed anyway",
+    "drained": "queues and outboxes did not drain after the traffic",
+    "drill[chaos]": "the chaos experiment could not be carried out",
+    "drill[traffic]": "the traffic generator failed",
+    "drill[completed]": "the drill did not run to its end",
+    "drill[heal]": "the rig could not be made whole again",
+    HARNESS_TRAFFIC: "the simulator misbehaved (its own messages)",
+    INPUT: "the run's evidence is damaged",
+}
+
+
+def describe_check(check: CheckResult) -> str:
+    """One failed (or errored) check in plain words, with its name for the curious.
+
+    >>> describe_check(CheckResult("no_order_abandoned", "failed", "...", {"abandoned": 3}))
+    '3 accepted orders were ABANDONED by the platform (no_order_abandoned)'
+    """
+    name = check.name
+    if name.startswith(SLO_PREFIX + "["):
+        return f"the objective {name[len(SLO_PREFIX) + 1 : -1]} was missed: {check.message} ({name})"
+    if name.startswith(TOTAL_QUEUE + "["):
+        counts = check.counts
+        lost = counts.get("lost", 0)
+        flow = name[len(TOTAL_QUEUE) + 1 : -1]
+        what = (
+            f"{_plural(lost, 'accepted order' if flow == ORDERS_FLOW else f'{flow} message')}"
+            f" {'was' if lost == 1 else 'were'} LOST"
+            if lost
+            else f"the {flow} flow is invalid: {check.message}"
+        )
+        return f"{what} ({name})"
+    plain = _PLAIN.get(name)
+    if plain is None:
+        return f"{name}: {check.message}"
+    n = {
+        SERVED_CHECK: check.counts.get(ABANDONED),
+        ORDERS_TERMINAL: check.counts.get("unexplained"),
+        ONE_BOOKING: check.counts.get("orders_booked_more_than_once"),
+    }.get(name)
+    plain = plain.format(s="" if n == 1 else "s", were="was" if n == 1 else "were")
+    if n:
+        return f"{n:,} {plain} ({name})"
+    if name.startswith(("drill[", "harness[")) or name in (INPUT, "drained"):
+        return f"{plain}: {_first_line(check.message)} ({name})"
+    return f"{plain} ({name})"
+
+
+def _first_line(text: str, limit: int = 240) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def outcome_sentence(report: AuditReport) -> str:
+    """The outcome, and every check that failed, in plain words, and whose trouble it was."""
+    outcome = report.outcome
+    failed = [c for c in report.checks if c.status == "failed"]
+    errors = [c for c in report.checks if c.status == "error"]
+    skipped = [c for c in report.checks if c.status == "skipped"]
+    if outcome is Outcome.PASS:
+        service = report.service
+        if service is not None and service.accepted:
+            return "PASS: every accepted order was served or explained by the world, and nothing was lost."
+        return "PASS: every check held."
+    if outcome is Outcome.INCONCLUSIVE:
+        text = (
+            "INCONCLUSIVE: the harness could not carry out its plan, so this run proves nothing about the "
+            "release — " + "; ".join(describe_check(c) for c in errors) + "."
+        )
+        if failed:
+            text += (
+                " Also failed, possibly because of that: "
+                + "; ".join(describe_check(c) for c in failed)
+                + "."
+            )
+        return text
+    parts = [describe_check(c) for c in failed]
+    if not parts and report.strict:
+        parts = [f"{c.name} had no evidence (skipped, counted as a failure under --strict)" for c in skipped]
+    n = len(parts)
+    return f"FAIL: the platform broke {n} promise{'' if n == 1 else 's'} — " + "; ".join(parts) + "."
+
+
+def service_sentence(service: Service | None) -> str | None:
+    """How the accepted orders ended: the share served first."""
+    if service is None or not service.accepted:
+        return None
+    c = service.counts
+    share = service.served_share
+    lead = (
+        f"Served {pct(share)} of the {service.accepted - c[CANCELLED] - c[REFUSED]:,} serviceable orders"
+        if share is not None
+        else "No order was serviceable"
+    )
+    parts = [f"{c[DELIVERED]:,} delivered"]
+    if c[FAILED_BY_WORLD]:
+        parts.append(f"{c[FAILED_BY_WORLD]:,} failed at the door (the driver's report)")
+    if c[CANCELLED]:
+        parts.append(f"{c[CANCELLED]:,} cancelled by their customer")
+    if c[REFUSED]:
+        parts.append(f"{c[REFUSED]:,} refused by every courier asked")
+    parts.append(f"{c[ABANDONED]:,} abandoned by the platform" if c[ABANDONED] else "none abandoned")
+    if c[UNFINISHED]:
+        parts.append(f"{c[UNFINISHED]:,} unfinished")
+    return f"{lead} ({service.accepted:,} accepted): " + ", ".join(parts) + "."
+
+
 def headline(report: AuditReport) -> list[str]:
     """The plain-words verdict, one sentence per item, most important first."""
-    word = "PASS" if report.exit_code == 0 else "FAIL"
-    sentences = [f"{word}.", loss_sentence(report)]
+    sentences = [outcome_sentence(report)]
     for extra in (
+        service_sentence(report.service),
+        loss_sentence(report),
         availability_sentence(report),
         latency_sentence(report),
         objectives_sentence(report.checks),

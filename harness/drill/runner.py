@@ -22,8 +22,12 @@ Phases (each printed as it starts, timed in ``drill.json``)::
     stop        the system, the link proxies and the cluster if this run started them, by PID (in a
                 thread that starts with the audit: the audit reads files only)
 
+Exit codes (:mod:`reports.outcome`): 0 PASS, 1 FAIL (the platform broke a promise), 3 INCONCLUSIVE (the
+harness could not carry out its plan: a phase failed, a fault was not applied or undone, the rig not
+whole, the traffic generator crashed), 130 interrupted; 2 is left to usage errors (a bad scenario file).
+
 Ctrl-C or SIGTERM in any phase: the traffic and the chaos are stopped, the rig is healed, a PARTIAL
-report is written (``report.json`` has ``"partial": true`` and the failed check ``drill[completed]``),
+report is written (``report.json`` has ``"partial": true`` and the harness error ``drill[completed]``),
 everything this run started is stopped, exit 130. Further signals during that clean-up are ignored
 (it takes seconds, not minutes). Every PID the run started is in ``<run>/pids.json``.
 """
@@ -70,6 +74,7 @@ from harness.drill.live import (
 from harness.drill.plan import plan_lines
 from harness.drill.scenario import ROOT, LoadedScenario
 from harness.drill.services import RunServices, build_services
+from reports import outcome
 from reports.drain import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
@@ -84,8 +89,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_DIR = ROOT / ".drill" / "runs"
 DEFAULT_CLUSTER_DIR = ROOT / ".drill" / "cluster"
-EXIT_INTERRUPTED = 130
-EXIT_ERROR = 2
+EXIT_INTERRUPTED = outcome.EXIT_INTERRUPTED
+#: A phase failed: the harness could not carry out its plan.
+EXIT_ERROR = outcome.EXIT_INCONCLUSIVE
 #: Past duration + linger, the simulator gets this long before the drill stops it.
 SIMULATOR_GRACE_S = 180.0
 #: How long a stopped simulator / Locust gets to write its ledger before SIGKILL.
@@ -281,7 +287,8 @@ class DrillRunner:
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> int:
-        """Every phase; the exit code: the audit's, 130 when interrupted, 2 when a phase failed."""
+        """Every phase; the exit code: the audit's (0, 1 or 3), 130 when interrupted, 3 when a phase failed
+        and no report could be written."""
         main = threading.current_thread() is threading.main_thread()
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
         interrupted = False
@@ -327,11 +334,7 @@ class DrillRunner:
             stopper = self._start_stopping()
             report = self._best_effort("audit", lambda: self._do_audit(interrupted, error, started))
             self._best_effort("stop", lambda: self._finish_stopping(stopper))
-            code = (
-                EXIT_INTERRUPTED
-                if interrupted
-                else (EXIT_ERROR if error or report is None else report.exit_code)
-            )
+            code = EXIT_INTERRUPTED if interrupted else (EXIT_ERROR if report is None else report.exit_code)
             self._finish(code, interrupted, error, report, started)
             return code
         finally:
@@ -950,7 +953,8 @@ class DrillRunner:
                 self._say(sentence)
             for check in report.checks:
                 if check.status != "passed":
-                    self._say(f"  {check.status.upper():7} {check.name}: {check.message}")
+                    status = "HARNESS" if check.status == "error" else check.status.upper()
+                    self._say(f"  {status:7} {check.name}: {check.message}")
             return report
 
     def _partial_reason(self, interrupted: bool, error: str | None) -> str:
@@ -970,7 +974,7 @@ class DrillRunner:
 
         out = []
         if interrupted or error:
-            out.append(CheckResult("drill[completed]", "failed", f"PARTIAL run: {self._partial_reason(interrupted, error)}",
+            out.append(CheckResult("drill[completed]", "error", f"PARTIAL run: {self._partial_reason(interrupted, error)}",
                                    details={"phases": self.phases}))  # fmt: skip
         else:
             out.append(CheckResult("drill[completed]", "passed",
@@ -1145,7 +1149,8 @@ def traffic_check(
     locust_error: str | None,
     run_dir: Path,
 ) -> CheckResult:
-    """``drill[traffic]``: the simulator (and Locust) ran to their end."""
+    """``drill[traffic]``: the simulator (and Locust) ran to their end; a crash is the harness's trouble
+    (``error``: INCONCLUSIVE), never the platform's."""
     from reports.checks import CheckResult
 
     name = "drill[traffic]"
@@ -1157,28 +1162,31 @@ def traffic_check(
         return CheckResult(name, "skipped", "the drill stopped the simulator before its end", details=details)
     if rc != 0:
         return CheckResult(
-            name, "failed", f"the simulator exited {rc}; see {run_dir / 'simulator.out'}", details=details
+            name, "error", f"the simulator exited {rc}; see {run_dir / 'simulator.out'}", details=details
         )
     if locust_error is not None:
-        return CheckResult(name, "failed", f"Locust failed: {locust_error}", details=details)
+        return CheckResult(name, "error", f"Locust failed: {locust_error}", details=details)
     # Locust exits 1 when some requests failed (expected under chaos); other codes mean it broke.
     if locust is not None and locust.exit_code not in (0, 1):
         return CheckResult(
-            name, "failed", f"Locust exited {locust.exit_code}; see {run_dir / 'locust'}", details=details
+            name, "error", f"Locust exited {locust.exit_code}; see {run_dir / 'locust'}", details=details
         )
     extra = f"; Locust {locust.requests} requests" if locust is not None else ""
     return CheckResult(name, "passed", f"the simulator ran to its end{extra}", details=details)
 
 
 def chaos_check(chaos: ChaosThread | None) -> CheckResult:
-    """``drill[chaos]``: every fault applied and undone, the steady state held before and after."""
+    """``drill[chaos]``: every fault applied and undone, the steady state held before and after.
+
+    Each way this fails is the harness not carrying out its plan (a fault the rig could not apply or
+    undo, a rig not whole after the method): ``error``, so the run is INCONCLUSIVE, never FAIL."""
     from reports.checks import CheckResult
 
     name = "drill[chaos]"
     if chaos is None:
         return CheckResult(name, "skipped", "no chaos experiment in this drill")
     if chaos.error is not None:
-        return CheckResult(name, "failed", f"the experiment broke: {chaos.error}")
+        return CheckResult(name, "error", f"the experiment broke: {chaos.error}")
     res = chaos.result
     if res is None:
         return CheckResult(name, "skipped", f"the experiment never ran ({chaos.state})")
@@ -1192,15 +1200,15 @@ def chaos_check(chaos: ChaosThread | None) -> CheckResult:
     if not all(p.ok for p in res.steady_before):
         bad = "; ".join(p.message for p in res.steady_before if not p.ok)
         return CheckResult(
-            name, "failed", f"steady state not met before the method: {bad}", counts, details=details
+            name, "error", f"steady state not met before the method: {bad}", counts, details=details
         )
     if errors:
-        return CheckResult(name, "failed", f"{len(errors)} fault(s) failed: {'; '.join(errors[:3])}", counts,
+        return CheckResult(name, "error", f"{len(errors)} fault(s) failed: {'; '.join(errors[:3])}", counts,
                            {"errors": errors[:10]}, details)  # fmt: skip
     if res.steady_after and not all(p.ok for p in res.steady_after):
         bad = "; ".join(p.message for p in res.steady_after if not p.ok)
         return CheckResult(
-            name, "failed", f"steady state not back after the method: {bad}", counts, details=details
+            name, "error", f"steady state not back after the method: {bad}", counts, details=details
         )
     back = f"; steady state back after {res.recovery_seconds:g} s" if res.recovery_seconds is not None else ""
     cut = f", {skipped} not run (the traffic ended first)" if skipped else ""

@@ -69,6 +69,7 @@ from reports.ops import (
 )
 from reports.readers import SourceStats, gc_paused
 from reports.readers.jsonl import parse_op
+from reports.service import WORLD_KINDS, WorldRecord
 from reports.timeline import TIMELINE_KINDS, Timeline
 
 READER = "simulator-ledger"
@@ -119,13 +120,26 @@ KNOWN_NOT_OPS: Final = frozenset(
 )
 
 _SKIP_BYTES: Final = frozenset(kind.encode() for kind in KNOWN_NOT_OPS)
+#: Skipped kinds the served audit (:mod:`reports.service`) parses when it is asked for; ``status_sent``
+#: stays skipped unless its bytes say the driver failed or returned the parcel (one per such order).
+_WORLD_BYTES: Final = frozenset(k.encode() for k in WORLD_KINDS) - {b"status_sent"}
+_CANONICAL_DRIVER_END: Final = (b'"canonical":"failed"', b'"canonical":"returned"')
+#: A record by which the harness itself says it misbehaved (e.g. the simulator dropped one of its own
+#: messages): the audit turns it into an INCONCLUSIVE verdict, never a platform failure.
+HARNESS_FAULT: Final = "harness_fault"
 #: The one skipped kind that still carries an order milestone for the timeline (reports.timeline).
 _STATUS_SENT: Final = b"status_sent"
 _CANONICAL_DELIVERED: Final = b'"canonical":"delivered"'
 _ORDER_REF_AT: Final = b',"order_ref":"'
 
 
-def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = None) -> SourceStats:
+def read_ledger(
+    path: Path,
+    collector: Collector,
+    timeline: Timeline | None = None,
+    world: WorldRecord | None = None,
+    harness_faults: list[dict[str, Any]] | None = None,
+) -> SourceStats:
     """Feed the ops of a simulator ledger into ``collector``, streaming.
 
     A long drill writes tens of millions of records (location pings, progress), so records are not
@@ -136,7 +150,12 @@ def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = No
     With a ``timeline``, the parsed records it uses are also handed to :meth:`Timeline.feed` (the same
     read serves the availability and latency analysis), and so is the one skipped kind that carries a
     milestone: a ``status_sent`` whose bytes say the parcel was delivered (sliced, not parsed).
+
+    With a ``world``, the records the served audit needs (:data:`reports.service.WORLD_KINDS`) are parsed
+    and handed to :meth:`WorldRecord.feed`. With ``harness_faults``, every ``harness_fault`` record is
+    appended to it.
     """
+    skip = _SKIP_BYTES - _WORLD_BYTES if world is not None else _SKIP_BYTES
     stats = SourceStats(source=str(path), reader=READER)
     order_of: dict[str, str] = {}
     jobs_seen: set[tuple[str, str, str]] = set()
@@ -144,8 +163,16 @@ def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = No
     deferred: list[tuple[int, dict[str, Any]]] = []
 
     def emit(lineno: int, rec: Mapping[str, Any]) -> None:
-        if timeline is not None and rec["kind"] in TIMELINE_KINDS:
+        kind = rec["kind"]
+        if timeline is not None and kind in TIMELINE_KINDS:
             timeline.feed(rec, order_of)
+        if world is not None and kind in WORLD_KINDS:
+            world.feed(rec, order_of)
+        if kind == HARNESS_FAULT:
+            stats.ignored[HARNESS_FAULT] += 1
+            if harness_faults is not None:
+                harness_faults.append(dict(rec))
+            return
         try:
             ops = _to_ops(rec, order_of, jobs_seen, released_seen, stats)
         except OpError as exc:
@@ -171,7 +198,15 @@ def read_ledger(path: Path, collector: Collector, timeline: Timeline | None = No
                 if line.startswith(b'"kind":"', comma + 1):
                     end = line.find(b'"', comma + 9)
                     kind_bytes = line[comma + 9 : end]
-                    if kind_bytes in _SKIP_BYTES:
+                    if kind_bytes in skip:
+                        if (
+                            world is not None
+                            and kind_bytes == _STATUS_SENT
+                            and any(c in line for c in _CANONICAL_DRIVER_END)
+                        ):
+                            rec = _json.loads(line)
+                            if isinstance(rec, dict):
+                                world.feed(rec, order_of)
                         skipped[kind_bytes] += 1
                         if (
                             timeline is not None

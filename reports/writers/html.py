@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 from reports.audit import AuditReport
-from reports.story import headline, pct, seconds
+from reports.service import ENDINGS, Service
+from reports.story import headline, pct, seconds, service_sentence
 from reports.writers._atomic import write_text_atomic
 from reports.writers.markdown import FLOW_COLUMNS
 
@@ -104,7 +105,9 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         for name, audit in audits.items()
     ]
     return {
-        "verdict": "PASS" if report.exit_code == 0 else "FAIL",
+        "verdict": report.outcome.value,
+        "name": report.name,
+        "service": _service(report),
         "headline": headline(report),
         "verdict_line": report.verdict_line(),
         "run_dir": report.run_dir,
@@ -121,6 +124,31 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         "saturation": _saturation(report),
         "slo": [] if perf is None else [(k, v) for k, v in perf.slo.to_dict().items()],
         "sources": [s.to_dict() for s in report.sources],
+    }
+
+
+def service_rows(service: Service) -> list[dict[str, str]]:
+    """The endings table: the whole run, then each window (phase or fault), pre-formatted."""
+    out = []
+    for label, counts in [("the whole run", service.counts), *((w.label, c) for w, c in service.by_window)]:
+        share = Service.share(counts)
+        row = {k: f"{counts.get(k, 0):,}" for k in ENDINGS}
+        row.update(
+            label=label, accepted=f"{sum(counts.values()):,}", served="—" if share is None else pct(share)
+        )
+        out.append(row)
+    return out
+
+
+def _service(report: AuditReport) -> dict[str, Any] | None:
+    """The served/abandoned section (None when no simulator ledger was read)."""
+    service = report.service
+    if service is None or not service.accepted:
+        return None
+    return {
+        "sentence": service_sentence(service) or "",
+        "rows": service_rows(service),
+        "why": [(e.order, e.why) for e in service.abandoned[:10]],
     }
 
 

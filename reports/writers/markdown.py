@@ -10,7 +10,8 @@ from pathlib import Path
 from reports.audit import VERDICT_COUNTS, AuditReport
 from reports.performance import Performance
 from reports.saturation import Saturation
-from reports.story import headline, pct, seconds
+from reports.service import Service
+from reports.story import headline, pct, seconds, service_sentence
 from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
 
@@ -30,7 +31,12 @@ FLOW_COLUMNS = (
     "inflight",
     "effect_records",
 )
-STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭ skipped"}
+STATUS_MARK = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "skipped": "⏭ skipped",
+    "error": "⚠️ harness error",
+}
 
 
 def _cell(text: object) -> str:
@@ -48,20 +54,42 @@ def _when(t: float | None) -> str:
     return "—" if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
+def _service_section(service: Service) -> list[str]:
+    from reports.writers.html import service_rows  # the same rows as the HTML table
+
+    out = ["## How the accepted orders ended", "", service_sentence(service) or "", ""]
+    out += _table(
+        ["orders accepted in", "accepted", "delivered", "failed at the door", "cancelled", "refused", "abandoned",
+         "unfinished", "served"],
+        [
+            [r["label"], r["accepted"], r["delivered"], r["failed_by_world"], r["cancelled"], r["refused"],
+             r["abandoned"], r["unfinished"], r["served"]]
+            for r in service_rows(service)
+        ],
+    )  # fmt: skip
+    if service.abandoned:
+        out += ["", "Abandoned (what each asked courier last said): "
+                + "; ".join(f"`{e.order}` ({e.why})" for e in service.abandoned[:10])]  # fmt: skip
+    return [*out, ""]
+
+
 def summary_markdown(report: AuditReport) -> str:
     """The summary as Markdown text."""
-    verdict = "PASS" if report.exit_code == 0 else "FAIL"
-    out = [f"# Loss audit: {verdict}", "", f"`{report.verdict_line()}`", ""]
+    sentences = headline(report)
+    out = [f"# {report.name}: {report.outcome.value}", "", f"**{sentences[0]}**", ""]
+    out += [f"`{report.verdict_line()}`", ""]
     span = ""
     if report.t_min is not None and report.t_max is not None:
         span = f" · ops from {_when(report.t_min)} to {_when(report.t_max)} ({report.t_max - report.t_min:.1f} s)"
     out += [f"Run `{report.run_dir}` · audited in {report.seconds:.2f} s{span}", ""]
-    out += [" ".join(headline(report)[1:]), ""]
+    out += [" ".join(sentences[1:]), ""]
     out += [
         "Jepsen total-queue validity (nothing lost, nothing unexpected, no effect twice): "
         + ("**valid**" if report.valid else "**INVALID**"),
         "",
     ]
+    if report.service is not None and report.service.accepted:
+        out += _service_section(report.service)
     if report.performance is not None:
         out += _performance_section(report.performance)
     if report.saturation is not None:

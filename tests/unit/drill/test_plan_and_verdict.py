@@ -87,9 +87,10 @@ def test_the_traffic_check(tmp_path: Path) -> None:
     assert traffic_check(None, False, None, None, tmp_path).status == "skipped"
     assert traffic_check(_Proc(0), False, None, None, tmp_path).status == "passed"  # type: ignore[arg-type]
     failed = traffic_check(_Proc(3), False, None, None, tmp_path)  # type: ignore[arg-type]
-    assert failed.status == "failed" and "exited 3" in failed.message
+    # A traffic generator that crashed is the harness's trouble: error (INCONCLUSIVE), never a FAIL.
+    assert failed.status == "error" and "exited 3" in failed.message
     assert traffic_check(_Proc(-2), True, None, None, tmp_path).status == "skipped"  # type: ignore[arg-type]
-    assert traffic_check(_Proc(0), False, None, "boom", tmp_path).status == "failed"  # type: ignore[arg-type]
+    assert traffic_check(_Proc(0), False, None, "boom", tmp_path).status == "error"  # type: ignore[arg-type]
 
 
 def _chaos(result: ExperimentResult | None, error: str | None = None, state: str = "done") -> ChaosThread:
@@ -113,21 +114,21 @@ def _result(**kw: Any) -> ExperimentResult:
     [
         (None, "skipped", "no chaos experiment"),
         (_chaos(None, state="stopped before it started"), "skipped", "never ran"),
-        (_chaos(None, error="KeyError: x", state="failed"), "failed", "broke"),
+        (_chaos(None, error="KeyError: x", state="error"), "error", "broke"),
         (_chaos(_result()), "passed", "1 fault(s) applied and undone"),
         (
             _chaos(_result(faults=[FaultOutcome(0, "partition", "halves", error="FaultError: no iptables")])),
-            "failed",
+            "error",
             "no iptables",
         ),
         (
             _chaos(_result(steady_before=[ProbeResult("nodes_up", False, 2, "2 up")])),
-            "failed",
+            "error",
             "before the method",
         ),
         (
             _chaos(_result(steady_after=[ProbeResult("no_alarms", False, 1, "alarms: 1:mem")])),
-            "failed",
+            "error",
             "not back",
         ),
         (

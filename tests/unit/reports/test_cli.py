@@ -57,9 +57,11 @@ def test_audit_passes_a_clean_run_and_writes_three_files(tmp_path: Path) -> None
     result = runner.invoke(app, ["audit", str(run)])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("VERDICT: PASS lost=0 unexpected=0 duplicated_effects=0 failed_but_observed=0")
+    assert last.startswith(
+        "VERDICT: PASS lost=0 abandoned=0 unexpected=0 duplicated_effects=0 failed_but_observed=0"
+    )
     # 8 loss checks pass; the SLO checks follow (no latency_ms and no fault here: 2 of them skipped).
-    assert "checks=12/14 skipped=2" in last
+    assert "checks=14/16 skipped=2" in last
     assert "failed=" not in last
     assert sorted(p.name for p in (run / "audit").iterdir()) == ["junit.xml", "report.json", "summary.md"]
 
@@ -78,8 +80,8 @@ def test_audit_of_an_empty_run_fails_and_of_a_missing_dir_is_a_usage_error(tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["audit", str(empty)])
-    assert result.exit_code == 1
-    assert "FAILED  input" in result.output
+    assert result.exit_code == 3  # no evidence at all: INCONCLUSIVE, not the platform's failure
+    assert "HARNESS input" in result.output
     assert runner.invoke(app, ["audit", str(tmp_path / "nope")]).exit_code == 2
 
 

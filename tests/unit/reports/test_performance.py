@@ -379,7 +379,9 @@ def test_an_slo_breach_fails_its_check_and_flips_the_exit_code(tmp_path: Path) -
     failing = runner.invoke(app, ["audit", str(run)])
     assert failing.exit_code == 1, failing.output
     assert "FAILED  slo[intake_p99_ms]: intake p99 latency 150.0 ms ≥ 100 ms" in failing.output
-    assert "lost=0 unexpected=0 duplicated_effects=0" in failing.output  # nothing lost, still a FAIL
+    assert (
+        "lost=0 abandoned=0 unexpected=0 duplicated_effects=0" in failing.output
+    )  # nothing lost, still a FAIL
     doc = json.loads((run / "audit" / "report.json").read_text())
     assert doc["verdict"] == "FAIL" and doc["slo"]["intake_p99_ms"] == 100.0
     [check] = [c for c in doc["checks"] if c["name"] == "slo[intake_p99_ms]"]
@@ -397,7 +399,7 @@ def test_every_default_slo_is_a_named_check_in_junit(tmp_path: Path) -> None:
     ):  # fmt: skip
         assert f'name="slo[{name}]"' in junit
     assert 'name="slo[drain_s]"' not in junit  # off by default
-    assert '<testcase classname="reports.audit" name="slo[failover_s]" time="0">\n      <skipped' in junit
+    assert '<testcase classname="drill.run" name="slo[failover_s]" time="0">\n      <skipped' in junit
 
 
 def test_slo_toml_parsing_and_errors(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_report_json_v2_has_the_documented_sections(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_synthetic_run(run, seconds=30, rate=10, faults=ONE_FAULT)
     doc = audit_run(run).to_dict()
-    assert doc["schema_version"] == SCHEMA_VERSION == 2
+    assert doc["schema_version"] == SCHEMA_VERSION == 3
     perf = doc["performance"]
     assert set(perf) >= {"measured", "intake", "time_availability", "end_to_end", "faults", "series"}
     assert set(doc["slo"]) >= {"availability", "intake_p99_ms", "accepted_to_delivered_p99_s", "failover_s"}
@@ -70,9 +70,13 @@ def test_headline_says_lost_when_an_order_was_lost(tmp_path: Path) -> None:
     write_synthetic_run(run, seconds=20, rate=5, faults=(), lost=1)
     report = audit_run(run)
     sentences = headline(report)
-    assert sentences[0] == "FAIL."
-    assert sentences[1] == "1 accepted order was LOST."
-    assert "with no fault injected" in sentences[2]
+    assert sentences[0] == (
+        "FAIL: the platform broke 2 promises — 1 accepted order was LOST (total_queue[orders]); 1 accepted"
+        " order never reached an end nor was explained (accepted_orders_terminal_or_explained)."
+    )
+    assert sentences[1].startswith("Served 98.98% of the 99 serviceable orders (99 accepted): 98 delivered")
+    assert sentences[2] == "1 accepted order was LOST."
+    assert "with no fault injected" in sentences[3]
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,7 @@ def test_report_json_carries_schema_version_counts_and_checks(tmp_path: Path) ->
     report = make_report(*FAILING)
     write_all(report, tmp_path)
     doc = json.loads((tmp_path / REPORT_JSON).read_text())
-    assert doc["schema_version"] == SCHEMA_VERSION == 2
+    assert doc["schema_version"] == SCHEMA_VERSION == 3
     assert (doc["verdict"], doc["exit_code"], doc["valid"]) == ("FAIL", 1, False)
     assert doc["flows"]["orders"]["counts"]["lost"] == 1
     assert doc["flows"]["orders"]["samples"]["lost"] == ["o-lost"]
@@ -110,7 +110,7 @@ def test_summary_md_shows_verdict_checks_flows_and_reasons(tmp_path: Path) -> No
     report = make_report(*FAILING)
     write_all(report, tmp_path)
     text = (tmp_path / SUMMARY_MD).read_text()
-    assert text.startswith("# Loss audit: FAIL\n")
+    assert text.startswith("# audit: FAIL\n")
     assert report.verdict_line() in text
     assert "| total_queue[orders] | ❌ failed |" in text
     assert "| no_courier | 1 |" in text
