@@ -125,6 +125,17 @@ class Ledger:
         self._stream.close()
 
 
+def harness_fault(
+    ledger: Ledger | None, what: str, detail: str, order_ref: str | None = None, message_id: object = None
+) -> None:
+    """Record that the simulator itself misbehaved (see ``harness_fault`` above): the audit turns any such
+    record into an INCONCLUSIVE verdict, since the ground truth may then be missing something."""
+    if ledger is not None:
+        ledger.write(
+            "harness_fault", order_ref, source="simulator", what=what, detail=detail, message_id=message_id
+        )
+
+
 def read_ledger(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a ledger file, in order."""
     with path.open(encoding="utf-8") as f:

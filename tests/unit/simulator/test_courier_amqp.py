@@ -112,3 +112,118 @@ async def test_a_channel_that_keeps_nacking_is_dropped_so_the_adapter_reconnects
     adapter._stopping = True
     adapter._connected.set()
     assert await asyncio.wait_for(publishing, 5.0) is False
+
+
+class HangingExchange:
+    """A frozen broker node: publishes are taken and never confirmed."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.tried = asyncio.Event()
+        self.published: list[tuple[str, aio_pika.Message]] = []
+
+    async def publish(self, message: aio_pika.Message, routing_key: str, *, mandatory: bool = True) -> None:
+        self.attempts += 1
+        self.tried.set()
+        await asyncio.Event().wait()
+
+
+QUOTE_REQUEST = {"type": "quote_request", "courier": "pedalo", "order_reference": "s1-0000001",
+                 "delivery_id": "dlv_1", "pickup": {"lat": 51.52, "lon": -0.1},
+                 "dropoff": {"lat": 51.5, "lon": -0.12}, "parcel": {"weight_g": 500, "size": "S"}}  # fmt: skip
+
+
+def rig(now: dict[str, float]) -> tuple[CourierAmqpAdapter, CourierDesk, io.StringIO]:
+    buf = io.StringIO()
+    led = Ledger(buf, lambda: 0.0)
+    sc = Scenario.model_validate({"arrivals": {"rate": 1.0}})
+    desk = CourierDesk(1, sc, SimClock(epoch=1_800_000_000.0), led)
+    return CourierAmqpAdapter("amqp://unused/", desk, led, lambda: now["t"]), desk, buf
+
+
+def records(buf: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+async def test_stopping_mid_publish_records_the_unconfirmed_message_and_no_fault() -> None:
+    now = {"t": 0.0}
+    adapter, desk, buf = rig(now)
+    exchange = HangingExchange()
+    adapter._events = exchange  # type: ignore[assignment]
+    # Three orders' answers: one stuck in a publish, one due later but never reached by the stalled pump,
+    # one not yet due when the run stops.
+    desk.handle(dict(QUOTE_REQUEST, message_id="qr-1", order_reference="s1-0000001"), 0.0)
+    desk.handle(dict(QUOTE_REQUEST, message_id="qr-2", order_reference="s1-0000002"), 5.0)
+    desk.handle(dict(QUOTE_REQUEST, message_id="qr-3", order_reference="s1-0000003"), 50.0)
+    (first,) = desk.pop_due(5.0)  # what the pump took before it stalled
+    now["t"] = 10.0
+    pump = asyncio.create_task(adapter._publish_in_order([first]))
+    await asyncio.wait_for(exchange.tried.wait(), 3.0)
+    adapter._pump = pump
+    await adapter.stop()
+    recs = records(buf)
+    failed = [r for r in recs if r["kind"] == "courier_publish_failed"]
+    assert sorted(r["order_ref"] for r in failed) == ["s1-0000001", "s1-0000002"]
+    assert all(r["reason"] == "run stopped before the broker confirmed it" for r in failed)
+    assert failed[0]["quote_id"] and failed[0]["expires_run_s"] == 900.0  # compression 1
+    (stopped,) = [r for r in recs if r["kind"] == "courier_stopped"]
+    assert stopped["undue"] == 1 and stopped["publish_failed"] == 2
+    assert not any(r["kind"] == "harness_fault" for r in recs)
+    assert desk.idle()
+
+
+async def test_a_pump_error_is_a_harness_fault() -> None:
+    now = {"t": 0.0}
+    adapter, desk, buf = rig(now)
+
+    raised = asyncio.Event()
+
+    def broken(run_s: float) -> list[Any]:
+        raised.set()
+        raise RuntimeError("boom")
+
+    desk.pop_due = broken  # type: ignore[method-assign]
+    pump = asyncio.create_task(adapter._pump_loop())
+    await asyncio.wait_for(raised.wait(), 3.0)  # the pump records the error before it pauses 0.2 s
+    pump.cancel()
+    await asyncio.gather(pump, return_exceptions=True)
+    recs = records(buf)
+    assert recs[0]["kind"] == "courier_pump_error"
+    fault = recs[1]
+    assert fault["kind"] == "harness_fault" and fault["source"] == "simulator"
+    assert fault["what"] == "courier_pump_error" and "boom" in fault["detail"]
+    assert fault["order_ref"] is None and "message_id" in fault
+
+
+async def test_a_message_that_cannot_be_published_is_a_harness_fault_and_the_next_still_goes() -> None:
+    now = {"t": 10.0}
+    adapter, desk, buf = rig(now)
+    exchange = FakeExchange(fail=0)
+    adapter._events = exchange  # type: ignore[assignment]
+    desk.handle(dict(QUOTE_REQUEST, message_id="qr-1"), 0.0)
+    desk.handle(dict(QUOTE_REQUEST, message_id="qr-2"), 0.0)  # a new request: the same quote again
+    bad, good = desk.pop_due(10.0)
+    bad.body["price"] = object()  # not JSON: the publish itself raises, not the broker
+    await adapter._publish_in_order([bad, good])
+    recs = records(buf)
+    (fault,) = [r for r in recs if r["kind"] == "harness_fault"]
+    assert fault["what"] == "courier_message_dropped" and fault["message_id"] == bad.body["message_id"]
+    assert fault["order_ref"] == "s1-0000001"
+    ((_, published),) = exchange.published
+    assert published.message_id == good.body["message_id"]
+    assert desk.idle(), "both settled"
+
+
+async def test_a_request_the_desk_chokes_on_is_acked_and_a_harness_fault() -> None:
+    adapter, desk, buf = rig({"t": 0.0})
+
+    def choke(msg: dict[str, Any], run_s: float) -> None:
+        raise KeyError("x")
+
+    desk.handle = choke  # type: ignore[method-assign]
+    msg = FakeIncoming(QUOTE_REQUEST)
+    await adapter._on_request(msg)  # type: ignore[arg-type]
+    assert msg.acked
+    (fault,) = records(buf)
+    assert fault["kind"] == "harness_fault" and fault["what"] == "courier_request_error"
+    assert fault["order_ref"] == "s1-0000001" and fault["message_id"] == "amqp-mid-1"

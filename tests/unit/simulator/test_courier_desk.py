@@ -25,7 +25,11 @@ def quote_request(ref: str = "s1-0000001", courier: str = "zoomly", size: str = 
 
 
 def drain(desk: CourierDesk, until: float) -> list[Outgoing]:
-    return desk.pop_due(until)
+    """What a healthy pump does: pop what is due and settle it at once (published)."""
+    out = desk.pop_due(until)
+    for m in out:
+        desk.settle(m)
+    return out
 
 
 def make(compression: float = 60.0, **extra: Any) -> tuple[CourierDesk, io.StringIO]:
@@ -147,10 +151,32 @@ def test_memory_is_bounded_on_long_runs() -> None:
     desk, _ = make(compression=60.0)  # quotes valid 15 s of run time: remembered for 60 s
     for i in range(3000):
         desk.handle(quote_request(f"s1-{i:07d}"), i * 0.1)  # 300 s of run time
+        drain(desk, i * 0.1)
+    assert len(desk._offers) < 1000 and len(desk._pairs) < 1000
+    assert len(desk._serials) == 3000, "serials outlive the rest: ids are never issued twice"
     drain(desk, 1000.0)
-    assert len(desk._quotes) < 1000
+    desk.prune(1000.0)
+    assert not desk._offers and not desk._pairs and len(desk._serials) == 3000
     desk.prune(10_000.0)
-    assert not desk._quotes and not desk._quote_answers
+    assert not desk._serials and not desk._pins and desk.idle()
+
+
+def test_nothing_unsettled_is_pruned() -> None:
+    """Popped but not yet confirmed by the broker (a publish stuck behind a frozen node) counts as
+    unpublished: the order's quote, booking and job are kept until the transport settles them."""
+    desk, _ = make(compression=60.0)
+    accepted = accepted_journey(desk)
+    job = accepted.body["courier_job_id"]
+    stuck = desk.pop_due(10_000.0)  # every message of the journey popped, none settled
+    assert desk.unsettled == len(stuck) and not desk.idle() and desk.pending_orders() == {"s1-0000001"}
+    desk.prune(50_000.0)
+    assert job in desk._jobs and accepted.body["quote_id"] in desk._offers
+    for m in stuck:
+        desk.settle(m)
+        desk.settle(m)  # idempotent
+    assert desk.idle() and desk.pending_orders() == set()
+    desk.prune(50_000.0)
+    assert job not in desk._jobs and not desk._offers
 
 
 def test_pending_orders_are_those_with_messages_still_scheduled() -> None:
@@ -163,3 +189,60 @@ def test_pending_orders_are_those_with_messages_still_scheduled() -> None:
     assert desk.pending_orders() == {"s1-0000001"}  # the journey is under way
     drain(desk, 10_000.0)
     assert desk.pending_orders() == set()
+
+
+def accepted_journey(desk: CourierDesk, ref: str = "s1-0000001", courier: str = "zoomly") -> Outgoing:
+    """Quote and book ``ref`` at run time 0-5 s; returns the acceptance (not yet popped: the pump is
+    stalled from here on). The seed decides acceptance: this helper fails loudly if it rejects."""
+    desk.handle(quote_request(ref, courier), 0.0)
+    (quote,) = drain(desk, 5.0)
+    book(desk, quote, 5.0, f"bk-{ref}")
+    due = [m for m in desk._queue if m.body["type"].startswith("booking_")]
+    assert due and due[0].body["type"] == "booking_accepted", due
+    return due[0]
+
+
+def test_a_stalled_pump_never_loses_a_jobs_messages_to_pruning() -> None:
+    """Seen in a drill: a broker node frozen past the heartbeat timeout stalled the couriers' pump behind
+    its publishes; meanwhile prune() (every 1000 requests) forgot jobs whose journey had ended on paper
+    although their statuses were still queued, and pop_due() then raised KeyError('…-job-…'), losing
+    every message it had already popped. The audit charged the platform with the lost orders."""
+    desk, buf = make(compression=60.0)  # memory_s = 60 s of run time
+    accepted = accepted_journey(desk)
+    job = accepted.body["courier_job_id"]
+    expected = sum(1 for m in desk._queue if m.job_id == job)  # its statuses and pings
+    ends_at = desk._jobs[job].ends_at
+    # The pump is stalled: nothing is popped while the platform keeps asking (1000+ requests), well past
+    # the job's end + memory, so prune() runs with the job's messages all still queued.
+    stall_end = ends_at + desk.memory_s + 30.0
+    for i in range(1000):
+        desk.handle(quote_request(f"s1-{i + 10:07d}", "pedalo"), stall_end)
+    out = desk.pop_due(stall_end + 10.0)
+    mine = [m for m in out if m.job_id == job]
+    assert len(mine) == expected, "every status and ping of the job is still published after the stall"
+    assert [m.body["seq"] for m in mine] == list(range(1, expected + 1))
+    assert "harness_fault" not in buf.getvalue()
+    assert len(out) == 1 + expected + 1000  # the acceptance, the journey, every quote answer
+
+
+def test_pop_due_never_loses_a_popped_message_on_an_error() -> None:
+    desk, buf = make(compression=60.0)
+    accepted = accepted_journey(desk)
+    job = accepted.body["courier_job_id"]
+    del desk._jobs[job]  # what the old prune did; now impossible, but if it happens: say so and publish
+    journey = desk.pop_due(10_000.0)
+    assert sum(1 for m in journey if m.job_id == job) > 3
+    faults = [json.loads(line) for line in buf.getvalue().splitlines() if '"harness_fault"' in line]
+    assert faults and {f["what"] for f in faults} == {"courier_job_forgotten"}
+    assert faults[0]["source"] == "simulator" and faults[0]["order_ref"] == "s1-0000001"
+
+    desk, buf = make(compression=60.0)
+    accepted_journey(desk)
+    queued = len(desk._queue)
+
+    def broken(m: Outgoing) -> bool:
+        raise RuntimeError("bug")
+
+    desk._job_cancelled = broken  # type: ignore[method-assign]
+    assert len(desk.pop_due(10_000.0)) == queued, "every popped message is still handed out"
+    assert buf.getvalue().count('"what":"courier_desk_error"') == queued
