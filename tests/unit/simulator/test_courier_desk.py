@@ -246,3 +246,97 @@ def test_pop_due_never_loses_a_popped_message_on_an_error() -> None:
     desk._job_cancelled = broken  # type: ignore[method-assign]
     assert len(desk.pop_due(10_000.0)) == queued, "every popped message is still handed out"
     assert buf.getvalue().count('"what":"courier_desk_error"') == queued
+
+
+SURE = {"name": "sure", "dialect": "stuart", "vehicles": ["bike"], "base_minor": 300,
+        "per_km_minor": {"bike": 100}, "capacity": 50, "acceptance": 1.0}  # fmt: skip
+
+
+def test_quotes_a_redelivery_the_same_quote_while_valid_and_a_fresh_one_after_expiry() -> None:
+    desk, _ = make(compression=60.0)  # TTL 900 simulated s = 15 s of run time
+    first_req = quote_request()
+    desk.handle(first_req, 0.0)
+    (q1,) = drain(desk, 5.0)
+    assert q1.body["quote_id"] == desk.models["zoomly"].quote_id("s1-0000001")  # historical format
+    assert q1.ledger_extra == {
+        "reply": "fresh",
+        "quote_serial": 1,
+        "issued_run_s": 0.0,
+        "expires_run_s": 15.0,
+    }
+    # A new request while the quote is valid: the same quote (id, price, expiry), answering that request.
+    desk.handle(dict(first_req, message_id="qr-2"), 10.0)
+    (same,) = drain(desk, 12.0)
+    for k in ("quote_id", "price", "vehicle", "pickup_eta", "dropoff_eta", "expires_at"):
+        assert same.body[k] == q1.body[k], k
+    assert same.body["in_reply_to"] == "qr-2" and same.ledger_extra["reply"] == "same_quote"
+    # After expiry, a new request gets a fresh quote: new id, new expiry, priced by the same rule.
+    desk.handle(dict(first_req, message_id="qr-3"), 20.0)
+    (q2,) = drain(desk, 25.0)
+    assert q2.body["quote_id"] == q1.body["quote_id"] + "-2" and q2.body["in_reply_to"] == "qr-3"
+    assert q2.body["expires_at"] > q1.body["expires_at"] and q2.ledger_extra["expires_run_s"] == 35.0
+    assert q2.body["price"] == q1.body["price"] and q2.ledger_extra["reply"] == "fresh"
+    # The first request redelivered, even now: the same answer as then (the expired quote).
+    desk.handle(first_req, 21.0)
+    (again,) = drain(desk, 25.0)
+    assert again.body["quote_id"] == q1.body["quote_id"] and again.body["expires_at"] == q1.body["expires_at"]
+    assert again.body["message_id"] != q1.body["message_id"] and again.ledger_extra["reply"] == "redelivery"
+    # The expired quote is refused, the fresh one booked.
+    book(desk, q1, 22.0, "bk-old")
+    book(desk, q2, 22.0, "bk-new")
+    answers = {m.body["quote_id"]: m for m in drain(desk, 25.0) if m.body["type"].startswith("booking_")}
+    assert answers[q1.body["quote_id"]].body["reason"] == "quote_expired"
+    old = answers[q1.body["quote_id"]].ledger_extra
+    assert old["quote_expires_run_s"] == 15.0 and old["booked_run_s"] == 22.0
+    assert answers[q2.body["quote_id"]].body.get("reason") != "quote_expired"
+    # And a third round after that one expired: -3.
+    desk.handle(dict(first_req, message_id="qr-4"), 40.0)
+    (q3,) = [m for m in drain(desk, 45.0) if m.body["type"] == "quote"]
+    assert q3.body["quote_id"] == q1.body["quote_id"] + "-3"
+
+
+def test_fresh_quotes_are_deterministic_per_seed() -> None:
+    def play() -> list[tuple[str, str, int]]:
+        desk, _ = make(compression=60.0)
+        seen = []
+        for i, t in enumerate((0.0, 5.0, 20.0, 40.0, 41.0)):
+            desk.handle(dict(quote_request(), message_id=f"qr-{i}"), t)
+            seen += [(m.body["quote_id"], m.body["expires_at"], m.body["price"]["amount_minor"])
+                     for m in drain(desk, t + 5.0)]  # fmt: skip
+        return seen
+
+    first = play()
+    assert first == play()
+    q = first[0][0]
+    assert [quote_id for quote_id, _, _ in first] == [q, q, f"{q}-2", f"{q}-3", f"{q}-3"]
+
+
+def test_every_accepted_booking_is_its_own_job_and_an_old_cancel_never_reaches_a_newer_job() -> None:
+    desk, _ = make(compression=60.0, couriers=[SURE])
+    desk.handle(quote_request(courier="sure"), 0.0)
+    (q1,) = drain(desk, 5.0)
+    book(desk, q1, 5.0, "bk-1")
+    (first,) = [m for m in drain(desk, 6.0) if m.body["type"] == "booking_accepted"]
+    job1 = first.body["courier_job_id"]
+    assert job1 == desk.models["sure"].job_id("s1-0000001") and first.ledger_extra["job_serial"] == 1
+    # The platform released it (e.g. after an outage) ...
+    desk.handle({"type": "cancel_request", "message_id": "cx-1", "courier": "sure",
+                 "order_reference": "s1-0000001", "courier_job_id": job1}, 6.0)  # fmt: skip
+    assert any(m.body["type"] == "cancel_accepted" for m in drain(desk, 7.0))
+    # ... and books the same courier again on a fresh quote: a second job, with its own id.
+    desk.handle(dict(quote_request(courier="sure"), message_id="qr-again"), 30.0)
+    (q2,) = drain(desk, 35.0)
+    assert q2.body["quote_id"] == q1.body["quote_id"] + "-2"
+    book(desk, q2, 35.0, "bk-2")
+    (second,) = [m for m in drain(desk, 36.0) if m.body["type"] == "booking_accepted"]
+    job2 = second.body["courier_job_id"]
+    assert job2 == job1 + "-2" and second.ledger_extra["job_serial"] == 2
+    # A late redelivery of the old cancel: answered for the old job, the new one keeps going.
+    desk.handle({"type": "cancel_request", "message_id": "cx-1", "courier": "sure",
+                 "order_reference": "s1-0000001", "courier_job_id": job1}, 37.0)  # fmt: skip
+    rest = drain(desk, 100_000.0)
+    (cancel,) = [m for m in rest if m.body["type"] == "cancel_accepted"]
+    assert cancel.body["courier_job_id"] == job1
+    new_job = [m for m in rest if m.job_id == job2]
+    assert new_job and new_job[-1].canonical in {"delivered", "failed", "returned"}
+    assert not any(m.body.get("status") == "cancelled" and m.body.get("courier_job_id") == job2 for m in rest)
