@@ -39,7 +39,7 @@ EVENTS_EXCHANGE = "courier.events"
 #: Nacks of one message in a row on one connection before the adapter reconnects (next node first).
 NACKS_BEFORE_RECONNECT = 3
 _LEDGER_FIELDS = ("type", "courier", "dialect", "delivery_id", "in_reply_to", "quote_id", "reason",
-                  "courier_job_id", "status", "vehicle")  # fmt: skip
+                  "courier_job_id", "status", "vehicle", "expires_at")  # fmt: skip
 #: The ``reason`` of ``courier_publish_failed``: the run stopped while the message was due (being
 #: published, or waiting for the pump) and the broker had not confirmed it.
 STOPPED_UNCONFIRMED = "run stopped before the broker confirmed it"
@@ -59,6 +59,9 @@ def ledger_fields(out: Outgoing) -> dict[str, Any]:
     if "price" in body:
         fields["price_minor"] = body["price"]["amount_minor"]
         fields["currency"] = body["price"]["currency"]
+    driver = body.get("driver")
+    if isinstance(driver, dict):
+        fields["driver_id"], fields["vehicle"] = driver.get("id"), driver.get("vehicle")
     if "location" in body:
         fields["lat"], fields["lon"] = body["location"]["lat"], body["location"]["lon"]
     return fields

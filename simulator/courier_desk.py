@@ -443,7 +443,11 @@ class CourierDesk:
         extra: dict[str, Any] = {"reply": "fresh"}
         latency = 0.05
         if offer is None:
-            body["reason"] = "unknown_quote"
+            # One of ours, forgotten: pruning waits twice its validity after the last request, so it expired.
+            forgotten = self._issued_serial(model, ref, quote_id)
+            body["reason"] = "unknown_quote" if forgotten is None else "quote_expired"
+            if forgotten is not None:
+                extra.update(quote_serial=forgotten, quote_forgotten=True, booked_run_s=round(run_s, 3))
         else:
             extra.update(quote_serial=offer.serial, quote_expires_run_s=round(offer.expires_at, 3),
                          booked_run_s=round(run_s, 3))  # fmt: skip
@@ -474,6 +478,16 @@ class CourierDesk:
         )
         if offer is not None:
             offer.booking = out
+
+    def _issued_serial(self, model: CourierModel, ref: str, quote_id: str) -> int | None:
+        """The serial of ``quote_id`` if ``model`` issued it for ``ref`` in this run, else None."""
+        serials = self._serials.get((model.cfg.name, ref))
+        if serials is None:
+            return None
+        for n in range(1, serials.quotes + 1):
+            if model.quote_id(ref, n) == quote_id:
+                return n
+        return None
 
     def _start_job(self, model: CourierModel, quote: Quote, request: dict[str, Any], msg: dict[str, Any],
                    ref: str, job_id: str, driver_id: str, start: float) -> None:  # fmt: skip

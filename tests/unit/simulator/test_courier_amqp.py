@@ -227,3 +227,52 @@ async def test_a_request_the_desk_chokes_on_is_acked_and_a_harness_fault() -> No
     (fault,) = records(buf)
     assert fault["kind"] == "harness_fault" and fault["what"] == "courier_request_error"
     assert fault["order_ref"] == "s1-0000001" and fault["message_id"] == "amqp-mid-1"
+
+
+async def test_the_ledger_tells_per_order_and_courier_how_each_ask_ended() -> None:
+    """The audit's "served" check classifies every accepted order's end from these records alone: who was
+    asked, who declined or was down, which quote was valid until when, and why a booking was refused."""
+    now = {"t": 0.0}
+    buf = io.StringIO()
+    led = Ledger(buf, lambda: 0.0)
+    sc = Scenario.model_validate({"arrivals": {"rate": 1.0}, "clock": {"mode": "compressed", "compression": 60.0},
+                                  "outages": [{"courier": "dashly", "at": 0.0, "duration": 100.0}]})  # fmt: skip
+    desk = CourierDesk(1, sc, SimClock(60.0, 10.0, epoch=1_800_000_000.0), led)
+    adapter = CourierAmqpAdapter("amqp://unused/", desk, led, lambda: now["t"])
+    adapter._events = FakeExchange(fail=0)  # type: ignore[assignment]
+
+    async def publish_due(t: float) -> None:
+        now["t"] = t
+        await adapter._publish_in_order(desk.pop_due(t))
+
+    for courier in ("pedalo", "dashly"):
+        desk.handle(dict(QUOTE_REQUEST, courier=courier, message_id=f"qr-{courier}"), 0.0)
+    # A dropoff in Birmingham: out of area.
+    desk.handle(dict(QUOTE_REQUEST, courier="vanguard", message_id="qr-v", parcel={"weight_g": 1, "size": "XL"},
+                     dropoff={"lat": 52.5, "lon": -1.9}), 0.0)  # fmt: skip
+    await publish_due(2.0)
+    desk.handle({"type": "booking_request", "message_id": "bk-d", "courier": "dashly", "delivery_id": "dlv_1",
+                 "order_reference": "s1-0000001", "quote_id": "q-dashly-whatever"}, 3.0)  # fmt: skip
+    quote = next(json.loads(line) for line in buf.getvalue().splitlines() if '"quote_sent"' in line)
+    desk.handle({"type": "booking_request", "message_id": "bk-p", "courier": "pedalo", "delivery_id": "dlv_1",
+                 "order_reference": "s1-0000001", "quote_id": quote["quote_id"]}, 20.0)  # fmt: skip
+    await publish_due(21.0)
+    recs = records(buf)
+    by = {(r["kind"], r.get("courier")): r for r in recs}
+    seen = by[("quote_request_seen", "pedalo")]
+    assert seen["message_id"] == "qr-pedalo" and seen["delivery_id"] == "dlv_1" and seen["run_s"] == 0.0
+    assert by[("quote_unanswered", "dashly")] | {"t": 0} == {
+        "t": 0, "kind": "quote_unanswered", "order_ref": "s1-0000001", "courier": "dashly", "reason": "outage",
+        "message_id": "qr-dashly", "delivery_id": "dlv_1"}  # fmt: skip
+    assert by[("booking_unanswered", "dashly")]["reason"] == "outage"
+    declined = by[("quote_sent", "vanguard")]
+    assert declined["type"] == "quote_declined" and declined["reason"] == "out_of_area"
+    q = by[("quote_sent", "pedalo")]
+    assert q["type"] == "quote" and q["in_reply_to"] == "qr-pedalo" and q["delivery_id"] == "dlv_1"
+    assert q["price_minor"] > 0 and q["vehicle"] and q["expires_at"].endswith("Z")
+    assert (q["issued_run_s"], q["expires_run_s"], q["quote_serial"], q["reply"]) == (0.0, 15.0, 1, "fresh")
+    assert q["due_run_s"] > 0.0 and q["sent_run_s"] == 2.0
+    b = by[("booking_answer_sent", "pedalo")]
+    assert (b["type"], b["reason"], b["quote_id"]) == ("booking_rejected", "quote_expired", q["quote_id"])
+    assert b["booked_run_s"] == 20.0 > b["quote_expires_run_s"] == 15.0, "the platform was too slow"
+    assert b["in_reply_to"] == "bk-p" and b["delivery_id"] == "dlv_1"

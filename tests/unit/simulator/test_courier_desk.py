@@ -340,3 +340,19 @@ def test_every_accepted_booking_is_its_own_job_and_an_old_cancel_never_reaches_a
     new_job = [m for m in rest if m.job_id == job2]
     assert new_job and new_job[-1].canonical in {"delivered", "failed", "returned"}
     assert not any(m.body.get("status") == "cancelled" and m.body.get("courier_job_id") == job2 for m in rest)
+
+
+def test_a_booking_of_a_forgotten_quote_of_ours_is_expired_not_unknown() -> None:
+    """The audit tells the platform's slowness (quote_expired) from a request the courier never quoted
+    (unknown_quote): pruning the desk's memory must not turn the one into the other."""
+    desk, _ = make(compression=60.0)
+    desk.handle(quote_request(), 0.0)
+    (q,) = drain(desk, 5.0)
+    desk.prune(1000.0)
+    assert q.body["quote_id"] not in desk._offers
+    book(desk, q, 1000.0)
+    desk.handle({"type": "booking_request", "courier": "zoomly", "order_reference": q.order_ref,
+                 "quote_id": q.body["quote_id"] + "-2"}, 1000.0)  # fmt: skip
+    expired, unknown = drain(desk, 1001.0)
+    assert expired.body["reason"] == "quote_expired" and expired.ledger_extra["quote_forgotten"] is True
+    assert unknown.body["reason"] == "unknown_quote", "never issued: -2 did not exist"
