@@ -10,6 +10,12 @@ Reliability, per the brief's facts about aio-pika: every publish is confirmed (p
 ``mandatory`` with returns raised), wrapped in a timeout, and retried with the *same* ``message_id`` on a
 nack, return, timeout or closed channel; requests are acked only after the desk has taken them.
 
+Every message the desk schedules ends in exactly one ledger record: its own kind once confirmed
+(``quote_sent``, ``status_sent``, …), or ``courier_publish_failed`` when the run stopped while it was
+due but not confirmed; messages not yet due when the run stopped are counted in ``courier_stopped``.
+Anything else — a message given up while the run goes on, an error in the pump — is the simulator
+failing its own job and is recorded as ``harness_fault``, which makes the audit's verdict inconclusive.
+
 Not exercised against a broker in this package's tests (no RabbitMQ there): the desk behind it is.
 """
 
@@ -26,26 +32,36 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from simulator.courier_desk import CourierDesk, Outgoing
-from simulator.ledger import Ledger
+from simulator.ledger import Ledger, harness_fault
 
 REQUESTS_EXCHANGE = "courier.requests"
 EVENTS_EXCHANGE = "courier.events"
 #: Nacks of one message in a row on one connection before the adapter reconnects (next node first).
 NACKS_BEFORE_RECONNECT = 3
-_LEDGER_FIELDS = ("type", "courier", "dialect", "quote_id", "reason", "courier_job_id", "status", "vehicle")
+_LEDGER_FIELDS = ("type", "courier", "dialect", "delivery_id", "in_reply_to", "quote_id", "reason",
+                  "courier_job_id", "status", "vehicle", "expires_at")  # fmt: skip
+#: The ``reason`` of ``courier_publish_failed``: the run stopped while the message was due (being
+#: published, or waiting for the pump) and the broker had not confirmed it.
+STOPPED_UNCONFIRMED = "run stopped before the broker confirmed it"
 
 
 def ledger_fields(out: Outgoing) -> dict[str, Any]:
-    """What the ledger records about a message the couriers published."""
+    """What the ledger records about a message the couriers published (``due_run_s``: when the desk
+    scheduled it, run seconds; the desk's ``ledger_extra`` such as a quote's ``expires_run_s``)."""
     body = out.body
     fields: dict[str, Any] = {k: body[k] for k in _LEDGER_FIELDS if k in body}
     fields["message_id"] = body.get("message_id")
     fields["routing_key"] = out.routing_key
+    fields["due_run_s"] = round(out.due, 3)
+    fields.update(out.ledger_extra)
     if out.canonical is not None and out.canonical != "location":
         fields["canonical"] = out.canonical
     if "price" in body:
         fields["price_minor"] = body["price"]["amount_minor"]
         fields["currency"] = body["price"]["currency"]
+    driver = body.get("driver")
+    if isinstance(driver, dict):
+        fields["driver_id"], fields["vehicle"] = driver.get("id"), driver.get("vehicle")
     if "location" in body:
         fields["lat"], fields["lon"] = body["location"]["lat"], body["location"]["lon"]
     return fields
@@ -185,7 +201,12 @@ class CourierAmqpAdapter:
             return
         if isinstance(doc, dict):
             doc.setdefault("message_id", message.message_id)
-            self.desk.handle(doc, self.run_s())
+            try:
+                self.desk.handle(doc, self.run_s())
+            except Exception as exc:  # acked anyway: redelivering a request the desk chokes on loops forever
+                ref = doc.get("order_reference")
+                harness_fault(self.ledger, "courier_request_error", f"the desk raised {_describe(exc)}",
+                              ref if isinstance(ref, str) else None, doc.get("message_id"))  # fmt: skip
         await message.ack()
         self._wake.set()
 
@@ -235,16 +256,58 @@ class CourierAmqpAdapter:
             await self._conn.close()
 
     async def _publish_in_order(self, outs: list[Outgoing]) -> None:
-        async with self._in_flight:
-            for out in outs:
-                if await self._publish(out):
-                    self.published += 1
-                    self.ledger.write(out.ledger_kind, out.order_ref, **ledger_fields(out))
-                    if self.on_published is not None:
-                        self.on_published(out)
-                else:
-                    self.publish_failures += 1
-                    self.ledger.write("courier_publish_failed", out.order_ref, **ledger_fields(out))
+        """Publish one order's due messages one after the other; each is recorded once and settled with
+        the desk whatever happens (confirmed, failed, the run stopping, an unexpected error)."""
+        pending = list(outs)
+        try:
+            async with self._in_flight:
+                while pending:
+                    out = pending[0]
+                    try:
+                        ok = await self._publish(out)
+                    except Exception as exc:  # not a broker failure (those are retried inside): a bug
+                        pending.pop(0)
+                        self.desk.settle(out)
+                        self._dropped(out, f"publishing raised {_describe(exc)}")
+                        continue
+                    pending.pop(0)
+                    self.desk.settle(out)
+                    if ok:
+                        self._published(out)
+                    else:
+                        self._failed(out, STOPPED_UNCONFIRMED)
+        finally:
+            # Cancelled (the run stops): what is left was never confirmed by the broker.
+            for out in pending:
+                self.desk.settle(out)
+                self._failed(out, STOPPED_UNCONFIRMED)
+
+    def _published(self, out: Outgoing) -> None:
+        self.published += 1
+        self.ledger.write(
+            out.ledger_kind, out.order_ref, **ledger_fields(out), sent_run_s=round(self.run_s(), 3)
+        )
+        if self.on_published is not None:
+            try:
+                self.on_published(out)
+            except Exception as exc:  # the message is out; only the caller's bookkeeping failed
+                self._pump_error(exc)
+
+    def _failed(self, out: Outgoing, reason: str) -> None:
+        """``out`` was not confirmed and never will be: the run stopped (else it is a dropped message)."""
+        self.publish_failures += 1
+        self.ledger.write("courier_publish_failed", out.order_ref, **ledger_fields(out), reason=reason)
+        if not self._stopping:
+            self._dropped(out, f"given up while the run was not stopping ({reason})")
+
+    def _dropped(self, out: Outgoing, detail: str) -> None:
+        harness_fault(self.ledger, "courier_message_dropped", f"{out.routing_key}: {detail}", out.order_ref,
+                      out.body.get("message_id"))  # fmt: skip
+
+    def _pump_error(self, exc: BaseException) -> None:
+        self.ledger.write("courier_pump_error", None, error=_describe(exc))
+        # A pump error means the outside world misbehaved: the ledger may miss what it should have done.
+        harness_fault(self.ledger, "courier_pump_error", f"the couriers' pump raised {_describe(exc)}")
 
     async def _pump_loop(self) -> None:
         while True:
@@ -253,7 +316,7 @@ class CourierAmqpAdapter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the pump must outlive any one bad message
-                self.ledger.write("courier_pump_error", None, error=_describe(exc))
+                self._pump_error(exc)
                 await asyncio.sleep(0.2)
 
     async def _pump_once(self) -> None:
@@ -275,12 +338,21 @@ class CourierAmqpAdapter:
             await asyncio.wait_for(self._wake.wait(), wait)
 
     async def stop(self) -> None:
-        """Stop publishing and close the connection (undue messages are dropped: the run is over)."""
+        """Stop publishing and close the connection. What was never confirmed is recorded: each message
+        still being published and each one already due as ``courier_publish_failed``; the ones not yet
+        due are counted in ``courier_stopped`` (the run ended before the courier would have sent them)."""
         self._stopping = True
         for task in (self._pump, self._session):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        now = self.run_s()
+        for out in self.desk.pop_due(now):  # due, never reached by the pump (it was stalled)
+            self.desk.settle(out)
+            self._failed(out, STOPPED_UNCONFIRMED)
+        undue = len(self.desk.take_all())
+        self.ledger.write("courier_stopped", None, published=self.published,
+                          publish_failed=self.publish_failures, undue=undue, run_s=round(now, 3))  # fmt: skip
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()

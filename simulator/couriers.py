@@ -8,7 +8,8 @@ transport adapter (AMQP, :mod:`simulator.courier_desk`) plug it onto the platfor
 * Quote: price = (base + per-km[vehicle] × road km) × surge (lunch/dinner peaks of simulated time),
   rounded to 5 minor units; vehicle = the smallest of the courier's vehicles that fits the parcel; pickup
   ETA = driver approach; dropoff ETA = pickup + distance at vehicle speed; expiry 15 min; the answer comes
-  after a log-normal latency. During an outage the courier does not answer at all.
+  after a log-normal latency. During an outage the courier does not answer at all. Quotes of one
+  order are numbered (``serial``): a fresh quote after an earlier one expired gets its own id.
 * Booking: accepted with probability ``acceptance`` if the courier is under ``capacity`` (the caller
   passes its active job count), else rejected with a reason.
 * Timeline: the driver's journey in simulated seconds after the booking: assigned, location pings every
@@ -176,11 +177,35 @@ class CourierModel:
             return self.cfg.surge_factor
         return 1.0
 
-    def quote(self, req: QuoteRequest, run_s: float, hour: float) -> Quote | QuoteDeclined | None:
-        """The courier's answer to ``req`` asked at run time ``run_s`` (None: no answer, an outage)."""
+    def quote_id(self, order_ref: str, serial: int = 1) -> str:
+        """The id of the ``serial``-th quote this courier issues for ``order_ref``.
+
+        The first keeps the historical format (replays and digests of earlier runs stay comparable);
+        a fresh quote issued after an earlier one expired is suffixed ``-2``, ``-3``, …
+        """
+        base = f"q-{self.cfg.name}-{derive_seed(self.seed, self.cfg.name, order_ref) % 10**12:012d}"
+        return base if serial == 1 else f"{base}-{serial}"
+
+    def job_id(self, order_ref: str, serial: int = 1) -> str:
+        """The id of the ``serial``-th job this courier accepts for ``order_ref`` (first: historical format;
+        a later booking of the same order, e.g. after the first job was released, is suffixed ``-2``, …),
+        so a cancel naming an old job can never reach a newer one."""
+        base = f"{self.cfg.name}-job-{derive_seed(self.seed, self.cfg.name, 'job', order_ref) % 10**10:010d}"
+        return base if serial == 1 else f"{base}-{serial}"
+
+    def quote(
+        self, req: QuoteRequest, run_s: float, hour: float, serial: int = 1
+    ) -> Quote | QuoteDeclined | None:
+        """The courier's answer to ``req`` asked at run time ``run_s`` (None: no answer, an outage).
+
+        ``serial`` numbers the quotes issued for this order (:meth:`quote_id`): a fresh quote is priced
+        by the same rule at ``hour``, with its own latency and pickup ETA drawn from its own stream.
+        """
         if self.in_outage(run_s):
             return None
-        rng = rng_for(self.seed, "courier", self.cfg.name, "quote", req.order_ref)
+        # The first quote keeps its historical stream (same answers as before fresh quotes existed).
+        labels: tuple[str | int, ...] = (req.order_ref,) if serial == 1 else (req.order_ref, serial)
+        rng = rng_for(self.seed, "courier", self.cfg.name, "quote", *labels)
         latency = self._latency(rng)
         vehicle = self.vehicle_for(req.size)
         if vehicle is None:
@@ -193,16 +218,18 @@ class CourierModel:
         price = int(5 * round(raw / 5))
         approach = 60.0 * rng.lognormvariate(math.log(7.0), 0.4)
         ride = 3600.0 * km / (VEHICLE_SPEED_KMH[vehicle] * self.cfg.speed_factor)
-        quote_id = f"q-{self.cfg.name}-{derive_seed(self.seed, self.cfg.name, req.order_ref) % 10**12:012d}"
         return Quote(
-            courier=self.cfg.name, order_ref=req.order_ref, quote_id=quote_id, price_minor=price,
-            currency="GBP", vehicle=vehicle, pickup_eta_s=round(approach, 1),
+            courier=self.cfg.name, order_ref=req.order_ref, quote_id=self.quote_id(req.order_ref, serial),
+            price_minor=price, currency="GBP", vehicle=vehicle, pickup_eta_s=round(approach, 1),
             dropoff_eta_s=round(approach + 180.0 + ride, 1), expires_in_s=QUOTE_TTL_S, latency_ms=latency,
             surge=surge,
         )  # fmt: skip
 
-    def book(self, order_ref: str, run_s: float, active_jobs: int, attempt: int = 1) -> BookingAnswer | None:
-        """The answer to booking ``order_ref`` (None during an outage). ``active_jobs``: the courier's load."""
+    def book(self, order_ref: str, run_s: float, active_jobs: int, attempt: int = 1,
+             job_serial: int = 1) -> BookingAnswer | None:  # fmt: skip
+        """The answer to booking ``order_ref`` (None during an outage). ``active_jobs``: the courier's load;
+        ``attempt``: the how-many-th booking request of this order this is (each draws its own answer);
+        ``job_serial``: the how-many-th job an acceptance would start (its :meth:`job_id`)."""
         if self.in_outage(run_s):
             return None
         rng = rng_for(self.seed, "courier", self.cfg.name, "book", order_ref, attempt)
@@ -212,7 +239,7 @@ class CourierModel:
             return BookingAnswer(name, order_ref, False, "no_capacity", None, None, latency)
         if rng.random() >= self.cfg.acceptance:
             return BookingAnswer(name, order_ref, False, "no_driver_available", None, None, latency)
-        job_id = f"{name}-job-{derive_seed(self.seed, name, 'job', order_ref) % 10**10:010d}"
+        job_id = self.job_id(order_ref, job_serial)
         driver = f"{name}-drv-{rng.randrange(1, max(2, self.cfg.capacity * 2)):05d}"
         return BookingAnswer(name, order_ref, True, None, job_id, driver, latency)
 

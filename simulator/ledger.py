@@ -36,27 +36,91 @@ Kinds and their own fields:
 ``update_sent`` / ``update_answer``
     an ePOS ``order.updated`` event; ``out_of_order`` true when it was sent before the ``order.created``.
 ``cancel_sent`` / ``cancel_answer``
-    the customer's cancellation (REST cancel, Shopify ``orders/cancelled``, ePOS order.updated CANCELED).
-``quote_request_seen`` / ``quote_sent``
-    a courier got a quote request (``courier``, ``message_id``) / answered it (``price_minor``,
-    ``currency``, ``vehicle``, ``quote_id``, or ``declined`` with ``reason``); ``quote_unanswered``
-    during an outage.
-``booking_seen`` / ``booking_answer_sent``
-    a booking request reached a courier / its answer (``accepted``, ``reason``, ``job_id``).
-``cancel_request_seen`` / ``cancel_answer_sent``
-    a courier got a cancel request (``courier_job_id``) / answered it (``type`` cancel_accepted|rejected).
-``booking_unanswered``, ``courier_request_invalid``
-    a booking during an outage (silence) / a request the couriers could not read (``reason``).
-``courier_publish_retry`` / ``courier_publish_failed``
-    a courier message was nacked, returned or timed out and is republished with the same id / was still
-    unpublished when the run stopped.
-``linger_started`` / ``linger_finished`` / ``inflight``
-    after the last order the couriers keep delivering until idle or ``linger_s`` (``idle``: ended idle);
-    when cut, one ``inflight`` (``flow: orders``) per order the couriers still had messages scheduled for.
-``courier_reconnecting`` / ``courier_reconnected`` / ``courier_pump_error``
-    the couriers' connection died and they reconnect (``node``: where to) / an unexpected pump error.
+    the customer's cancellation (REST cancel, Shopify ``orders/cancelled``, ePOS order.updated CANCELED);
+    fields as for ``order_sent`` / ``order_answer``, plus ``delivery_id`` on ``cancel_sent``.
+
+**The couriers** (:mod:`simulator.courier_desk`, :mod:`simulator.courier_amqp`). Times named ``*_run_s``
+are run seconds (wall seconds since the start of the run, the clock ``progress.run_s`` uses), so they
+compare with each other exactly; ``t`` is the wall time the record was written. What a courier *saw*
+is recorded when it saw it:
+
+``quote_request_seen``
+    a quote request reached a courier: ``courier``, ``message_id`` (the request's), ``delivery_id``,
+    ``run_s``.
+``quote_unanswered``
+    the courier was in an outage and stayed silent: ``courier``, ``reason`` (``outage``), ``message_id``,
+    ``delivery_id``.
+``booking_seen``
+    a booking request reached a courier: ``courier``, ``quote_id``, ``message_id``, ``delivery_id``,
+    ``run_s``.
+``booking_unanswered``
+    as ``quote_unanswered``, for a booking request (with its ``quote_id``).
+``cancel_request_seen``
+    a cancel request reached a courier: ``courier``, ``courier_job_id``, ``message_id``, ``delivery_id``,
+    ``run_s``.
+``courier_request_invalid``
+    a request the couriers could not read: ``reason`` (and ``courier`` when known).
+
+What a courier *sent* is recorded once the broker confirmed it, with the kind the desk gave it. Every
+such record has ``type`` (the message type on the wire), ``courier``, ``dialect``, ``delivery_id``,
+``in_reply_to`` (the request answered; on status and location events the booking request that
+started the job, or the cancel request for the cancelled status), ``message_id``,
+``routing_key``, ``due_run_s`` (when the courier meant to send it) and ``sent_run_s`` (when the broker
+confirmed it; the difference is the couriers' own lateness, e.g. a stalled pump), and:
+
+``quote_sent``
+    a quote answer: ``type`` ``quote`` or ``quote_declined`` (with ``reason`` ``no_vehicle_for_size`` |
+    ``out_of_area``). A quote has ``quote_id``, ``price_minor``, ``currency``, ``vehicle``,
+    ``expires_at`` (ISO, the simulated clock, as on the wire), ``quote_serial`` (1 for the order's first
+    quote from this courier, 2 for a fresh one after it expired, …), ``issued_run_s`` and
+    ``expires_run_s`` (the quote's validity on the run clock: a booking seen after ``expires_run_s`` is
+    refused ``quote_expired``). ``reply`` says why this answer: ``fresh`` (a new quote or decline),
+    ``same_quote`` (a new request while the quote was valid: the same quote again), ``redelivery``
+    (the same request ``message_id`` again: the same answer again).
+``booking_answer_sent``
+    ``type`` ``booking_accepted`` (with ``courier_job_id``, ``driver_id``, ``vehicle``, ``job_serial``:
+    1 for the courier's first job for the order, 2 for a second one, …) or
+    ``booking_rejected`` with ``reason``: ``no_driver_available`` | ``no_capacity`` (the world said no),
+    ``quote_expired`` | ``unknown_quote`` (the booking named a quote that was no longer / never valid);
+    ``quote_id``; ``reply`` (``fresh`` | ``redelivery``: the same quote booked again, the same answer);
+    when the quote was known, ``quote_serial``, ``quote_expires_run_s`` and ``booked_run_s`` (when the
+    booking request reached the courier: later than ``quote_expires_run_s`` means the platform was
+    too slow); ``quote_forgotten: true`` when the courier had already forgotten the quote it had issued
+    (it prunes after twice the validity) and refused it as expired.
+``cancel_answer_sent``
+    ``type`` ``cancel_accepted`` | ``cancel_rejected`` (with ``reason`` ``unknown_job`` |
+    ``too_late:<canonical state>``), ``courier_job_id``. A cancel acts on the job it names only.
 ``status_sent`` / ``location_sent``
-    a courier status event (``courier``, ``dialect``, ``status``, ``canonical``) / a driver location ping.
+    a courier status event (``status`` in the courier's dialect, ``canonical``: booked,
+    courier_assigned, picked_up, in_transit, delivered, failed, returned or cancelled; ``courier_job_id``)
+    / a driver location ping (``courier_job_id``, ``lat``, ``lon``).
+``courier_publish_retry``
+    a courier message was nacked, returned or timed out and is republished with the same id
+    (``attempt``, ``error``, ``message_id``).
+``courier_publish_failed``
+    a message that was due was not confirmed by the broker when the run stopped (being published, or
+    waiting for a stalled pump); the fields of the record it would have had, plus ``reason``.
+``courier_stopped``
+    the couriers stopped at the end of the run: ``published``, ``publish_failed`` (counts),
+    ``undue`` (messages scheduled for later, e.g. the rest of journeys cut by the end of the run: never
+    due, so neither sent nor failed), ``run_s``.
+``courier_reconnecting`` / ``courier_reconnected`` / ``courier_pump_error``
+    the couriers' connection died and they reconnect (``node``: where to) / an unexpected pump error
+    (``error``; always followed by a ``harness_fault``).
+``harness_fault``
+    the simulator failed at its own job, so the ledger may miss what the outside world should have
+    done: ``source`` (``simulator``), ``what`` (a short machine name: ``courier_message_dropped`` — one
+    of its own messages given up while the run went on; ``courier_pump_error``; ``courier_request_error``
+    — the couriers could not handle a request; ``courier_job_forgotten``, ``courier_desk_error`` —
+    internal errors about a message, which was still published), ``detail`` (words), ``message_id``
+    (or null); ``order_ref`` when it concerns one order. The audit's verdict is INCONCLUSIVE with any.
+
+**The run**:
+
+``linger_started`` / ``linger_finished`` / ``inflight``
+    after the last order the couriers keep delivering until idle (nothing scheduled, nothing being
+    published) or ``linger_s`` (``idle``: ended idle); when cut, one ``inflight`` (``flow: orders``) per
+    order the couriers still had messages scheduled or being published for.
 ``notification_received``
     the platform notified someone: ``audience`` (customer|driver), ``channel`` (sms|email|push),
     ``state``, ``to``, ``delivery_id``, ``notification_id``; ``duplicate: true`` when that
@@ -123,6 +187,17 @@ class Ledger:
         """Flush and close."""
         self._stream.flush()
         self._stream.close()
+
+
+def harness_fault(
+    ledger: Ledger | None, what: str, detail: str, order_ref: str | None = None, message_id: object = None
+) -> None:
+    """Record that the simulator itself misbehaved (see ``harness_fault`` above): the audit turns any such
+    record into an INCONCLUSIVE verdict, since the ground truth may then be missing something."""
+    if ledger is not None:
+        ledger.write(
+            "harness_fault", order_ref, source="simulator", what=what, detail=detail, message_id=message_id
+        )
 
 
 def read_ledger(path: Path) -> Iterator[dict[str, Any]]:

@@ -8,6 +8,11 @@ The reference selection (suitable quotes within the retailer's rules; the priori
 backups cheapest first; on a rejected booking the next one) is what the platform is expected to do; the
 audit may compare against it.
 
+The plan plays one quote round per order and one booking attempt per courier, so its quote ids and job
+ids are the first ones (serial 1) a live run issues too. Fresh quotes after an expired one (``…-2``) and
+second jobs for one order depend on when the platform asks again, which no offline plan can know: they
+are deterministic in a run given the platform's requests, and absent here.
+
 Example:
     >>> from simulator.config import Scenario
     >>> s = Scenario.model_validate({"arrivals": {"rate": 5.0}})

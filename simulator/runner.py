@@ -267,7 +267,8 @@ class Runner:
 
     async def _linger(self, led: Ledger) -> None:
         """After the last order: keep the couriers and the notification receiver up until the couriers
-        are idle (nothing scheduled and no request from the platform for ``settle_s``) and no
+        are idle (nothing scheduled, nothing still being published — a publish stuck behind a frozen
+        node is not idle — and no request from the platform for ``settle_s``) and no
         notification arrived for as long, or ``linger_s`` has passed, so deliveries accepted near the
         end still run to their end and the customers hear of it. (Without the notifications in the
         quiet test, a courier's last status made the run idle while the platform was still sending
@@ -276,7 +277,7 @@ class Runner:
         led.write("linger_started", None, linger_s=self.linger_s, settle_s=self.settle_s)
         desk = self.desk
         idle = desk is None or await self._until_quiet(
-            lambda: (desk.handled, self._notifications_received), lambda: desk.next_due() is not None, t_end
+            lambda: (desk.handled, self._notifications_received), lambda: not desk.idle(), t_end
         )
         if not idle and desk is not None:
             # The run ends while couriers still have deliveries under way: those orders are in flight at

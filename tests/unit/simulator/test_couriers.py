@@ -81,3 +81,17 @@ def test_timeline_moves_at_vehicle_speed_and_ends(name: str) -> None:
 def test_dialects_name_every_canonical_state_distinctly() -> None:
     for dialect, names in DIALECTS.items():
         assert len(set(names.values())) == len(names), dialect
+
+
+def test_quote_and_job_serials_keep_the_first_id_and_suffix_later_ones() -> None:
+    m = CourierModel(7, COURIERS["zoomly"])
+    first, fresh = m.quote(req(), 0.0, 10.0), m.quote(req(), 30.0, 10.0, serial=2)
+    assert isinstance(first, Quote) and isinstance(fresh, Quote)
+    assert first.quote_id == m.quote_id("s1-0000001") and first.quote_id.count("-") == 2  # q-zoomly-<12>
+    assert fresh.quote_id == first.quote_id + "-2" and fresh.price_minor == first.price_minor
+    assert fresh != first and fresh == m.quote(req(), 30.0, 10.0, serial=2)  # its own stream, replayable
+    sure = COURIERS["zoomly"].model_copy(update={"acceptance": 1.0})
+    a = CourierModel(7, sure).book("s1-0000001", 0.0, 0, attempt=1)
+    b = CourierModel(7, sure).book("s1-0000001", 0.0, 0, attempt=2, job_serial=2)
+    assert a is not None and b is not None and a.job_id == m.job_id("s1-0000001")
+    assert b.job_id == f"{a.job_id}-2"

@@ -23,6 +23,9 @@ class BusyDesk:
     def next_due(self) -> float:
         return 0.0
 
+    def idle(self) -> bool:
+        return False
+
     def pending_orders(self) -> set[str]:
         return {"o-still-driving"}
 
@@ -58,3 +61,30 @@ async def test_at_the_cap_the_receiver_waits_for_the_notifications_already_on_th
     assert len(received_at) == 2 and finished_at >= received_at[-1] + 0.3, (received_at, finished_at)
     assert finished_at < 0.5 + 3 * 0.3 + 0.5, "bounded: at most 3 x settle past the cap"
     assert runner.counters.delivered == 1
+
+
+async def test_a_message_still_being_published_keeps_the_couriers_busy(tmp_path: Path) -> None:
+    """A publish stuck behind a frozen broker node leaves nothing scheduled, but the message is not out:
+    the linger must not call that idle, and at the cap its order is in flight (explained, not lost)."""
+    from simulator.clock import SimClock
+    from simulator.courier_desk import CourierDesk
+
+    sc = load_scenario("steady-quick")
+    runner = Runner(sc, 1, "http://127.0.0.1:9", tmp_path, linger_s=0.6, settle_s=0.2)
+    desk = runner.desk = CourierDesk(1, sc, SimClock(epoch=0.0))
+    desk.handle({"type": "quote_request", "message_id": "qr-1", "courier": "pedalo", "order_reference": "o-stuck",
+                 "pickup": {"lat": 51.52, "lon": -0.1}, "dropoff": {"lat": 51.5, "lon": -0.12},
+                 "parcel": {"weight_g": 500, "size": "S"}}, 0.0)  # fmt: skip
+    (stuck,) = desk.pop_due(100.0)  # popped by the pump, never confirmed
+    assert desk.next_due() is None, "nothing scheduled any more"
+    loop = asyncio.get_running_loop()
+    runner._loop, runner._t0 = loop, loop.time()
+    out = io.StringIO()
+    await runner._linger(Ledger(out))
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["kind"], r["order_ref"]) for r in records] == [
+        ("linger_started", None), ("inflight", "o-stuck"), ("linger_finished", None)
+    ]  # fmt: skip
+    assert records[-1]["idle"] is False
+    desk.settle(stuck)
+    assert desk.idle()
