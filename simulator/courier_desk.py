@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +142,17 @@ class CourierDesk:
     """All courier companies of a scenario, answering the platform's requests."""
 
     def __init__(self, seed: int, scenario: Scenario, clock: SimClock, ledger: Ledger | None = None,
-                 ping_every_wall_s: float = 20.0) -> None:  # fmt: skip
+                 ping_every_wall_s: float = 20.0,
+                 retailer_accepts: Callable[[str, Quote], bool | None] | None = None) -> None:  # fmt: skip
+        """``retailer_accepts(order_ref, quote)``: whether the order's retailer would take that quote under
+        its marketplace rules (None: the order is unknown here). The couriers do not know the retailers'
+        rules; the simulated world does, and writes its judgement beside each quote in the ledger
+        (``retailer_ok``), so the audit can tell a courier's offer the retailer refused from one the
+        platform left unbooked."""
         self.seed = seed
         self.clock = clock
         self.ledger = ledger
+        self.retailer_accepts = retailer_accepts
         self.models = {c.name: CourierModel(seed, c, scenario.outages) for c in scenario.couriers}
         self.ping_every_sim_s = ping_every_wall_s * clock.compression
         self._queue: list[Outgoing] = []
@@ -379,7 +387,7 @@ class CourierDesk:
             body.update(latest.fields)
             kind = "quote"
             latency = latest.quote.latency_ms / 1000.0
-            extra = self._offer_fields(latest, "same_quote")
+            extra = self._offer_fields(latest, "same_quote") | self._judged(ref, latest.quote)
         else:
             answer = model.quote(req, run_s, self.clock.hour_of_day(run_s), serials.quotes + 1)
             if answer is None:  # pragma: no cover - in_outage checked above
@@ -408,11 +416,16 @@ class CourierDesk:
                 body = self._envelope("quote", model, msg, ref)
                 body.update(fields)
                 kind = "quote"
-                extra = self._offer_fields(fresh, "fresh")
+                extra = self._offer_fields(fresh, "fresh") | self._judged(ref, answer)
         body["message_id"] = f"{name}:{ref}:{kind}:{next(self._seq)}"
         out = self._push(run_s + latency, f"{name}.{kind}", body, "quote_sent", ref, extra=extra)
         if mid is not None:
             pair.answers[str(mid)] = out
+
+    def _judged(self, ref: str, quote: Quote) -> dict[str, Any]:
+        """``{"retailer_ok": bool}`` when the world knows the order's retailer (see ``__init__``)."""
+        ok = self.retailer_accepts(ref, quote) if self.retailer_accepts is not None else None
+        return {} if ok is None else {"retailer_ok": ok}
 
     @staticmethod
     def _offer_fields(offer: _Offer, reply: str) -> dict[str, Any]:

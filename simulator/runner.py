@@ -28,9 +28,11 @@ from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.courier_amqp import CourierAmqpAdapter
 from simulator.courier_desk import CourierDesk, Outgoing
+from simulator.couriers import Quote
 from simulator.ledger import Ledger
 from simulator.notify import notification_app
 from simulator.orders import OrderGenerator, OrderSpec
+from simulator.plan import suitable
 from simulator.sender import Answer, HttpSender
 from simulator.world import Retailer, apply_secrets_file, build_retailers, write_retailers_file
 
@@ -96,6 +98,8 @@ class Runner:
         self.linger_s = linger_s
         self.settle_s = settle_s
         self._notifications_received = 0
+        #: every order played, by reference (the couriers' quotes are judged against its retailer's rules)
+        self._orders: dict[str, OrderSpec] = {}
         self.desk: CourierDesk | None = None
         self.seed = seed
         self.target = target
@@ -188,6 +192,7 @@ class Runner:
         self, led: Ledger, sender: HttpSender, encoders: Encoders, o: OrderSpec, offered: float
     ) -> None:
         r = self.retailers[o.retailer_id]
+        self._orders[o.ref] = o
         enc = encoders.for_channel(o.channel)
         reqs = enc.encode_order(o, r)
         lag = max(0.0, self.run_s() - o.at)
@@ -230,6 +235,11 @@ class Runner:
             if cancel is not None:
                 c.cancels += 1
                 await self._send_retrying(led, sender, o, cancel, "cancel", {"delivery_id": delivery_id})
+
+    def _retailer_accepts(self, ref: str, quote: Quote) -> bool | None:
+        """The world's judgement of a quote: does the order's retailer's rules allow it (plan.suitable)?"""
+        o = self._orders.get(ref)
+        return None if o is None else suitable(quote, self.retailers[o.retailer_id], o)
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -322,7 +332,9 @@ class Runner:
         runner_site: web.AppRunner | None = None
         adapter: CourierAmqpAdapter | None = None
         if self.amqp_url is not None:
-            desk = self.desk = CourierDesk(self.seed, self.scenario, clock, led)
+            desk = self.desk = CourierDesk(
+                self.seed, self.scenario, clock, led, retailer_accepts=self._retailer_accepts
+            )
             adapter = CourierAmqpAdapter(
                 self.amqp_url, desk, led, self.run_s, on_published=self._on_courier_published
             )

@@ -111,6 +111,7 @@ KNOWN_NOT_OPS: Final = frozenset(
         "courier_publish_retry",
         "courier_publish_failed",
         "courier_pump_error",
+        "courier_stopped",
         "courier_reconnecting",
         "courier_reconnected",
         "status_sent",

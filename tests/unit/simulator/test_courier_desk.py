@@ -356,3 +356,28 @@ def test_a_booking_of_a_forgotten_quote_of_ours_is_expired_not_unknown() -> None
     expired, unknown = drain(desk, 1001.0)
     assert expired.body["reason"] == "quote_expired" and expired.ledger_extra["quote_forgotten"] is True
     assert unknown.body["reason"] == "unknown_quote", "never issued: -2 did not exist"
+
+
+def test_the_world_writes_the_retailers_judgement_beside_each_quote() -> None:
+    """Couriers do not know the retailers' rules; the simulated world does, and records beside each quote
+    whether the order's retailer would take it (the audit tells a refused offer from one left unbooked)."""
+    judged: list[tuple[str, int]] = []
+
+    def accepts(ref: str, q: Any) -> bool | None:
+        judged.append((ref, q.price_minor))
+        return None if ref.endswith("9") else q.price_minor <= 100  # nothing that cheap: refused
+
+    buf = io.StringIO()
+    sc = scenario(clock={"mode": "compressed", "compression": 60.0})
+    clock = SimClock(60.0, 10.0, epoch=1_800_000_000.0)
+    desk = CourierDesk(4, sc, clock, Ledger(buf, lambda: 0.0), retailer_accepts=accepts)
+    desk.handle(quote_request("s1-0000001"), 0.0)
+    desk.handle(quote_request("s1-0000009"), 0.0)  # an order the world does not know: no judgement
+    by_ref = {m.order_ref: ledger_fields(m) for m in drain(desk, 5.0)}
+    assert by_ref["s1-0000001"]["retailer_ok"] is False
+    assert "retailer_ok" not in by_ref["s1-0000009"]
+    assert [ref for ref, _ in judged] == ["s1-0000001", "s1-0000009"]
+    # The same quote again (a new request while it is valid) is judged again, the same way.
+    desk.handle({**quote_request("s1-0000001"), "message_id": "qr-again"}, 6.0)
+    (again,) = drain(desk, 10.0)
+    assert ledger_fields(again)["retailer_ok"] is False and ledger_fields(again)["reply"] == "same_quote"
