@@ -96,7 +96,7 @@ def apply(
         err.print(f"error: {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        with inj.applied(fault) as active:
+        with inj.applied(fault, planned_s=None if fault.instant else duration) as active:
             console.print(f"applied {active.fault_id} {fault.describe()}: {json.dumps(active.detail)}")
             if not fault.instant:
                 deadline = time.monotonic() + duration

@@ -169,7 +169,9 @@ class ExperimentRunner:
                 return
             fault = FAULTS[pf.fault](pf.target, **pf.params)
             out.started_at = time.time()
-            with self.injector.applied(fault) as active:
+            # An instant fault has nothing to hold: no planned duration (its undo restores, e.g. a restart).
+            planned = None if fault.instant else pf.duration
+            with self.injector.applied(fault, planned_s=planned) as active:
                 out.fault_id, out.applied_at = active.fault_id, time.time()
                 if not fault.instant:
                     self._wait(pf.duration)

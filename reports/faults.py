@@ -3,10 +3,25 @@
 Chaos journal (``RUN/chaos/journal.jsonl``, written by :mod:`chaos.journal`), one JSON line per event
 ``{"ts", "event", "fault_id", "kind", "target", ...}`` with ``event`` one of::
 
-    apply        journaled *before* the fault takes effect  -> the window starts here (conservative)
+    apply        journaled *before* the fault takes effect  -> the window starts here (conservative);
+                 ``planned_s``: how long it was meant to be held (null: instant or open-ended)
     applied      the fault is in effect                      -> failover is measured from here
+    undoing      the undo started (the first one counts)     -> the fault was held until here
     undo         the fault was undone (healed)               -> the window ends here
     undo_failed  the undo raised; a later ``undo`` (heal) may still close the window
+
+So one fault's life splits into what was planned and what happened, side by side::
+
+    apply ──apply_s──► applied ──held_s──► undoing ──undo_s──► undo
+                       ├──────────── in_effect_s ─────────────────┤
+    ├─────────────── the window (report.json duration_s) ─────────┤
+
+``held_s`` is what to set against ``planned_s``; ``undo_s`` is how long putting it back took (a node
+that needed 14 s to rejoin after a 2-s kill); ``in_effect_s`` is what the platform lived through. A
+fault whose first undo failed and was healed later counts from its first ``undoing`` to the ``undo``
+that closed it. An undo (or apply) is **slow** when it took more than :data:`SLOW_S` and longer than the
+fault was planned to last. Journals written before ``planned_s`` and ``undoing`` existed are read as
+they are: ``planned_s`` null, ``held_s`` and ``undo_s`` null ("not measured"), the rest unchanged.
 
 A fault never undone (the run was cut, or every undo failed) stays open until the end of the run and
 is flagged ``undone = false``. A line that is not valid JSON is skipped and counted: the journal is
@@ -33,6 +48,25 @@ QUEUES_PATH: Final = Path("metrics") / "queues.jsonl"
 BASELINE_WINDOW_S: Final = 30.0
 #: Messages of noise allowed above a small baseline before a queue counts as drained.
 DRAIN_MARGIN: Final = 10
+#: An undo or apply taking longer than this (and longer than planned) is flagged slow: a node restart
+#: takes 5-6 s here, so anything beyond is a restart that struggled, not the fault's own length.
+SLOW_S: Final = 5.0
+
+
+def fault_tag(index: int) -> str:
+    """``1``, ``2``, ...: the index-th fault's (0-based) number on the plots and in the fault tables."""
+    return str(index + 1)
+
+
+def _seconds(value: object) -> float | None:
+    """A non-negative number of seconds from a journal field, else None (missing, null, malformed)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def _slow(took: float | None, planned: float | None) -> bool:
+    return took is not None and took > SLOW_S and took > (planned or 0.0)
 
 
 @dataclass
@@ -47,11 +81,49 @@ class FaultWindow:
     applied: float | None = None
     undone: bool = False
     undo_failed: bool = False
+    #: how long the fault was meant to be held (``apply``'s ``planned_s``; None: instant, open-ended, old journal)
+    planned_s: float | None = None
+    #: when the (first) undo started (``undoing``; None: not started, or a journal from before the event)
+    undoing: float | None = None
 
     @property
     def effective_start(self) -> float:
         """When the fault was in effect (``applied``), else when it was journaled (``apply``)."""
         return self.applied if self.applied is not None else self.start
+
+    @property
+    def apply_s(self) -> float | None:
+        """``apply`` → ``applied``: how long applying took (None: never in effect)."""
+        return None if self.applied is None else self.applied - self.start
+
+    @property
+    def held_s(self) -> float | None:
+        """``applied`` → ``undoing``: how long it was held before the undo started (compare ``planned_s``)."""
+        if self.applied is None or self.undoing is None:
+            return None
+        return self.undoing - self.applied
+
+    @property
+    def undo_s(self) -> float | None:
+        """``undoing`` → ``undo``: how long the undo took (None: not undone, or not measured)."""
+        if not self.undone or self.undoing is None:
+            return None
+        return self.end - self.undoing
+
+    @property
+    def in_effect_s(self) -> float | None:
+        """``applied`` → ``undo`` (the run's end when never undone): what the platform lived through."""
+        return None if self.applied is None else self.end - self.applied
+
+    @property
+    def slow_undo(self) -> bool:
+        """The undo took more than :data:`SLOW_S` and longer than the fault was planned to last."""
+        return _slow(self.undo_s, self.planned_s)
+
+    @property
+    def slow_apply(self) -> bool:
+        """Applying took more than :data:`SLOW_S` and longer than the fault was planned to last."""
+        return _slow(self.apply_s, self.planned_s)
 
     @property
     def label(self) -> str:
@@ -100,19 +172,26 @@ def fault_windows(records: Iterable[dict[str, Any]], run_end: float | None) -> l
         win = windows.get(fid)
         if event == "apply" and win is None:
             windows[fid] = FaultWindow(
-                fid, str(rec.get("kind") or "?"), str(rec.get("target") or ""), float(ts), float(ts)
+                fid,
+                str(rec.get("kind") or "?"),
+                str(rec.get("target") or ""),
+                float(ts),
+                float(ts),
+                planned_s=_seconds(rec.get("planned_s")),
             )
         elif win is None:
             continue  # an undo of a fault applied before this journal started: no window to close
         elif event == "applied" and win.applied is None:
             win.applied = float(ts)
+        elif event == "undoing" and win.undoing is None and not win.undone:
+            win.undoing = float(ts)
         elif event == "undo" and not win.undone:
             win.end, win.undone = float(ts), True
         elif event == "undo_failed":
             win.undo_failed = True
     for win in windows.values():
         if not win.undone:
-            last = max(win.start, win.applied or win.start)
+            last = max(win.start, win.applied or win.start, win.undoing or win.start)
             win.end = max(last, run_end) if run_end is not None else last
     return sorted(windows.values(), key=lambda w: (w.start, w.fault_id))
 

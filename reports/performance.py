@@ -15,6 +15,13 @@ Definitions (the rules of :mod:`reports.timeline` decide what a request's class 
 * **percentiles** are nearest-rank: the p-th percentile of n sorted values is value number
   ⌈p/100·n⌉ — always an observed value, exact on small samples.
 * **per fault**: requests *sent* in ``[apply, undo)``; end-to-end latency of orders *accepted* in it.
+  Beside them, what was planned and what happened (:mod:`reports.faults`): ``planned_s`` (the journal's
+  plan; null for instant or open-ended faults), ``apply_s`` (apply → applied), ``held_s`` (applied →
+  undoing: set it against ``planned_s``), ``undo_s`` (undoing → undo), ``in_effect_s`` (applied → undo:
+  what the platform lived through), and ``duration_s``, unchanged since schema 2: the whole window,
+  apply → undo (= ``apply_s`` + ``in_effect_s``). ``slow_undo`` / ``slow_apply`` flag an undo / apply
+  longer than :data:`reports.faults.SLOW_S` and than planned. ``marker`` is the fault's number on the
+  plots and in the tables (1-based, in this list's order).
 * **failover** = from the fault being in effect (``applied``, else ``apply``) to the earliest answer of
   a successful request sent at or after that moment: how long until intake demonstrably worked again
   (for a fault that did not disturb intake, about one request's latency). ``None``: no success after it.
@@ -193,6 +200,10 @@ def window_stats(
     return WindowStats(t0, bucket_s, requests, ok, unavailable, p50, p99)
 
 
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
 @dataclass
 class FaultResult:
     """What one fault window did to the platform."""
@@ -207,17 +218,26 @@ class FaultResult:
     #: whether any request was sent after the fault took effect (else failover is not measured)
     traffic_after: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        """One entry of ``faults`` in report.json."""
+    def to_dict(self, marker: int | None = None) -> dict[str, Any]:
+        """One entry of ``faults`` in report.json (``marker``: its number on the plots and tables)."""
         w = self.window
         return {
             "fault_id": w.fault_id,
+            "marker": marker,
             "kind": w.kind,
             "target": w.target,
             "start": w.start,
             "applied": w.applied,
+            "undoing": w.undoing,
             "end": w.end,
             "duration_s": round(w.end - w.start, 3),
+            "planned_s": w.planned_s,
+            "apply_s": _round(w.apply_s),
+            "held_s": _round(w.held_s),
+            "undo_s": _round(w.undo_s),
+            "in_effect_s": _round(w.in_effect_s),
+            "slow_apply": w.slow_apply,
+            "slow_undo": w.slow_undo,
             "undone": w.undone,
             "undo_failed": w.undo_failed,
             "intake": self.intake.to_dict(),
@@ -345,7 +365,7 @@ class Performance:
                 "accepted_to_delivered_s": dict(self.accepted_to_delivered),
                 "delivered_source": self.delivered_source,
             },
-            "faults": [f.to_dict() for f in self.faults],
+            "faults": [f.to_dict(marker=i) for i, f in enumerate(self.faults, start=1)],
             "journal": journal,
             "queues": queues,
             "series": None if self.series is None else self.series.to_dict(),

@@ -28,21 +28,32 @@ from reports.readers.ledger import LEDGER_PATH
 T0 = 1_764_380_000.0
 
 
+#: Seconds from a synthetic fault's ``apply`` to its ``applied``.
+APPLY_S = 0.05
+
+
 @dataclass(frozen=True)
 class SyntheticFault:
-    """A fault ``start_s`` into the run, undone ``duration_s`` later; intake fails for ``outage_s``."""
+    """A fault ``start_s`` into the run, undone ``duration_s`` later; intake fails for ``outage_s``.
+
+    Its journal says it was planned for ``planned_s`` (null: instant or open-ended) and that its undo
+    started ``undo_s`` before the end (so it was held ``duration_s - APPLY_S - undo_s``).
+    """
 
     kind: str
     target: str
     start_s: float
     duration_s: float
     outage_s: float
+    planned_s: float | None = None
+    undo_s: float = 0.1
 
 
 DEFAULT_FAULTS = (
-    SyntheticFault("kill", "node:2", 20.0, 8.0, 1.5),
-    SyntheticFault("partition", "isolate:3", 55.0, 15.0, 4.2),
-    SyntheticFault("alarm", "memory:1", 90.0, 10.0, 0.0),
+    # A 2-s kill whose node took 5.9 s to come back: the report must flag the slow undo.
+    SyntheticFault("kill", "node:2", 20.0, 8.0, 1.5, planned_s=2.0, undo_s=5.9),
+    SyntheticFault("partition", "isolate:3", 55.0, 15.0, 4.2, planned_s=14.8, undo_s=0.15),
+    SyntheticFault("alarm", "memory:1", 90.0, 10.0, 0.0, planned_s=9.9, undo_s=0.05),
 )
 
 QUEUES = ("orders.intake", "courier.requests", "notifications.customer")
@@ -169,11 +180,14 @@ def write_synthetic_run(
         fid = f"f-{seed:04d}{k:08d}"
         start = T0 + f.start_s
         head = {"fault_id": fid, "kind": f.kind}
+        end = start + f.duration_s
         lines += [
-            {"ts": start, "event": "apply", **head, "target": f.target, "undo": {}},
-            {"ts": start + 0.05, "event": "applied", **head, "detail": {}},
-            {"ts": start + f.duration_s, "event": "undo", **head, "detail": {}, "reason": ""},
-        ]
+            {"ts": start, "event": "apply", **head, "target": f.target, "params": {}, "undo": {},
+             "planned_s": f.planned_s},
+            {"ts": start + APPLY_S, "event": "applied", **head, "detail": {}},
+            {"ts": max(start + APPLY_S, end - f.undo_s), "event": "undoing", **head, "reason": ""},
+            {"ts": end, "event": "undo", **head, "detail": {}, "reason": ""},
+        ]  # fmt: skip
     lines.sort(key=lambda r: r["ts"])
     journal.write_text("".join(json.dumps(r) + "\n" for r in lines))
 

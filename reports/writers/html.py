@@ -19,6 +19,8 @@ from reports.audit import AuditReport
 from reports.service import ENDINGS, Service
 from reports.story import headline, pct, seconds, service_sentence
 from reports.writers._atomic import write_text_atomic
+from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
+from reports.writers.fault_rows import fault_timing
 from reports.writers.markdown import FLOW_COLUMNS
 
 TEMPLATE = "report.html.j2"
@@ -75,15 +77,21 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         t0 = perf.series.t0 if perf.series is not None else None
         for i, f in enumerate(perf.faults):
             w = f.window
+            timing = fault_timing(i, w)
             fault_rows.append(
                 {
-                    "tag": f"F{i + 1}",
+                    "tag": timing.marker,
                     "id": w.fault_id,
                     "kind": w.kind,
                     "target": w.target,
                     "start": "—" if t0 is None else f"+{w.start - t0:.1f} s",
-                    "duration": f"{w.end - w.start:.1f} s",
-                    "undone": "yes" if w.undone else ("undo failed" if w.undo_failed else "never"),
+                    "planned": timing.planned,
+                    "apply": timing.apply,
+                    "held": timing.held,
+                    "undo": timing.undo,
+                    "in_effect": timing.in_effect,
+                    "notes": timing.notes,
+                    "flag": timing.flag,
                     "requests": f"{f.intake.requests:,}",
                     "availability": pct(f.intake.availability),
                     "time_availability": pct(f.time.availability),
@@ -121,6 +129,7 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         "totals": report.totals,
         "checks": [{"name": c.name, "status": c.status, "message": c.message} for c in report.checks],
         "faults": fault_rows,
+        "fault_legend": FAULT_LEGEND,
         "saturation": _saturation(report),
         "slo": [] if perf is None else [(k, v) for k, v in perf.slo.to_dict().items()],
         "sources": [s.to_dict() for s in report.sources],

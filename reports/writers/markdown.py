@@ -14,6 +14,8 @@ from reports.service import Service
 from reports.story import headline, pct, seconds, service_sentence
 from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
+from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
+from reports.writers.fault_rows import fault_timing
 
 FLOW_COLUMNS = (
     "attempts",
@@ -164,34 +166,47 @@ def _performance_section(perf: Performance) -> list[str]:
         "",
     ]
     if perf.faults:
+        timings = [fault_timing(i, f.window) for i, f in enumerate(perf.faults)]
         out += _table(
             (
+                "#",
                 "fault",
                 "kind",
                 "target",
-                "duration",
+                "planned",
+                "apply",
+                "held",
+                "undo",
+                "in effect",
                 "availability",
                 "time avail.",
                 "p99",
                 "failover",
                 "drain",
+                "notes",
             ),
             (
                 (
+                    t.marker,
                     f.window.fault_id,
                     f.window.kind,
                     f.window.target,
-                    f"{f.window.end - f.window.start:.1f} s" + ("" if f.window.undone else " (never undone)"),
+                    t.planned,
+                    t.apply,
+                    t.held,
+                    t.undo,
+                    t.in_effect,
                     pct(f.intake.availability),
                     pct(f.time.availability),
                     _ms(f.intake.latency.get("p99")),
                     _s(f.failover_s) if f.traffic_after else "— (no traffic after)",
                     _s(f.drain.seconds) if f.drain.measured else f.drain.reason,
+                    "; ".join(t.notes),
                 )
-                for f in perf.faults
+                for t, f in zip(timings, perf.faults, strict=True)
             ),
         )
-        out.append("")
+        out += ["", f"_{FAULT_LEGEND}_", ""]
     else:
         out += ["No fault was injected (no chaos journal entry).", ""]
     return out
