@@ -22,6 +22,9 @@ Definitions (the rules of :mod:`reports.timeline` decide what a request's class 
   apply → undo (= ``apply_s`` + ``in_effect_s``). ``slow_undo`` / ``slow_apply`` flag an undo / apply
   longer than :data:`reports.faults.SLOW_S` and than planned. ``marker`` is the fault's number on the
   plots and in the tables (1-based, in this list's order).
+* **baseline** = the requests sent outside every fault window and its settle time (``[apply, undo +
+  fault_settle_s)``): the run's own fault-free latency, which the relative objectives compare the faults
+  against (:mod:`reports.slo`); ``settled`` per fault = the requests sent in that extended window.
 * **failover** = from the fault being in effect (``applied``, else ``apply``) to the earliest answer of
   a successful request sent at or after that moment: how long until intake demonstrably worked again
   (for a fault that did not disturb intake, about one request's latency). ``None``: no success after it.
@@ -42,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reports.faults import Drain, FaultWindow, JournalStats, QueueSamples, drain_time, total_depth
-from reports.slo import SloConfig
+from reports.slo import MIN_BASELINE_REQUESTS, SloConfig
 from reports.timeline import OK, UNAVAILABLE, Timeline
 
 FloatArray = npt.NDArray[np.float64]
@@ -217,6 +220,8 @@ class FaultResult:
     drain: Drain
     #: whether any request was sent after the fault took effect (else failover is not measured)
     traffic_after: bool = True
+    #: requests sent while it held and during the settle time after it (the relative objectives)
+    settled: IntakeStats = field(default_factory=IntakeStats)
 
     def to_dict(self, marker: int | None = None) -> dict[str, Any]:
         """One entry of ``faults`` in report.json (``marker``: its number on the plots and tables)."""
@@ -241,6 +246,7 @@ class FaultResult:
             "undone": w.undone,
             "undo_failed": w.undo_failed,
             "intake": self.intake.to_dict(),
+            "settled_intake": self.settled.to_dict(),
             "time_availability": self.time.availability,
             "accepted_to_booked_s": dict(self.accepted_to_booked),
             "accepted_to_delivered_s": dict(self.accepted_to_delivered),
@@ -308,6 +314,8 @@ class Performance:
     )
     delivered_source: str = ""
     faults: list[FaultResult] = field(default_factory=list)
+    #: the requests sent outside every fault and its settle time
+    baseline: IntakeStats = field(default_factory=IntakeStats)
     series: Series | None = None
     journal: JournalStats | None = None
     queues: QueueSamples | None = None
@@ -365,6 +373,7 @@ class Performance:
                 "accepted_to_delivered_s": dict(self.accepted_to_delivered),
                 "delivered_source": self.delivered_source,
             },
+            "baseline": self.baseline.to_dict(),
             "faults": [f.to_dict(marker=i) for i, f in enumerate(self.faults, start=1)],
             "journal": journal,
             "queues": queues,
@@ -441,8 +450,17 @@ def measure(
         )
     n_seconds = max(1, math.floor(t_end - t0) + 1)
 
+    settle = slo.fault_settle_s
+    faulty = np.zeros(sent.size, dtype=bool)
+    for w in windows:
+        faulty |= (sent >= w.start) & (sent < w.end + settle)
+    perf.baseline = intake_stats(klass[~faulty], latency[~faulty])
+    base_p99 = perf.baseline.latency.get("p99")
+    enough = perf.baseline.requests >= MIN_BASELINE_REQUESTS and base_p99 is not None
+    window_p99 = slo.window_p99_limit(float(base_p99) if enough and base_p99 is not None else None)
+
     per_second = window_stats(sent, klass, latency, t0, 1.0, n_seconds)
-    good = per_second.good(slo.window_error_rate, slo.window_p99_ms)
+    good = per_second.good(slo.window_error_rate, window_p99)
     traffic = per_second.requests > 0
     if perf.measured:
         first, last = int(np.argmax(traffic)), n_seconds - 1 - int(np.argmax(traffic[::-1]))
@@ -451,11 +469,12 @@ def measure(
             good=int(good.sum()),
             empty=int((~traffic[first : last + 1]).sum()),
             error_rate_below=slo.window_error_rate,
-            p99_ms_below=slo.window_p99_ms,
+            p99_ms_below=window_p99,
         )
 
     for w in windows:
         inside = (sent >= w.start) & (sent < w.end)
+        settled = (sent >= w.start) & (sent < w.end + settle)
         lo = min(n_seconds, max(0, math.floor(w.start - t0)))
         hi = min(n_seconds, max(lo, math.floor(w.end - t0) + 1))
         span_traffic = traffic[lo:hi]
@@ -463,7 +482,7 @@ def measure(
             windows=int(span_traffic.sum()),
             good=int(good[lo:hi].sum()),
             error_rate_below=slo.window_error_rate,
-            p99_ms_below=slo.window_p99_ms,
+            p99_ms_below=window_p99,
         )
         booked_in = (acc_b >= w.start) & (acc_b < w.end)
         delivered_in = (acc_d >= w.start) & (acc_d < w.end)
@@ -478,13 +497,16 @@ def measure(
                 accepted_to_delivered=percentiles(to_delivered[delivered_in]),
                 failover_s=None if failover is None else max(0.0, failover),
                 traffic_after=bool((sent >= w.effective_start).any()),
+                settled=intake_stats(klass[settled], latency[settled]),
                 drain=drain_time(w, queues, windows)
                 if queues is not None
                 else Drain(False, reason="not measured"),
             )
         )
 
-    perf.series = _series(per_second, sent, klass, latency, accepted, delivered, queues, slo, booked)
+    perf.series = _series(
+        per_second, sent, klass, latency, accepted, delivered, queues, slo, booked, window_p99=window_p99
+    )
     return perf
 
 
@@ -498,6 +520,8 @@ def _series(
     queues: QueueSamples | None,
     slo: SloConfig,
     booked: FloatArray | None = None,
+    *,
+    window_p99: float | None = None,
 ) -> Series:
     """Plot series; 1-second buckets unless the run is longer than :data:`MAX_SERIES_POINTS` seconds."""
     n_seconds = per_second.requests.size
@@ -516,7 +540,7 @@ def _series(
         return [round(float(c) / bucket, 3) for c in counts]
 
     eligible = stats.eligible
-    good = stats.good(slo.window_error_rate, slo.window_p99_ms)
+    good = stats.good(slo.window_error_rate, slo.window_p99_ms if window_p99 is None else window_p99)
     depth = None
     if queues is not None and queues.present:
         depth = total_depth(queues, [t0 + (k + 1) * bucket for k in range(n)])

@@ -13,6 +13,22 @@ keys are an error (a typo must not silently drop an objective). Example, with th
     failover_s = 30.0                   # every fault: applied -> first success, at most
     drain_s = false                     # every fault: heal -> queues back to baseline, at most (off)
 
+Objectives relative to the same run's fault-free baseline (off by default; the demo uses them), so that
+a latency objective means the same on a quiet and on a busy machine — a machine twice as slow makes the
+baseline and the faults twice as slow alike::
+
+    baseline_p99_ms = 1000.0            # p99 of the requests sent outside every fault (and its settle
+                                        # time) below this: a sanity ceiling a healthy platform is far under
+    fault_p99_ratio = 10.0              # every fault: p99 of the requests sent while it held and during
+                                        # the settle time after it ≤ max(floor, ratio × baseline p99)
+    fault_p99_floor_ms = 1000.0         # parameters of the two above (never off)
+    fault_settle_s = 10.0
+    window_p99_ratio = 10.0             # a 1-s window is good when its p99 < max(window_p99_ms, ratio ×
+                                        # baseline p99) (parameter of time_availability; off: absolute)
+
+The baseline needs :data:`MIN_BASELINE_REQUESTS` fault-free requests; with fewer, the relative checks are
+``skipped`` with the reason (a drill whose faults start at once has no baseline: start them later).
+
 Each objective becomes the check ``slo[<field>]`` (one JUnit test case); an objective whose evidence is
 absent (no latency in the ledger, no chaos journal, no queue samples) is ``skipped``, never ``passed``.
 A chaos journal with no fault in it *is* evidence: ``failover_s`` / ``drain_s`` then pass (vacuously).
@@ -43,7 +59,9 @@ SLO_PREFIX: Final = "slo"
 #: Fields that are fractions in [0, 1] (a common mistake is writing 99.9 for 99.9 %).
 _FRACTIONS: Final = frozenset({"availability", "time_availability", "window_error_rate"})
 #: Fields that parameterise a check rather than being one (they cannot be switched off).
-_PARAMETERS: Final = frozenset({"window_error_rate", "window_p99_ms"})
+_PARAMETERS: Final = frozenset({"window_error_rate", "window_p99_ms", "fault_p99_floor_ms", "fault_settle_s"})
+#: Fault-free requests the relative objectives need for a baseline p99 that means something.
+MIN_BASELINE_REQUESTS: Final = 50
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,23 @@ class SloConfig:
     accepted_to_delivered_p99_s: float | None = 3600.0
     failover_s: float | None = 30.0
     drain_s: float | None = None
+    baseline_p99_ms: float | None = None
+    fault_p99_ratio: float | None = None
+    fault_p99_floor_ms: float = 1000.0
+    fault_settle_s: float = 10.0
+    window_p99_ratio: float | None = None
+
+    def fault_p99_limit(self, baseline_p99: float | None) -> float | None:
+        """The p99 every fault must keep: ``max(floor, ratio × baseline p99)`` (None: not measured/off)."""
+        if self.fault_p99_ratio is None or baseline_p99 is None:
+            return None
+        return max(self.fault_p99_floor_ms, self.fault_p99_ratio * baseline_p99)
+
+    def window_p99_limit(self, baseline_p99: float | None) -> float:
+        """The p99 a good 1-s window stays under: absolute, or relative to the baseline when asked."""
+        if self.window_p99_ratio is None or baseline_p99 is None:
+            return self.window_p99_ms
+        return max(self.window_p99_ms, self.window_p99_ratio * baseline_p99)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> SloConfig:
@@ -156,10 +191,15 @@ def slo_checks(perf: Performance) -> list[CheckResult]:
             out.append(CheckResult(name, "skipped", "not measured: no intake request"))
         else:
             ok = ta.availability >= slo.time_availability
+            relative = (
+                f" = max({slo.window_p99_ms:g}, {slo.window_p99_ratio:g} × baseline p99)"
+                if slo.window_p99_ratio is not None and ta.p99_ms_below != slo.window_p99_ms
+                else ""
+            )
             msg = (
                 f"{_pct(ta.availability)} of 1-s windows good {'≥' if ok else '<'} "
                 f"{_pct(slo.time_availability)} ({ta.good}/{ta.windows} windows with traffic met "
-                f"error rate < {_pct(slo.window_error_rate)} and p99 < {slo.window_p99_ms:g} ms)"
+                f"error rate < {_pct(slo.window_error_rate)} and p99 < {ta.p99_ms_below:g} ms{relative})"
             )
             counts = {"windows": ta.windows, "good": ta.good, "empty": ta.empty}
             out.append(CheckResult(name, "passed" if ok else "failed", msg, counts))
@@ -175,6 +215,7 @@ def slo_checks(perf: Performance) -> list[CheckResult]:
                 at_most=False,
             )
         )
+    out += _relative_checks(perf)
     for field_name, pcts, what in (
         ("accepted_to_booked_p99_s", perf.accepted_to_booked, "p99 accepted → booked"),
         ("accepted_to_delivered_p99_s", perf.accepted_to_delivered, "p99 accepted → delivered"),
@@ -226,4 +267,62 @@ def slo_checks(perf: Performance) -> list[CheckResult]:
         check = _bound_check(name, worst, limit, "s", what, "", at_most=True)
         check.message += f" (fault {worst_id}, {len(values)} fault(s))"
         out.append(check)
+    return out
+
+
+def _relative_checks(perf: Performance) -> list[CheckResult]:
+    """``slo[baseline_p99_ms]`` and ``slo[fault_p99_ratio]``: latency against the run's own baseline."""
+    slo, base = perf.slo, perf.baseline
+    out: list[CheckResult] = []
+    short = base.requests < MIN_BASELINE_REQUESTS
+    why_short = (
+        f"not measured: only {base.requests} fault-free request(s) (at least {MIN_BASELINE_REQUESTS} needed"
+        " for a baseline; start the faults later)"
+    )
+    p99 = base.latency.get("p99")
+    base_p99 = None if short or p99 is None else float(p99)
+    if slo.baseline_p99_ms is not None:
+        name = _name("baseline_p99_ms")
+        if base_p99 is None:
+            out.append(CheckResult(name, "skipped", why_short))
+        else:
+            check = _bound_check(
+                name, base_p99, slo.baseline_p99_ms, "ms", "fault-free intake p99", "", at_most=False
+            )
+            check.message += f" ({base.requests} requests outside the faults and their settle time)"
+            out.append(check)
+    if slo.fault_p99_ratio is not None:
+        name = _name("fault_p99_ratio")
+        limit = slo.fault_p99_limit(base_p99)
+        values = {f.window.fault_id: f.settled.latency.get("p99") for f in perf.faults}
+        measured = {k: float(v) for k, v in values.items() if v is not None}
+        if limit is None or base_p99 is None:
+            out.append(CheckResult(name, "skipped", why_short))
+        elif not measured:
+            if perf.measured and not perf.faults and perf.journal is not None and perf.journal.present:
+                out.append(CheckResult(name, "passed", "no fault in the chaos journal: nothing to compare"))
+            else:
+                out.append(CheckResult(name, "skipped", "not measured: no fault with intake requests"))
+        else:
+            worst_id, worst = max(measured.items(), key=lambda x: x[1])
+            ok = worst <= limit
+            rule = (
+                f"max({slo.fault_p99_floor_ms:g} ms, {slo.fault_p99_ratio:g} × baseline p99 {base_p99:g} ms)"
+            )
+            msg = (
+                f"worst fault p99 {_num(worst)} ms {'≤' if ok else '>'} {limit:g} ms = {rule}"
+                f" (fault {worst_id} and {slo.fault_settle_s:g} s after it; {len(measured)} fault(s))"
+            )
+            details = {"value": worst, "limit": limit, "baseline_p99_ms": base_p99, "per_fault": measured}
+            over = [k for k, v in measured.items() if v > limit]
+            out.append(
+                CheckResult(
+                    name,
+                    "passed" if ok else "failed",
+                    msg,
+                    {"over": len(over)},
+                    {"over": over[:10]} if over else {},
+                    details,
+                )
+            )
     return out

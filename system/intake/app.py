@@ -12,6 +12,7 @@ Bad input never escapes as an exception: the error middleware turns every failur
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -262,9 +263,21 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+@web.middleware
+async def slow_release_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """TEST ONLY (``test_answer_delay_s``): hold every order answer back, as a slow release would."""
+    delay = request.app[SETTINGS].test_answer_delay_s
+    if request.method == "POST":
+        await asyncio.sleep(delay)
+    return await handler(request)
+
+
 def build_app(settings: IntakeSettings, store: IntakeStore, retailers: RetailerRegistry) -> web.Application:
     """The aiohttp application (``store`` must be opened by the caller)."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    middlewares = [error_middleware]
+    if settings.test_answer_delay_s > 0:
+        middlewares.insert(0, slow_release_middleware)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[STORE] = store
     app[RETAILERS] = retailers
     app[SETTINGS] = settings

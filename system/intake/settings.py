@@ -106,6 +106,14 @@ class IntakeSettings(BaseSettings):
         "topology (secrets file, or declare_platform_topology).",
     )
 
+    test_answer_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="TEST ONLY: a deliberately slow release for the drill to catch "
+        "(scenarios/slow-intake.toml): every order answer (REST, Shopify, ePOS) waits this long first. The "
+        "latency objectives must fail it, on any machine.",
+    )
+
     @property
     def database(self) -> Path:
         """The intake DB file."""

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from simulator.channels.base import WireRequest
+from system.intake.app import build_app, slow_release_middleware
+from system.intake.retailers import RetailerRegistry
+from system.intake.settings import IntakeSettings
+from system.intake.store import IntakeStore
 
 from .conftest import Intake, World
 
@@ -144,3 +153,33 @@ async def test_get_returns_state_and_history_to_the_owner_only(intake: Intake, w
     assert resp.status == 404
     resp = await intake.client.get(f"/v1/deliveries/{created['id']}")
     assert resp.status == 401
+
+
+async def test_the_test_only_slow_release_holds_every_order_answer_back(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DRILL_INTAKE_TEST_ANSWER_DELAY_S (scenarios/slow-intake.toml): each POST waits first; reads do not.
+    The wait is recorded, not timed (no timed tests): the drill's latency objectives must catch it."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay: float) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr("system.intake.app.asyncio.sleep", recording_sleep)
+    settings = IntakeSettings(run_dir=tmp_path, retailers_file=world.path, sqlite_synchronous="NORMAL",
+                              test_answer_delay_s=2.0)  # fmt: skip
+    store = IntakeStore(settings.database, synchronous="NORMAL")
+    await store.open()
+    try:
+        async with TestClient(TestServer(build_app(settings, store, RetailerRegistry(world.path)))) as client:
+            (req,) = world.requests(world.order("rest"))
+            resp = await client.request(req.method, req.path, data=req.body, headers=req.headers)
+            assert resp.status == 202 and waits == [2.0]
+            assert (await client.get("/healthz")).status == 200 and waits == [2.0]
+    finally:
+        await store.close()
+    # Off by default: no middleware at all.
+    plain = build_app(IntakeSettings(run_dir=tmp_path), store, RetailerRegistry(world.path))
+    assert slow_release_middleware not in plain.middlewares
