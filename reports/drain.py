@@ -71,13 +71,16 @@ def queue_names(
 #: stopped, its provider — the simulator's receiver — is gone, and waiting would only time out.)
 #: A missing table counts 0.
 PENDING_TABLES = {"outbox": "status = 'pending'", "notifications": "status = 'pending' AND attempts = 0"}
+#: The same while the provider is still up (a drill holds the simulator's receiver until it has drained):
+#: every notification not sent yet, retries included, must go out.
+RECEIVER_UP_TABLES = {"outbox": "status = 'pending'", "notifications": "status = 'pending'"}
 
 
-def pending_outbox(db: Path) -> int:
+def pending_outbox(db: Path, tables: dict[str, str] = PENDING_TABLES) -> int:
     """Rows of ``db`` still waiting to go out (see :data:`PENDING_TABLES`; 0 when it has none of them)."""
     total = 0
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        for table, where in PENDING_TABLES.items():
+        for table, where in tables.items():
             try:
                 row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()
             except sqlite3.OperationalError as exc:
@@ -99,14 +102,17 @@ def drain(
     only: str = ".*",
     interval_s: float = 0.5,
     settle_s: float = 2.0,
+    receiver_up: bool = False,
 ) -> DrainResult:
     """Wait until every watched queue and outbox has been empty for ``settle_s`` (the in-flight deliveries
     of a consumer are acked within that time; a queue that empties then refills is not drained).
 
     Watched queues: ``vhost/name`` matching ``only`` whose name does not match ``ignore``. When ``only``
     is not the default and matches no queue yet, the drain keeps waiting: a queue the broker has not
-    listed yet is not an empty one.
+    listed yet is not an empty one. ``receiver_up``: the notification provider still answers, so a
+    notification being retried is waited for too (:data:`RECEIVER_UP_TABLES`).
     """
+    tables = RECEIVER_UP_TABLES if receiver_up else PENDING_TABLES
     skip, watch = re.compile(ignore), re.compile(only)
     out = run_dir / QUEUES_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +121,7 @@ def drain(
     empty_since: float | None = None
     with out.open("a") as fh:
         while True:
-            m = measure(management_urls, auth, amqp_urls, outboxes, watch, skip)
+            m = measure(management_urls, auth, amqp_urls, outboxes, watch, skip, tables=tables)
             fh.write(m.lines())
             fh.flush()
             result.errors.extend(m.errors)
@@ -170,6 +176,7 @@ def measure(
     watch: re.Pattern[str],
     skip: re.Pattern[str],
     names: list[tuple[str, str]] | None = None,
+    tables: dict[str, str] = PENDING_TABLES,
 ) -> Measurement:
     """Ask every watched queue its depth (passive declare: the trusted count) and read every outbox.
 
@@ -188,7 +195,7 @@ def measure(
         m.errors.append("no node answered (management API or AMQP)")
     for db in outboxes:
         try:
-            m.pending[db] = pending_outbox(db)
+            m.pending[db] = pending_outbox(db, tables)
         except (sqlite3.Error, OSError) as exc:
             m.errors.append(f"{db}: {exc}")
             m.pending[db] = -1

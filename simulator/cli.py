@@ -89,6 +89,13 @@ def simulate(
     plan_only: Annotated[
         bool, typer.Option(help="Print the plan's digest and counts, send nothing.")
     ] = False,
+    hold_receiver: Annotated[
+        bool,
+        typer.Option(
+            help="With --listen: once the run is over, keep the notification receiver up until SIGINT or "
+            "SIGTERM (a drill stops it after draining the platform); RUN/simulator/receiver.holding says so."
+        ),
+    ] = False,
 ) -> None:
     """Play a scenario against a running platform, with a live progress line and a ledger."""
     try:
@@ -130,6 +137,7 @@ def simulate(
             _parse_listen(listen),
             amqp_url=amqp,
             linger_s=parse_duration(linger) if linger else 0.0,
+            hold_receiver=hold_receiver,
         )
     except SecretsError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -67,6 +69,11 @@ class RunSummary:
     offered: list[tuple[float, float, int]] = field(default_factory=list)  # (run_s, offered rate, sent in s)
 
 
+#: Written into the simulator's directory (with its PID) once a ``hold_receiver`` run is over and only
+#: the notification receiver is still up, waiting for SIGINT/SIGTERM.
+HOLDING_MARKER = "receiver.holding"
+
+
 def format_progress(run_s: float, offered: float, rate: float, c: Counters) -> str:
     """The live progress line."""
     return (
@@ -93,8 +100,12 @@ class Runner:
         amqp_url: str | None = None,
         linger_s: float = 0.0,
         settle_s: float = 5.0,
+        hold_receiver: bool = False,
     ) -> None:
+        """``hold_receiver``: once the run is over (couriers idle or the linger's cap), keep the notification
+        receiver — the customers' phones — up until SIGINT/SIGTERM (see :meth:`_hold`)."""
         self.scenario = scenario
+        self.hold_receiver = hold_receiver
         self.linger_s = linger_s
         self.settle_s = settle_s
         self._notifications_received = 0
@@ -346,6 +357,7 @@ class Runner:
         prog: asyncio.Task[None] | None = None
         # Past the end, in-flight requests get their full timeout(s) before the run gives up on them.
         grace = cfg.timeout_s * cfg.max_attempts + cfg.retry_backoff_s * 2**cfg.max_attempts + 2.0
+        completed = False
         try:
             if self.notify_listen is not None:
                 runner_site = web.AppRunner(notification_app(led, self._on_notification), access_log=None)
@@ -380,6 +392,7 @@ class Runner:
                     await asyncio.gather(*pending, return_exceptions=True)
             if self.linger_s > 0:
                 await self._linger(led)
+            completed = True
         except BaseException as exc:
             led.write("run_aborted", None, error=repr(exc))
             raise
@@ -390,7 +403,8 @@ class Runner:
             if prog is not None:
                 prog.cancel()
                 await asyncio.gather(prog, return_exceptions=True)
-            if runner_site is not None:
+            holding = completed and self.hold_receiver and runner_site is not None
+            if runner_site is not None and not holding:
                 await runner_site.cleanup()
             if adapter is not None:
                 await adapter.stop()
@@ -400,6 +414,33 @@ class Runner:
                              round(self.run_s(), 3), round(self._max_lag, 4), offered)  # fmt: skip
         led.write("run_finished", None, orders=n, orders_digest=summary.orders_digest, max_lag_s=summary.max_lag_s,
                   **counts)  # fmt: skip
-        led.close()
         (self.dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+        if runner_site is not None and self.hold_receiver:
+            await self._hold(led, runner_site)
+        led.close()
         return summary
+
+    async def _hold(self, led: Ledger, site: web.AppRunner) -> None:
+        """Keep the notification receiver up until SIGINT or SIGTERM, then stop it.
+
+        The traffic is over, but the platform may still owe the customers notifications: a courier's last
+        status that waited in a retry tier after a fault, a state change processed after a broker came
+        back. A drill stops the receiver only once it has drained the platform, so what the platform sends
+        reaches the customers and a notification owed but never sent is a real loss — not one refused by a
+        receiver already gone (the demo once counted such a ``returned`` notification missing). The
+        marker :data:`HOLDING_MARKER` (this PID) tells the drill that the run itself is over."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        led.write("receiver_holding", None, received=self._notifications_received)
+        led.flush()
+        marker = self.dir / HOLDING_MARKER
+        marker.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await site.cleanup()
+            led.write("receiver_stopped", None, received=self._notifications_received)

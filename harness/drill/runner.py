@@ -13,10 +13,12 @@ Phases (each printed as it starts, timed in ``drill.json``)::
     traffic     the simulator as a subprocess (its ledger in <run>/simulator/), Locust in a thread
                 (loadtests.runner.run_locust, <run>/locust/) when asked; the chaos experiment in a
                 thread (chaos.runner.ExperimentRunner, journal <run>/chaos/journal.jsonl) from its
-                offset; a live view until the simulator has finished (duration + linger)
+                offset; a live view until the simulator has finished its run (duration + linger); it
+                keeps only its notification receiver (the customers' phones) up from then on
     stop        traffic, chaos (held faults are undone by their own threads)
     heal        FaultInjector.heal: the journal's open faults, then a sweep of the rig
-    drain       reports.drain: queues of the vhost and the services' outboxes empty (deadline)
+    drain       reports.drain: queues of the vhost and the services' outboxes empty, every notification
+                sent (deadline); then the simulator's receiver is stopped (SIGINT, exit 0)
     audit       reports.audit_run + three drill checks (completed, traffic, chaos); report.json,
                 junit.xml, summary.md, report.html in <run>
     stop        the system, the link proxies and the cluster if this run started them, by PID (in a
@@ -308,6 +310,7 @@ class DrillRunner:
                 self._stop_traffic_and_chaos(interrupted=False)
             self._do_heal()
             self._do_drain()
+            self._release_receiver()
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:
@@ -681,7 +684,7 @@ class DrillRunner:
                 "--scenario", str(self.sc.traffic_path), "--seed", str(t.seed),
                 "--duration", f"{self.m.duration:g}s", "--target", ",".join(self.intake_urls),
                 "--retailers", str(self.retailers), "--listen", f"127.0.0.1:{self.notify_port}",
-                "--amqp", couriers, "--run-dir", str(self.run_dir),
+                "--amqp", couriers, "--run-dir", str(self.run_dir), "--hold-receiver",
             ]  # fmt: skip
             if t.rate is not None:
                 argv += ["--rate", f"{t.rate:g}"]
@@ -813,13 +816,13 @@ class DrillRunner:
         try:
             if self.console.is_terminal:
                 with Live(console=self.console, refresh_per_second=2, transient=False) as live:
-                    while self.simulator.poll() is None and not self._overdue(t_start, limit):
+                    while self._traffic_running() and not self._overdue(t_start, limit):
                         live.update(_panel(self._snapshot(t_start, tail, poller)))
                         time.sleep(LIVE_EVERY_S)
                     live.update(_panel(self._snapshot(t_start, tail, poller)))
             else:
                 last = 0.0
-                while self.simulator.poll() is None and not self._overdue(t_start, limit):
+                while self._traffic_running() and not self._overdue(t_start, limit):
                     if time.monotonic() - last >= LOG_EVERY_S:
                         last = time.monotonic()
                         self._say(status_line(self._snapshot(t_start, tail, poller)))
@@ -831,7 +834,32 @@ class DrillRunner:
             sampler.stop()
             depths.stop()
         rc = self.simulator.poll()
-        self._say(f"simulator finished (exit {rc}) after {time.monotonic() - t_start:.1f} s")
+        how = f"exit {rc}" if rc is not None else "its receiver stays up until the platform drained"
+        self._say(f"simulator finished ({how}) after {time.monotonic() - t_start:.1f} s")
+
+    def _traffic_running(self) -> bool:
+        """The simulator still plays its run: alive, and not yet only holding its notification receiver."""
+        from simulator.runner import HOLDING_MARKER
+
+        assert self.simulator is not None
+        if self.simulator.poll() is not None:
+            return False
+        return not (self.run_dir / "simulator" / HOLDING_MARKER).exists()
+
+    def _release_receiver(self) -> None:
+        """Stop the simulator's notification receiver once the platform has drained (the run itself ended
+        before): SIGINT, and it exits 0 — a planned stop, not the drill cutting the traffic short."""
+        p = self.simulator
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.notes.append("the simulator's receiver did not stop on SIGINT: killed")
+            self.simulator_stopped = True
+            p.kill()
+            p.wait(timeout=10)
 
     def _overdue(self, t_start: float, limit: float) -> bool:
         if time.monotonic() - t_start <= limit:
@@ -910,6 +938,7 @@ class DrillRunner:
             f"queues of vhost {self.vhost!r} and the outboxes empty, at most {self.m.drain_deadline:g} s",
         ):
             outboxes = sorted(self.run_dir.glob("*.db"))
+            receiver_up = self.simulator is not None and self.simulator.poll() is None
             result = drain(
                 [self.cluster.management_url(n) for n in self.cluster.node_indices],
                 self.cluster.admin,
@@ -919,6 +948,7 @@ class DrillRunner:
                 deadline_s=self.m.drain_deadline,
                 only=f"^{re.escape(self.vhost)}/",
                 ignore=DRAIN_IGNORE,
+                receiver_up=receiver_up,
             )
             self.drain_doc = result.to_json()
             _write_json(self.run_dir / "drain.json", self.drain_doc)

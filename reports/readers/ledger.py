@@ -112,6 +112,8 @@ KNOWN_NOT_OPS: Final = frozenset(
         "courier_publish_failed",
         "courier_pump_error",
         "courier_stopped",
+        "receiver_holding",
+        "receiver_stopped",
         "courier_reconnecting",
         "courier_reconnected",
         "status_sent",

@@ -162,7 +162,8 @@ class Attempt:
 @dataclass(frozen=True)
 class Job:
     """One delivery's booking. ``quoted``: the ``DeliveryQuoted`` arrived (a cancel may come first).
-    ``round``: the quote round ``options`` come from; ``book_by``: the order's deadline (unix time).
+    ``round``: the quote round ``options`` come from; ``book_by``: the order's deadline (unix time);
+    ``pending``: that round's couriers still to answer quoting.
 
     ``version`` belongs to the store (its optimistic guard); the decisions carry it along unchanged.
     """
@@ -180,6 +181,8 @@ class Job:
     version: int = 0
     round: int = 1
     book_by: float = math.inf
+    #: couriers of this round quoting had not heard from when it decided (they may still quote)
+    pending: tuple[str, ...] = ()
 
     @property
     def current(self) -> Attempt | None:
@@ -294,12 +297,16 @@ def _out_of_options(job: Job, now: datetime, note: str, *, expired: bool) -> Dec
     ]
     if expired:
         transient.append("quotes expired before booking")
+    refused_for_good = {a.courier for a in job.attempts if a.refused}
+    waiting = [c for c in job.pending if c not in refused_for_good]
+    if waiting:
+        transient.append(f"not heard from {', '.join(waiting)}")
     if transient and now.timestamp() < job.book_by:
         reason = "; ".join(transient)
-        refused = tuple(sorted({a.courier for a in job.attempts if a.refused}))
-        waiting = replace(job, status=JobStatus.REQUOTING)
+        refused = tuple(sorted(refused_for_good))
+        requoting = replace(job, status=JobStatus.REQUOTING)
         return Decision(
-            waiting,
+            requoting,
             (Requote(job.round, reason, refused),),
             f"{note}; options of round {job.round} ran out ({reason}): quoting again",
         )
@@ -324,9 +331,11 @@ def on_quoted(
     timeout_s: float,
     round_: int = 1,
     book_by: float = math.inf,
+    pending: tuple[str, ...] = (),
 ) -> Decision:
     """Quoting's ranked options of round ``round_`` arrived: book the first live one (unless the order was
-    cancelled, or this round is not the one the job waits for)."""
+    cancelled, or this round is not the one the job waits for). ``pending``: couriers quoting had not heard
+    from yet (running out of options while they might still quote asks for another round)."""
     if job is None:
         fresh = Job(
             delivery_id,
@@ -337,18 +346,32 @@ def on_quoted(
             options=options,
             round=round_,
             book_by=book_by,
+            pending=pending,
         )
         return _book_next(fresh, now, timeout_s, "quoted")
     if job.status is JobStatus.REQUOTING and round_ > job.round:
         nxt = replace(
-            job, status=JobStatus.BOOKING, options=options, round=round_, book_by=min(job.book_by, book_by)
+            job,
+            status=JobStatus.BOOKING,
+            options=options,
+            round=round_,
+            book_by=min(job.book_by, book_by),
+            pending=pending,
         )
         return _book_next(nxt, now, timeout_s, f"quoted again (round {round_})")
     if job.quoted:
         return _unchanged(job, f"quoted again (round {round_}) while {job.status.value}")
     # Only a cancel creates a job before its quote: keep the options for the record, book nothing.
     return Decision(
-        replace(job, quoted=True, options=options, retailer_id=retailer_id, round=round_, book_by=book_by),
+        replace(
+            job,
+            quoted=True,
+            options=options,
+            retailer_id=retailer_id,
+            round=round_,
+            book_by=book_by,
+            pending=pending,
+        ),
         (),
         "quoted after the cancel",
     )

@@ -142,6 +142,7 @@ class Dispatch:
             timeout_s=self.settings.booking_timeout_s,
             round_=q.round,
             book_by=q.book_by.timestamp() if q.book_by is not None else math.inf,
+            pending=q.pending,
         )
         await self._apply(db, job, decision, now, message.message_id)
 

@@ -11,6 +11,7 @@ attempt's ``message_id`` is its first ask's request id; ask ``k >= 2`` went out 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     version         INTEGER NOT NULL,
     round           INTEGER NOT NULL DEFAULT 1,
     book_by         REAL,
+    pending         TEXT NOT NULL DEFAULT '[]',
     created_at      REAL NOT NULL,
     updated_at      REAL NOT NULL
 ) WITHOUT ROWID;
@@ -94,7 +96,7 @@ async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
     """The job of ``delivery_id`` with its attempts, if any."""
     cursor = await db.execute(
         "SELECT order_reference, retailer_id, status, quoted, options, courier, courier_job_id, driver, version,"
-        " round, book_by FROM jobs WHERE delivery_id = ?",
+        " round, book_by, pending FROM jobs WHERE delivery_id = ?",
         (delivery_id,),
     )
     row = await cursor.fetchone()
@@ -127,6 +129,7 @@ async def load_job(db: aiosqlite.Connection, delivery_id: str) -> Job | None:
         version=int(row[8]),
         round=int(row[9]),
         book_by=math.inf if row[10] is None else float(row[10]),
+        pending=tuple(json.loads(row[11])),
     )
 
 
@@ -135,24 +138,25 @@ async def save(db: aiosqlite.Connection, old: Job | None, new: Job, now: float) 
     driver = new.driver.model_dump_json() if new.driver is not None else None
     options = _OPTIONS.dump_json(new.options).decode()
     book_by = None if math.isinf(new.book_by) else new.book_by
+    pending = json.dumps(list(new.pending))
     if old is None:
         cursor = await db.execute(
             "INSERT OR IGNORE INTO jobs (delivery_id, order_reference, retailer_id, status, quoted, options,"
-            " courier, courier_job_id, driver, version, round, book_by, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+            " courier, courier_job_id, driver, version, round, book_by, pending, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
             (
                 new.delivery_id, new.order_reference, new.retailer_id, new.status.value, int(new.quoted),
-                options, new.courier, new.courier_job_id, driver, new.round, book_by, now, now,
+                options, new.courier, new.courier_job_id, driver, new.round, book_by, pending, now, now,
             ),
         )  # fmt: skip
     else:
         cursor = await db.execute(
             "UPDATE jobs SET retailer_id = ?, status = ?, quoted = ?, options = ?, courier = ?,"
-            " courier_job_id = ?, driver = ?, round = ?, book_by = ?, version = version + 1, updated_at = ?"
-            " WHERE delivery_id = ? AND version = ?",
+            " courier_job_id = ?, driver = ?, round = ?, book_by = ?, pending = ?, version = version + 1,"
+            " updated_at = ? WHERE delivery_id = ? AND version = ?",
             (
                 new.retailer_id, new.status.value, int(new.quoted), options, new.courier, new.courier_job_id,
-                driver, new.round, book_by, now, new.delivery_id, old.version,
+                driver, new.round, book_by, pending, now, new.delivery_id, old.version,
             ),
         )  # fmt: skip
     if cursor.rowcount != 1:

@@ -69,7 +69,7 @@ class DeliveryQuoted(Frozen):
     ``round``: 1 for the order's first quotes, ``n`` for the answer to dispatch's ``n-1``-th
     :class:`RequoteRequested`. ``book_by``: the order's own deadline (quoting derives it from the
     retailer's pickup window, capped by a default), until which a transient failure is answered with a
-    new round rather than giving up.
+    new round rather than giving up. ``pending``: see the field.
     """
 
     type: Literal["delivery.quoted"] = "delivery.quoted"
@@ -81,6 +81,9 @@ class DeliveryQuoted(Frozen):
     decided_at: AwareDatetime
     round: int = Field(default=1, ge=1)
     book_by: AwareDatetime | None = None
+    #: couriers asked in this round that had not answered when it was decided but answer other orders:
+    #: they may still quote, so running out of ``options`` is not yet a refusal by every courier
+    pending: tuple[str, ...] = ()
 
 
 class RequoteRequested(Frozen):

@@ -8,8 +8,13 @@ there first; the conditional update in :func:`.store.close_round` makes it happe
 Nothing is given up because the platform was slow: a round with no suitable quote yet and couriers still
 silent asks those couriers again until the order's deadline (``book_by``), and dispatch's
 :class:`~system.platform.contracts.RequoteRequested` (its options ran out for transient reasons) starts
-the next round. ``no_courier`` means every asked courier refused (declined, or quoted nothing the
-retailer's rules allow), or the deadline passed.
+the next round. A silent courier is *unreachable* — a refusal, like a decline — once it has answered
+nothing for ``courier_down_after_s`` while other couriers answered (:func:`.store.unreachable`): a courier
+that is down for hours must not hold orders back, while a broker outage, which silences every courier,
+makes none of them unreachable. ``no_courier`` means every asked courier refused (declined, quoted nothing
+the retailer's rules allow, or is unreachable), or the deadline passed; a ``quoted`` round names the
+silent reachable couriers (``pending``), so dispatch quotes again rather than end the order when its
+options run out while they might still answer.
 
 Bad input is parked with a reason, never dropped: a body that fails its schema is refused by the
 decoder, and an answer that names an unknown delivery, a courier that was not asked, or a request we
@@ -41,6 +46,7 @@ from system.platform.runtime import ServiceRuntime
 from . import store
 from .orders import CancelRequested, OrderCreated, QuotingInput, decode_order, decode_quoting_input
 from .rounds import (
+    Answer,
     NoCourier,
     Quoted,
     Round,
@@ -195,7 +201,7 @@ class Quoting:
                 "order cancelled before quoting: no round", extra={"message_id": message_id, "delivery_id": d}
             )
             return
-        await self._ask(db, round_, asked)
+        await self._ask(db, round_, asked, now)
         log.info(
             "quote round started",
             extra={
@@ -209,11 +215,14 @@ class Quoting:
         if not asked:
             await self._decide(db, round_, now)  # nobody to wait for: no_courier now
 
-    async def _ask(self, db: aiosqlite.Connection, round_: Round, couriers: tuple[str, ...]) -> None:
+    async def _ask(
+        self, db: aiosqlite.Connection, round_: Round, couriers: tuple[str, ...], now: float
+    ) -> None:
         """Queue ask ``round_.attempt`` of ``round_`` to ``couriers``. A request still queued at the ask's
         deadline is worthless (the round moves on without it): the broker drops it (per-message TTL), so
         a courier that is down or never consumes does not pile up requests."""
         ttl_ms = int(self.settings.ask_wait_s(round_.attempt) * 1000)
+        await store.note_asked(db, couriers, now)
         for courier in couriers:
             await store.add_once(
                 db,
@@ -239,6 +248,7 @@ class Quoting:
             log.info("requote already handled", extra={**context, "status": round_.status.value})
             return
         refused = set(req.refused) | await store.declined(db, d)
+        refused |= await store.unreachable(db, round_.asked, self.settings.courier_down_after_s)
         asked = tuple(c for c in round_.asked if c not in refused)
         deadline = now + self.settings.quote_deadline_s
         if not await store.start_next_round(db, round_, asked, deadline):
@@ -259,7 +269,7 @@ class Quoting:
         if not asked or now >= nxt.book_by:
             await self._decide(db, nxt, now)  # nobody left to ask, or too late: no_courier now
             return
-        await self._ask(db, nxt, asked)
+        await self._ask(db, nxt, asked, now)
 
     async def _cancel(self, db: aiosqlite.Connection, order: CancelRequested, message_id: str) -> None:
         d, now = order.delivery_id, self.clock()
@@ -302,8 +312,10 @@ class Quoting:
         now = self.clock()
         context = {"message_id": message.message_id, "delivery_id": d, "courier": courier}
         if replied[0] < round_.round_no:
+            await store.note_answer(db, courier, now)
             log.info("answer to an earlier round ignored", extra={**context, "round": replied[0]})
             return
+        await store.note_answer(db, courier, now)
         late = round_.status is not RoundStatus.COLLECTING
         if not await store.record_answer(
             db, d, round_.round_no, message.message_id, a.answer, late=late, now=now
@@ -342,26 +354,35 @@ class Quoting:
                 decided += 1
         return decided
 
+    async def _silent(
+        self, db: aiosqlite.Connection, round_: Round
+    ) -> tuple[list[Answer], set[str], set[str]]:
+        """(answers in time, silent couriers, the silent ones that are unreachable)."""
+        answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
+        silent = set(round_.asked) - {a.courier for a in answers}
+        down = await store.unreachable(db, silent, self.settings.courier_down_after_s)
+        return answers, silent, down
+
     async def _ask_silent_again(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
-        """No suitable quote yet and some asked couriers silent at the deadline: ask those again (new
-        request ids, the next ask waiting twice as long, capped), until the order's deadline.
+        """No suitable quote yet and asked couriers silent at the deadline: ask the reachable ones again (new
+        request ids, the next ask waiting twice as long, capped) until the order's deadline.
 
         Silence is a transport problem, not a refusal: couriers reconnecting after a broker outage,
         requests expired in a backlog, couriers cut off by a partition. Giving up at once ended every order
         accepted during the demo's full outage without a courier; giving up after a fixed number of asks
-        ended those of a long enough fault the same way."""
+        ended those of a long enough fault the same way. Only a courier that stays silent while others
+        answer is down (unreachable), and counts as a refusal."""
         if not round_.asked or now >= round_.book_by:
             return False
-        answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
-        silent = tuple(c for c in round_.asked if c not in {a.courier for a in answers})
-        if not silent or isinstance(decide(round_, answers, store.utc(now), self.market), Quoted):
+        answers, silent, down = await self._silent(db, round_)
+        again = tuple(c for c in round_.asked if c in silent - down)
+        if not again or isinstance(decide(round_, answers, store.utc(now), self.market), Quoted):
             return False
         attempt = round_.attempt + 1
         wait = self.settings.ask_wait_s(attempt)
         if not await store.ask_again(db, round_, min(now + wait, round_.book_by)):
             return False
-        again = replace(round_, attempt=attempt)
-        await self._ask(db, again, silent)
+        await self._ask(db, replace(round_, attempt=attempt), again, now)
         log.warning(
             "couriers silent: asking them again",
             extra={
@@ -369,7 +390,8 @@ class Quoting:
                 "round": round_.round_no,
                 "attempt": attempt,
                 "wait_s": wait,
-                "silent": list(silent),
+                "silent": list(again),
+                "unreachable": sorted(down),
                 "answered": len(answers),
             },
         )
@@ -377,11 +399,18 @@ class Quoting:
 
     async def _decide(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
         """Rank what arrived in time and publish the outcome, once (False: decided or cancelled already)."""
-        answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
+        answers, silent, down = await self._silent(db, round_)
         at = store.utc(now)
         decision = decide(round_, answers, at, self.market)
-        if isinstance(decision, NoCourier) and now >= round_.book_by:
-            decision = NoCourier(f"the order's deadline passed; {decision.reason}")
+        if isinstance(decision, Quoted):
+            decision = replace(decision, pending=tuple(c for c in round_.asked if c in silent - down))
+        else:
+            if down:
+                decision = NoCourier(
+                    f"{decision.reason} ({len(down)} unreachable: {', '.join(sorted(down))})"
+                )
+            if now >= round_.book_by:
+                decision = NoCourier(f"the order's deadline passed; {decision.reason}")
         if isinstance(decision, Quoted):
             status, outcome = RoundStatus.QUOTED, ",".join(q.courier for q in decision.options)
         else:
@@ -400,6 +429,7 @@ class Quoting:
                 "asked": len(round_.asked),
                 "outcome": outcome,
                 "reason": decision.reason if isinstance(decision, NoCourier) else None,
+                "pending": list(decision.pending) if isinstance(decision, Quoted) else None,
             },
         )
         return True

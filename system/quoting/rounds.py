@@ -80,9 +80,11 @@ class Round:
 
 @dataclass(frozen=True)
 class Quoted:
-    """At least one suitable quote: ``options`` best first, the order dispatch tries them in."""
+    """At least one suitable quote: ``options`` best first, the order dispatch tries them in; ``pending``:
+    asked couriers not heard from yet that answer other orders (they may still quote)."""
 
     options: tuple[Quote, ...]
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[
             decided_at=now,
             round=round_.round_no,
             book_by=None if math.isinf(round_.book_by) else datetime.fromtimestamp(round_.book_by, UTC),
+            pending=decision.pending,
         )
         if round_.round_no > 1:
             return [quoted_message(quoted)]

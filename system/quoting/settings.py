@@ -40,6 +40,14 @@ class QuotingSettings(BaseSettings):
         gt=0,
         description="The longest one ask of a round with silent couriers waits (the doubling stops there).",
     )
+    courier_down_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A courier is unreachable when it has answered nothing for this long while other "
+        "couriers answered (measured against the freshest answer from any courier, so a broker outage that "
+        "silences everyone makes nobody unreachable). A silent unreachable courier counts as a refusal; a "
+        "silent reachable one is asked again, and keeps an order without options from ending no_courier.",
+    )
     max_asked: int = Field(
         default=6,
         ge=1,

@@ -9,6 +9,7 @@ delivery holds its current round (``round_no``); answers are kept per round.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -49,6 +50,11 @@ CREATE TABLE IF NOT EXISTS quote_answers (
     late        INTEGER NOT NULL,
     received_at REAL NOT NULL,
     PRIMARY KEY (delivery_id, round_no, courier)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS couriers (
+    courier        TEXT PRIMARY KEY,
+    first_asked_at REAL NOT NULL,
+    last_answer_at REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS early_cancels (
     delivery_id TEXT PRIMARY KEY,
@@ -235,3 +241,38 @@ async def cancelled_early(db: aiosqlite.Connection, delivery_id: str) -> bool:
 def utc(at: float) -> datetime:
     """Unix time as an aware UTC datetime."""
     return datetime.fromtimestamp(at, UTC)
+
+
+async def note_asked(db: aiosqlite.Connection, couriers: tuple[str, ...], now: float) -> None:
+    """Remember when each courier was first asked for anything (its reachability counts from there)."""
+    await db.executemany(
+        "INSERT OR IGNORE INTO couriers (courier, first_asked_at) VALUES (?, ?)", [(c, now) for c in couriers]
+    )
+
+
+async def note_answer(db: aiosqlite.Connection, courier: str, now: float) -> None:
+    """A courier answered something: it is reachable as of ``now``."""
+    await db.execute(
+        "INSERT INTO couriers (courier, first_asked_at, last_answer_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (courier) DO UPDATE SET last_answer_at = max(coalesce(last_answer_at, 0), excluded.last_answer_at)",
+        (courier, now, now),
+    )
+
+
+async def unreachable(db: aiosqlite.Connection, couriers: Iterable[str], down_after_s: float) -> set[str]:
+    """Those of ``couriers`` that answered nothing (since they were first asked) for ``down_after_s``
+    before the freshest answer of any courier. Relative to that answer, not to the clock: when a broker
+    outage silences everyone, nobody becomes unreachable."""
+    wanted = set(couriers)
+    if not wanted:
+        return set()
+    cursor = await db.execute("SELECT max(last_answer_at) FROM couriers")
+    row = await cursor.fetchone()
+    await cursor.close()
+    freshest = row[0] if row is not None else None
+    if freshest is None:
+        return set()
+    cursor = await db.execute("SELECT courier, coalesce(last_answer_at, first_asked_at) FROM couriers")
+    rows = await cursor.fetchall()
+    await cursor.close()
+    return {str(c) for c, since in rows if c in wanted and since < freshest - down_after_s}

@@ -320,3 +320,17 @@ def test_the_test_only_switch_gives_up_at_the_first_expired_quote() -> None:
     d = on_booking_answer(job, 1, Reply(False, reason="quote_expired"), T0, timeout_s=TIMEOUT,
                           give_up_on_expired=True)  # fmt: skip
     assert d.job.status is JobStatus.NO_COURIER and kinds(d) == ["NoCourier"]
+
+
+def test_options_out_while_quoting_still_waits_for_couriers_is_not_a_refusal() -> None:
+    """Quoting decided with zoomly's quote while pedalo had not answered yet (it answers other orders):
+    zoomly refusing is not every courier refusing — quote again, pedalo may quote this time. (Seen on a
+    loaded machine: the round was decided on one quote, that courier had no driver, three suitable quotes
+    arrived late, and the order ended without a courier.)"""
+    first = on_quoted(None, "dlv_1", "s1", "r01", (q("zoomly"),), T0, timeout_s=TIMEOUT, pending=("pedalo",))
+    d = reject(first.job, 1, "no_driver_available")
+    assert d.job.status is JobStatus.REQUOTING
+    assert d.effects == (Requote(1, "not heard from pedalo", ("zoomly",)),)
+    # In the next round pedalo answered (nobody pending): its refusal ends the order, refused by all.
+    again = on_quoted(d.job, "dlv_1", "s1", "r01", (q("pedalo"),), T0, timeout_s=TIMEOUT, round_=2)
+    assert kinds(reject(again.job, 2, "no_capacity")) == ["NoCourier"]

@@ -542,3 +542,66 @@ def test_the_orders_deadline_is_its_pickup_window_end_or_the_default_after_accep
     late = created(at=datetime(2026, 11, 18, 11, 40, tzinfo=UTC).timestamp()).payload
     assert isinstance(late, OrderCreated)
     assert q.book_by(late, now=5.0) == datetime(2026, 11, 18, 11, 47, 40, tzinfo=UTC).timestamp()
+
+
+async def test_a_courier_silent_while_others_answer_is_unreachable_and_counts_as_a_refusal(
+    db: aiosqlite.Connection,
+) -> None:
+    """A courier that is down for hours (in a drill: one of the marketplace's couriers nobody plays) must
+    not hold an order back: once it has answered nothing for courier_down_after_s while others answered,
+    its silence is a refusal."""
+    clock = Clock(1_000.0)
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=1800.0, courier_down_after_s=30.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
+    await run(db, q.on_order, created())  # zoomly, dashly and pedalo asked at 1000
+    await run(db, q.on_answer, answer(declined_doc("dashly")))
+    await run(db, q.on_answer, answer(declined_doc("pedalo")))
+    # zoomly stays silent: reachable until the freshest answer of anyone is 30 s past its first ask.
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 0  # asked again: still reachable
+    assert [mid for mid, _, _ in await outbox_rows(db) if mid.endswith("-2")] == ["qr-dlv_1-zoomly-2"]
+    # Another order's answers keep arriving (couriers that work); zoomly's silence now means it is down.
+    await run(db, q.on_order, created("dlv_2"))
+    clock.now = 1_040.0
+    await run(db, q.on_answer, answer(declined_doc("dashly", delivery_id="dlv_2")))
+    async with transaction(db):
+        assert await q.decide_due(db) >= 1
+    status, _, _, outcome = await round_row(db) or ()
+    assert (status, outcome) == (
+        "no_courier",
+        "no suitable quote: asked 3, 2 declined (out_of_area: 2), 1 silent (1 unreachable: zoomly)",
+    )
+
+
+async def test_a_broker_outage_that_silences_every_courier_makes_none_unreachable(
+    db: aiosqlite.Connection,
+) -> None:
+    clock = Clock(1_000.0)
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=1800.0, courier_down_after_s=30.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(declined_doc("pedalo")))  # the last answer anyone gave
+    clock.now = 1_500.0  # everyone silent for minutes: the transport, not the couriers
+    async with transaction(db):
+        assert await q.decide_due(db) == 0
+    assert (await round_row(db) or ())[0] == "collecting"
+    assert await store.unreachable(db, ASKED, 30.0) == set()
+
+
+async def test_a_quoted_round_names_the_silent_reachable_couriers_as_pending(
+    db: aiosqlite.Connection,
+) -> None:
+    clock = Clock(1_000.0)
+    q = _service(clock, deadline_s=1800.0)
+    await run(db, q.on_order, created())
+    await run(db, q.on_answer, answer(quote_doc("dashly", 700)))
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 1
+    (quoted,) = [
+        DeliveryQuoted.model_validate(b)
+        for mid, _, b in await outbox_rows(db)
+        if mid == "dlv_1:delivery.quoted"
+    ]
+    assert quoted.pending == ("zoomly", "pedalo")

@@ -88,3 +88,45 @@ async def test_a_message_still_being_published_keeps_the_couriers_busy(tmp_path:
     assert records[-1]["idle"] is False
     desk.settle(stuck)
     assert desk.idle()
+
+
+async def test_a_held_receiver_takes_notifications_after_the_run_until_sigint(tmp_path: Path) -> None:
+    """``--hold-receiver`` (drills): once the run is over the customers' phones stay on, so what the
+    platform still owes them (a last status that waited in a retry tier) reaches them; SIGINT stops it."""
+    import os
+    import signal
+    import socket
+
+    import aiohttp
+
+    from simulator.notify import NOTIFY_PATH
+    from simulator.runner import HOLDING_MARKER
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runner = Runner(
+        load_scenario("steady-quick"), 1, "http://127.0.0.1:9", tmp_path, duration_s=0.2,
+        notify_listen=("127.0.0.1", port), hold_receiver=True,
+    )  # fmt: skip
+    run = asyncio.create_task(runner.run())
+    marker = runner.dir / HOLDING_MARKER
+    for _ in range(200):  # the run (0.2 s of orders to an address that refuses them) ends by itself
+        if marker.exists() or run.done():
+            break
+        await asyncio.sleep(0.05)
+    assert marker.exists() and not run.done()
+    assert marker.read_text().strip() == str(os.getpid())
+    body = {"notification_id": "n-1", "order_reference": "s1-0000001", "state": "returned",
+            "audience": "customer", "channel": "sms", "to": "+447700900001", "delivery_id": "dlv_1"}  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}{NOTIFY_PATH}", json=body) as resp,
+    ):
+        assert resp.status == 202
+    os.kill(os.getpid(), signal.SIGINT)  # what the drill sends once it has drained the platform
+    summary = await asyncio.wait_for(run, 10)
+    assert summary.orders >= 1
+    kinds = [json.loads(line)["kind"] for line in (runner.dir / "ledger.jsonl").read_text().splitlines()]
+    tail = kinds[kinds.index("run_finished") :]
+    assert tail == ["run_finished", "receiver_holding", "notification_received", "receiver_stopped"], tail
