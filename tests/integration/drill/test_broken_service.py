@@ -62,6 +62,9 @@ def test_notifications_acking_before_commit_is_caught_and_named(
     # Named: the lost orders' ids are in the check, and the console's headline says LOST.
     assert set(terminal["samples"]["unexplained"]) <= set(orders["samples"]["lost"]) != set()
     assert "accepted orders were LOST" in out or "accepted order was LOST" in out, out[-2000:]
+    # The report's first sentence names the outcome and the loss, whose fault it was, in plain words.
+    first = report["headline"][0]
+    assert first.startswith("FAIL: the platform broke") and "LOST" in first, first
     doc = json.loads((run / "drill.json").read_text())
     assert doc["left_alive"] == []
     pids = json.loads((run / "pids.json").read_text())

@@ -1,0 +1,176 @@
+"""A verdict CI can trust, against the session's real cluster:
+
+- a chaos experiment naming a fault the rig cannot apply (a node that does not exist) ends INCONCLUSIVE
+  (exit 3) with an ``<error>`` in junit.xml — the harness's trouble, never the release's FAIL;
+- intake held 2 s on every answer (a deliberately slow release) fails the relative latency objective;
+- dispatch giving up at the first expired quote (a deliberately broken release) while it is down past the
+  quotes' validity ends FAIL (exit 1) with abandoned orders named in the report — nothing lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cluster import LocalCluster, _procs
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Intake and its relay only (system/services.toml's first two): enough for intake's answers.
+SPEC = """\
+[[service]]
+name = "intake"
+argv = ["{python}", "-m", "system.intake"]
+replicas = 1
+env = { DRILL_INTAKE_PORT = "{port:8080+replica}" }
+
+[[service]]
+name = "intake-relay"
+argv = ["{python}", "-m", "system.intake", "relay"]
+replicas = 1
+env = { DRILL_SERVICE = "intake" }
+"""
+
+CHAOS = """\
+[experiment]
+title = "{title}"
+seed = 1
+
+[[method]]
+fault = "{fault}"
+target = "{target}"
+at = 0.0
+duration = 2
+"""
+
+SCENARIO = """\
+name = "{name}"
+description = "intake only, for the verdict tests"
+duration = "{duration}"
+drain_deadline = "3s"
+
+[system]
+spec = "services.toml"
+ready_timeout = "60s"
+{broken}
+[traffic]
+scenario = "steady-fast"
+rate = 10.0
+seed = 3
+linger = "2s"
+
+[chaos]
+experiment = "chaos.toml"
+start = "{chaos_start}"
+
+[slo]
+accepted_to_booked_p99_s = false
+accepted_to_delivered_p99_s = false
+intake_p99_ms = false
+baseline_p99_ms = 1000.0
+fault_p99_ratio = 10.0
+"""
+
+
+def _drill(
+    tmp: Path, cluster: LocalCluster, vhost: str, scenario: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], Path, dict[str, Any]]:
+    runs = tmp / "runs"
+    argv = [
+        sys.executable, "-m", "harness", "run", str(scenario),
+        "--cluster-dir", str(cluster.spec.run_dir), "--vhost", vhost, "--runs-dir", str(runs),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), timeout=timeout, check=False
+    )
+    print((proc.stdout + proc.stderr)[-5000:])
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    report = json.loads((run / "report.json").read_text())
+    pids = json.loads((run / "pids.json").read_text())
+    left = [p for p in [pids.get("supervisor"), pids.get("simulator"), *pids.get("replicas", [])] if p]
+    assert not [p for p in left if _procs.alive(p)]
+    return proc, run, report
+
+
+def _intake_only(
+    tmp: Path, *, name: str, fault: str, target: str, duration: str, chaos_start: str, broken: str = ""
+) -> Path:
+    (tmp / "services.toml").write_text(SPEC)
+    (tmp / "chaos.toml").write_text(CHAOS.format(title=name, fault=fault, target=target))
+    path = tmp / f"{name}.toml"
+    path.write_text(SCENARIO.format(name=name, duration=duration, chaos_start=chaos_start, broken=broken))
+    return path
+
+
+@pytest.mark.timeout(240)
+def test_a_fault_the_rig_cannot_apply_makes_the_drill_inconclusive(
+    local_cluster: LocalCluster, vhost: str, tmp_path: Path
+) -> None:
+    scenario = _intake_only(
+        tmp_path, name="no-such-node", fault="kill_node", target="9", duration="8s", chaos_start="2s"
+    )
+    proc, run, report = _drill(tmp_path, local_cluster, vhost, scenario, timeout=200)
+    assert proc.returncode == 3, proc.stdout[-3000:]
+    assert report["verdict"] == report["outcome"] == "INCONCLUSIVE" and report["exit_code"] == 3
+    checks = {c["name"]: c for c in report["checks"]}
+    chaos = checks["drill[chaos]"]
+    assert chaos["status"] == "error" and "kill_node 9" in chaos["message"], chaos
+    first = report["headline"][0]
+    assert first.startswith("INCONCLUSIVE: the harness could not carry out its plan"), first
+    assert "the chaos experiment could not be carried out" in first
+    assert "VERDICT: INCONCLUSIVE" in proc.stdout and "harness_errors=drill[chaos]" in proc.stdout
+    suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "drill.no-such-node" and suite.get("errors") == "1"
+    case = suite.find("testcase[@name='drill[chaos]']")
+    assert case is not None and case.get("classname") == "drill.no-such-node"
+    assert case.find("error") is not None and case.find("failure") is None
+
+
+@pytest.mark.timeout(240)
+def test_an_intake_answering_2_s_late_fails_the_latency_objective(
+    local_cluster: LocalCluster, vhost: str, tmp_path: Path
+) -> None:
+    broken = '\n[[broken]]\nservice = "intake"\nenv = { DRILL_INTAKE_TEST_ANSWER_DELAY_S = "2.0" }\n'
+    scenario = _intake_only(
+        tmp_path, name="slow-intake-lite", fault="kill_replica", target="intake-relay#0", duration="16s",
+        chaos_start="10s", broken=broken,
+    )  # fmt: skip
+    proc, _, report = _drill(tmp_path, local_cluster, vhost, scenario, timeout=200)
+    checks = {c["name"]: c for c in report["checks"]}
+    base = checks["slo[baseline_p99_ms]"]
+    assert base["status"] == "failed", base
+    assert base["details"]["value"] >= 2000.0, base  # every answer waited 2 s
+    assert "the objective baseline_p99_ms was missed" in report["headline"][0]
+    assert proc.returncode == 1 and report["verdict"] == "FAIL"
+
+
+@pytest.mark.timeout(480)
+def test_dispatch_giving_up_at_the_first_expired_quote_is_caught_as_abandoned_orders(
+    local_cluster: LocalCluster, vhost: str, tmp_path: Path
+) -> None:
+    text = (ROOT / "scenarios" / "broken-dispatch.toml").read_text()
+    assert "DRILL_DISPATCH_TEST_GIVE_UP_ON_EXPIRED_QUOTE" in text
+    scenario = tmp_path / "broken-dispatch.toml"
+    scenario.write_text(text.replace('duration = "45s"', 'duration = "40s"'))
+    proc, _, report = _drill(tmp_path, local_cluster, vhost, scenario, timeout=440)
+    checks = {c["name"]: c for c in report["checks"]}
+    # The run itself worked: every phase ran, the outage was applied and undone.
+    assert checks["drill[completed]"]["status"] == "passed", checks["drill[completed]"]
+    assert checks["drill[chaos]"]["status"] == "passed", checks["drill[chaos]"]
+    # Nothing was lost — every order reached an end — but the platform abandoned orders: FAIL, exit 1.
+    assert report["totals"]["lost"] == 0, report["totals"]
+    served = checks["no_order_abandoned"]
+    assert served["status"] == "failed" and served["counts"]["abandoned"] > 0, served
+    assert report["service"]["counts"]["abandoned"] == served["counts"]["abandoned"]
+    assert "quote_expired" in served["message"], served["message"]
+    assert proc.returncode == 1 and report["verdict"] == "FAIL"
+    first = report["headline"][0]
+    assert first.startswith("FAIL: the platform broke") and "ABANDONED" in first, first
+    assert f"abandoned={served['counts']['abandoned']}" in proc.stdout
