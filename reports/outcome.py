@@ -28,10 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from reports.checks import CheckResult
+from typing import Final, Protocol
 
 EXIT_PASS: Final = 0
 EXIT_FAIL: Final = 1
@@ -39,6 +36,15 @@ EXIT_FAIL: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INCONCLUSIVE: Final = 3
 EXIT_INTERRUPTED: Final = 130
+
+
+class HasStatus(Protocol):
+    """What the verdict needs of a check (:class:`reports.checks.CheckResult` has it)."""
+
+    @property
+    def status(self) -> str:
+        """passed | failed | skipped | error."""
+        ...
 
 
 class Outcome(StrEnum):
@@ -56,7 +62,7 @@ class Outcome(StrEnum):
         ]
 
 
-def decide(checks: Iterable[CheckResult], *, strict: bool = False) -> Outcome:
+def decide(checks: Iterable[HasStatus], *, strict: bool = False) -> Outcome:
     """The outcome of a run from its checks (the table in the module docstring)."""
     statuses = [c.status for c in checks]
     if "error" in statuses:

@@ -16,12 +16,12 @@ from typing import Any
 import jinja2
 
 from reports.audit import AuditReport
-from reports.service import ENDINGS, Service
 from reports.story import headline, pct, seconds, service_sentence
 from reports.writers._atomic import write_text_atomic
 from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
 from reports.writers.fault_rows import fault_timing
 from reports.writers.markdown import FLOW_COLUMNS
+from reports.writers.service_rows import service_rows
 
 TEMPLATE = "report.html.j2"
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -134,19 +134,6 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         "slo": [] if perf is None else [(k, v) for k, v in perf.slo.to_dict().items()],
         "sources": [s.to_dict() for s in report.sources],
     }
-
-
-def service_rows(service: Service) -> list[dict[str, str]]:
-    """The endings table: the whole run, then each window (phase or fault), pre-formatted."""
-    out = []
-    for label, counts in [("the whole run", service.counts), *((w.label, c) for w, c in service.by_window)]:
-        share = Service.share(counts)
-        row = {k: f"{counts.get(k, 0):,}" for k in ENDINGS}
-        row.update(
-            label=label, accepted=f"{sum(counts.values()):,}", served="—" if share is None else pct(share)
-        )
-        out.append(row)
-    return out
 
 
 def _service(report: AuditReport) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
 from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
 from reports.writers.fault_rows import fault_timing
+from reports.writers.service_rows import service_rows
 
 FLOW_COLUMNS = (
     "attempts",
@@ -57,8 +58,6 @@ def _when(t: float | None) -> str:
 
 
 def _service_section(service: Service) -> list[str]:
-    from reports.writers.html import service_rows  # the same rows as the HTML table
-
     out = ["## How the accepted orders ended", "", service_sentence(service) or "", ""]
     out += _table(
         ["orders accepted in", "accepted", "delivered", "failed at the door", "cancelled", "refused", "abandoned",
