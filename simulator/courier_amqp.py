@@ -40,7 +40,7 @@ EVENTS_EXCHANGE = "courier.events"
 NACKS_BEFORE_RECONNECT = 3
 _LEDGER_FIELDS = ("type", "courier", "dialect", "delivery_id", "in_reply_to", "quote_id", "reason",
                   "courier_job_id", "status", "vehicle", "expires_at")  # fmt: skip
-#: The ``reason`` of ``courier_publish_failed``: the run stopped while the message was due (being
+#: The ``failure`` of ``courier_publish_failed``: the run stopped while the message was due (being
 #: published, or waiting for the pump) and the broker had not confirmed it.
 STOPPED_UNCONFIRMED = "run stopped before the broker confirmed it"
 
@@ -296,7 +296,8 @@ class CourierAmqpAdapter:
     def _failed(self, out: Outgoing, reason: str) -> None:
         """``out`` was not confirmed and never will be: the run stopped (else it is a dropped message)."""
         self.publish_failures += 1
-        self.ledger.write("courier_publish_failed", out.order_ref, **ledger_fields(out), reason=reason)
+        # ``failure``, not ``reason``: a booking rejection's own ``reason`` is one of the message's fields.
+        self.ledger.write("courier_publish_failed", out.order_ref, **ledger_fields(out), failure=reason)
         if not self._stopping:
             self._dropped(out, f"given up while the run was not stopping ({reason})")
 

@@ -99,7 +99,7 @@ confirmed it; the difference is the couriers' own lateness, e.g. a stalled pump)
     (``attempt``, ``error``, ``message_id``).
 ``courier_publish_failed``
     a message that was due was not confirmed by the broker when the run stopped (being published, or
-    waiting for a stalled pump); the fields of the record it would have had, plus ``reason``.
+    waiting for a stalled pump); the fields of the record it would have had, plus ``failure`` (why).
 ``courier_stopped``
     the couriers stopped at the end of the run: ``published``, ``publish_failed`` (counts),
     ``undue`` (messages scheduled for later, e.g. the rest of journeys cut by the end of the run: never

@@ -13,7 +13,7 @@ from pamqp.commands import Basic
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.courier_amqp import CourierAmqpAdapter
-from simulator.courier_desk import CourierDesk
+from simulator.courier_desk import CourierDesk, Outgoing
 from simulator.ledger import Ledger
 
 
@@ -164,7 +164,7 @@ async def test_stopping_mid_publish_records_the_unconfirmed_message_and_no_fault
     recs = records(buf)
     failed = [r for r in recs if r["kind"] == "courier_publish_failed"]
     assert sorted(r["order_ref"] for r in failed) == ["s1-0000001", "s1-0000002"]
-    assert all(r["reason"] == "run stopped before the broker confirmed it" for r in failed)
+    assert all(r["failure"] == "run stopped before the broker confirmed it" for r in failed)
     assert failed[0]["quote_id"] and failed[0]["expires_run_s"] == 900.0  # compression 1
     (stopped,) = [r for r in recs if r["kind"] == "courier_stopped"]
     assert stopped["undue"] == 1 and stopped["publish_failed"] == 2
@@ -276,3 +276,21 @@ async def test_the_ledger_tells_per_order_and_courier_how_each_ask_ended() -> No
     assert (b["type"], b["reason"], b["quote_id"]) == ("booking_rejected", "quote_expired", q["quote_id"])
     assert b["booked_run_s"] == 20.0 > b["quote_expires_run_s"] == 15.0, "the platform was too slow"
     assert b["in_reply_to"] == "bk-p" and b["delivery_id"] == "dlv_1"
+
+
+def test_an_unconfirmed_booking_rejection_is_recorded_with_its_own_reason_kept() -> None:
+    """A booking_rejected carries a ``reason`` of its own; recording it as unconfirmed at the stop once
+    raised TypeError (two ``reason`` fields) and crashed the simulator at the end of a freeze drill."""
+    adapter, _, buf = rig({"t": 0.0})
+    adapter._stopping = True
+    body = {"type": "booking_rejected", "courier": "pedalo", "reason": "no_driver_available",
+            "message_id": "pedalo:s1:booking_rejected:1", "quote_id": "q-1"}  # fmt: skip
+    adapter._failed(
+        Outgoing(1.0, 1, "pedalo.booking_rejected", body, "booking_answer_sent", "s1"), "run stopped"
+    )
+    (rec,) = records(buf)
+    assert (rec["kind"], rec["reason"], rec["failure"]) == (
+        "courier_publish_failed",
+        "no_driver_available",
+        "run stopped",
+    )
