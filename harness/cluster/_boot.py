@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,11 @@ from pathlib import Path
 RETRY_FIRST_S = 1.0
 #: The longest pause between two boots of one node.
 RETRY_MAX_S = 8.0
+#: A booting node still waiting for its peers' tables this long after every peer serves is stalled.
+STALL_S = 15.0
+#: What a node logs when it starts waiting for its peers' Mnesia tables during boot, and when it got them.
+WAITING_FOR_TABLES = "Waiting for Mnesia tables"
+GOT_TABLES = "Successfully synced tables"
 #: A reason longer than this is cut (a line of a log, not an Erlang term dump).
 REASON_MAX = 220
 
@@ -110,6 +116,25 @@ def _first_error_detail(lines: list[str]) -> str | None:
             after = next((x.strip() for x in lines[i + 1 :] if x.strip()), "")
             return f"{text} {after}" if text.endswith(":") and after else text
     return None
+
+
+def waiting_for_tables_since(text: str) -> float | None:
+    """When (seconds since the epoch) the node began the table wait it is still in, from its log's
+    own timestamps; None when it is not waiting (no wait, or the last one was answered).
+
+    >>> waiting_for_tables_since(
+    ...     "2026-12-07 01:53:55.980635+00:00 [info] <0.223.0> Waiting for Mnesia tables for 30000 ms, 9 retries left"
+    ... )
+    1796608435.980635
+    """
+    wait_at = text.rfind(WAITING_FOR_TABLES)
+    if wait_at < 0 or text.rfind(GOT_TABLES) > wait_at:
+        return None
+    line = text[text.rfind("\n", 0, wait_at) + 1 : wait_at]
+    try:
+        return _dt.datetime.fromisoformat(" ".join(line.split()[:2])).timestamp()
+    except ValueError:
+        return None
 
 
 def read_since(path: Path, offset: int) -> str:

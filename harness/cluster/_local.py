@@ -101,6 +101,7 @@ class LocalCluster(Cluster):
         self._boot_marks: dict[int, tuple[int, int]] = {}
         #: Every death of a VM during boot this handle saw and retried, oldest first.
         self.boot_retries: list[BootRetry] = []
+        self._stalls: dict[int, str] = {}  # node -> why the rig killed its stalled boot
 
     # ------------------------------------------------------------------ attach / state
     @classmethod
@@ -430,11 +431,25 @@ cluster_formation.discovery_retry_interval = 100
         served: set[int] = set()
         want = {self._node_state(i).name for i in self.node_indices}
         running: set[str] = set()
+        serving_since: dict[int, float] = {}  # every node, since when it answers AMQP without a break
         while True:
             now = time.monotonic()
+            for n in self.state.nodes:
+                if amqp_handshake(n.host, n.amqp_port, timeout=0.3):
+                    serving_since.setdefault(n.index, now)
+                else:
+                    serving_since.pop(n.index, None)
             waiting: list[int] = []  # nodes in ``indices`` not serving yet
             for i in indices:
                 ns = self._node_state(i)
+                if i not in respawn_at and i not in served and self._stalled(i, serving_since, now):
+                    # Killed here so the death below starts it again, with the stall as the reason.
+                    _procs.send(ns.beam_pid, signal.SIGKILL)
+                    _procs.wait_gone([p for p in (ns.beam_pid,) if p], timeout=10)
+                    self._stalls[i] = (
+                        f"stalled in boot, waiting for its peers' tables while they served for "
+                        f"{_boot.STALL_S:.0f} s (a partition during its boot: Mnesia never asks again)"
+                    )
                 if i in respawn_at:
                     waiting.append(i)
                     if now >= respawn_at[i]:
@@ -445,7 +460,7 @@ cluster_formation.discovery_retry_interval = 100
                     continue
                 if not _procs.alive(ns.beam_pid) and i not in served:
                     waiting.append(i)
-                    reason = self.boot_crash(i)
+                    reason = self._stalls.pop(i, None) or self.boot_crash(i)
                     wait = pause[i]
                     if now + wait > deadline:
                         raise BootCrashLoop(
@@ -491,6 +506,21 @@ cluster_formation.discovery_retry_interval = 100
                     )
                 )
             time.sleep(0.1 if waiting else 0.3)
+
+    def _stalled(self, index: int, serving_since: dict[int, float], now: float) -> bool:
+        """A booting node has waited :data:`_boot.STALL_S` for its peers' Mnesia tables while every peer
+        served AMQP all that time: it will not get them. Seen after a partition during its boot: its
+        connection attempts were dropped, and Mnesia does not try again when the link is back (a new
+        connection does not wake it either); the wait would last 10 x 30 s, then fail the boot."""
+        peers = [n.index for n in self.state.nodes if n.index != index]
+        if not peers or any(now - serving_since.get(p, now) < _boot.STALL_S for p in peers):
+            return False
+        ns = self._node_state(index)
+        if not _procs.alive(ns.beam_pid) or _procs.stopped(ns.beam_pid) or index in serving_since:
+            return False
+        log_at = self._boot_marks.get(index, (0, 0))[0]
+        since = _boot.waiting_for_tables_since(_boot.read_since(self._node_log(index), log_at))
+        return since is not None and time.time() - since >= _boot.STALL_S
 
     def _failure(self, index: int, why: str) -> str:
         n = self.spec.node(index)

@@ -90,6 +90,39 @@ def test_a_node_booting_while_its_peers_stop_converges_once_they_are_back(
     )
 
 
+def test_a_node_restarted_during_a_partition_converges_once_it_heals(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    from chaos.faults import Partition
+    from chaos.injector import FaultInjector
+    from chaos.journal import Journal
+
+    lc = local_cluster
+    crashes_before = len(lc.boot_retries)
+    lc.kill(3)
+    inj = FaultInjector(lc, Journal(tmp_path / "journal.jsonl"))
+    active = inj.inject(Partition("isolate:3"))
+    try:
+        th, errors = in_thread(lambda: lc.restart(3))
+        # Node 3 boots cut off from its peers: it cannot get their tables, so it cannot serve.
+        wait_for(lambda: lc.node_state(3) == "starting", 30, "node 3 to be booting")
+        log_file = lc.spec.node(3).dir / "log" / f"{lc.state.node(3).name}.log"
+        wait_for(lambda: "Waiting for Mnesia tables" in _boot.read_since(log_file, lc._boot_marks[3][0]), 60,
+                 "node 3 to wait for its peers' tables")  # fmt: skip
+        assert lc.node_state(3) == "starting" and th.is_alive()
+    finally:
+        inj.undo(active)  # the partition ends
+    t0 = time.monotonic()
+    th.join(timeout=240)
+    assert not th.is_alive() and errors == [], errors
+    assert_whole(lc)
+    retries = lc.boot_retries[crashes_before:]
+    print(
+        f"\n[boot-partition] whole {time.monotonic() - t0:.1f} s after the partition ended; "
+        f"boots retried: {[(r.node, r.attempt, r.reason) for r in retries] or 'none'}"
+    )
+
+
 def test_a_boot_crash_is_retried_and_the_brokers_reason_logged(
     local_cluster: LocalCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -109,3 +109,11 @@ def test_only_what_this_boot_wrote_is_read(tmp_path: Path) -> None:
 
 def test_the_module_example_holds() -> None:
     assert doctest.testmod(_boot).failed == 0
+
+
+def test_a_table_wait_that_was_answered_is_not_a_wait() -> None:
+    wait = "2026-12-07 01:53:55.980635+00:00 [info] <0.223.0> Waiting for Mnesia tables for 30000 ms, 9 retries left"
+    got = "2026-12-07 01:53:55.990000+00:00 [info] <0.223.0> Successfully synced tables from a peer"
+    assert _boot.waiting_for_tables_since(f"{wait}\n{got}\n") is None
+    assert _boot.waiting_for_tables_since(f"{wait}\n{got}\n{wait}\n") == 1796608435.980635
+    assert _boot.waiting_for_tables_since("Starting broker...\n") is None
