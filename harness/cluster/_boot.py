@@ -57,6 +57,7 @@ class BootRetry:
     reason: str
     pause_s: float  # how long the rig waited before the next boot
     at: float  # time.time() when the death was seen
+    stalled: bool = False  # killed by the rig: stuck waiting for its peers' tables (not a crash)
 
 
 def _clean(text: str) -> list[str]:

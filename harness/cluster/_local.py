@@ -95,6 +95,7 @@ class LocalCluster(Cluster):
     def __init__(self, spec: ClusterSpec | None = None) -> None:
         self.spec = spec or ClusterSpec()
         self._state: ClusterState | None = _state.load(self.spec.run_dir)
+        self._state_stamp = self._file_stamp()  # the state file as this handle last read or wrote it
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
         # Where each node's current boot starts in its log and stdout files (bytes): a death during
         # boot is explained by that boot's lines only, not by an older crash.
@@ -128,6 +129,23 @@ class LocalCluster(Cluster):
         """Read the state file again: another process (the CLI, a heal) may have restarted nodes, and
         their new PIDs are only there."""
         self._state = _state.load(self.spec.run_dir)
+        self._state_stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = _state.state_path(self.spec.run_dir).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def _reload_if_changed(self) -> None:
+        """Another process wrote the state file since this handle did (a `drill chaos heal` restarted
+        nodes): its PIDs are the true ones. Starting a node from stale PIDs would run a second VM
+        under a name already taken, and lose track of the first."""
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._state_stamp:
+            log.info("the state file in %s changed under this handle: reading it again", self.spec.run_dir)
+            self.reload()
 
     @property
     def state(self) -> ClusterState:
@@ -137,6 +155,7 @@ class LocalCluster(Cluster):
 
     def _save(self) -> None:
         _state.save(self.spec.run_dir, self.state)
+        self._state_stamp = self._file_stamp()
 
     def _node_state(self, node: int) -> NodeState:
         try:
@@ -432,6 +451,8 @@ cluster_formation.discovery_retry_interval = 100
         want = {self._node_state(i).name for i in self.node_indices}
         running: set[str] = set()
         serving_since: dict[int, float] = {}  # every node, since when it answers AMQP without a break
+        crashed: dict[int, str] = {}  # node -> the broker's reason of its last boot crash in this wait
+        crashes = dict.fromkeys(indices, 0)
         while True:
             now = time.monotonic()
             for n in self.state.nodes:
@@ -460,19 +481,23 @@ cluster_formation.discovery_retry_interval = 100
                     continue
                 if not _procs.alive(ns.beam_pid) and i not in served:
                     waiting.append(i)
-                    reason = self._stalls.pop(i, None) or self.boot_crash(i)
+                    stall = self._stalls.pop(i, None)
+                    reason = stall or self.boot_crash(i)
+                    if stall is None:
+                        crashes[i] += 1
+                        crashed[i] = reason
                     wait = pause[i]
                     if now + wait > deadline:
-                        raise BootCrashLoop(
-                            self._failure(
-                                i,
-                                f"its Erlang VM exited during start-up (boot {boot[i]}; no time left to "
-                                f"retry within {timeout:.0f} s): {reason}",
-                            ),
-                            i,
-                            reason,
+                        why = (
+                            f"its Erlang VM exited during start-up (boot {boot[i]}; no time left to "
+                            f"retry within {timeout:.0f} s): {reason}"
                         )
-                    self.boot_retries.append(BootRetry(i, boot[i], reason, wait, time.time()))
+                        if crashes[i] >= 2:  # it died at every boot: broken, not wedged
+                            raise BootCrashLoop(self._failure(i, why), i, reason)
+                        raise NodeStartTimeout(self._failure(i, why))
+                    self.boot_retries.append(
+                        BootRetry(i, boot[i], reason, wait, time.time(), stalled=stall is not None)
+                    )
                     log.warning(
                         "node %d: its Erlang VM exited during start-up (boot %d): %s; starting it again in %.0f s",
                         i,
@@ -497,6 +522,21 @@ cluster_formation.discovery_retry_interval = 100
                 if want <= running:
                     return
             if time.monotonic() > deadline:
+                looping = [i for i in waiting if crashes[i] >= 2]
+                if looping:
+                    # The time ran out while it booted once more: it died at every boot before, so it is
+                    # broken, not slow (the same verdict as a death with no time left to retry). This
+                    # boot is given up too: the rig's record says down, not a VM left half-booted.
+                    i = min(looping)
+                    _procs.kill_group(self._node_state(i).wrapper_pid)
+                    _procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
+                    raise BootCrashLoop(
+                        self._failure(
+                            i, f"its Erlang VM exited at {crashes[i]} boots in {timeout:.0f} s: {crashed[i]}"
+                        ),
+                        i,
+                        crashed[i],
+                    )
                 if waiting:
                     first = min(waiting)
                     raise NodeStartTimeout(self._failure(first, f"not serving AMQP after {timeout:.0f} s"))
@@ -819,6 +859,7 @@ cluster_formation.discovery_retry_interval = 100
         wrong after that is in ``unmended``, one line per node, with the broker's last reason when a
         boot crashed.
         """
+        self._reload_if_changed()
         wait = timeout or min(60.0, self.spec.start_timeout)
         res = MendResult()
         crashes_before = len(self.boot_retries)
@@ -844,13 +885,19 @@ cluster_formation.discovery_retry_interval = 100
             # configuration), not wedged. Restarting its healthy peers would not mend it.
             log.warning("node %d keeps dying during boot: %s", exc.node, exc.reason)
         except NodeStartTimeout as exc:
-            log.warning("cluster wedged (%s): restarting every node together", str(exc).splitlines()[0])
-            res.done.append(f"cluster wedged ({str(exc).splitlines()[0]}): restarted every node together")
-            try:
-                self.restart_all(timeout)
-                whole = True
-            except ClusterError as again:
-                log.warning("restarting every node together failed: %s", str(again).splitlines()[0])
+            crashes = _by_node([r for r in self.boot_retries[crashes_before:] if not r.stalled])
+            looping = sorted(n for n, reasons in crashes.items() if len(reasons) >= 2)
+            if looping:
+                # Timed out in yet another boot of a node that died at the ones before: broken too.
+                log.warning("node(s) %s keep dying during boot: their peers are left running", looping)
+            else:
+                log.warning("cluster wedged (%s): restarting every node together", str(exc).splitlines()[0])
+                res.done.append(f"cluster wedged ({str(exc).splitlines()[0]}): restarted every node together")
+                try:
+                    self.restart_all(timeout)
+                    whole = True
+                except ClusterError as again:
+                    log.warning("restarting every node together failed: %s", str(again).splitlines()[0])
         for node, reasons in _by_node(self.boot_retries[crashes_before:]).items():
             res.done.append(f"node {node}: {len(reasons)} boot crash(es) retried (last: {reasons[-1]})")
         if not whole:
