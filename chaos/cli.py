@@ -17,7 +17,7 @@ from rich.console import Console
 from chaos.faults import FAULTS, FaultError
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
-from harness.cluster import ClusterError, ClusterSpec, ExternalCluster, LocalCluster
+from harness.cluster import ClusterError, ClusterNotRunning, ClusterSpec, ExternalCluster, LocalCluster
 from harness.cluster import _state as cluster_state
 
 app = typer.Typer(help="Fault injection against the rig: apply, heal, journal.", no_args_is_help=True)
@@ -164,18 +164,71 @@ def run_experiment(
     raise typer.Exit(130 if res.interrupted else (1 if res.deviated else 0))
 
 
+RunOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--run",
+        help="A drill run directory (.drill/runs/<UTC>-<name>) whose runner died; default: every such run.",
+    ),
+]
+
+
 @app.command("heal")
 def heal(
-    run_dir: RunDirOpt = None, journal: JournalOpt = None, allow_external: AllowExternal = False
+    run_dir: RunDirOpt = None,
+    journal: JournalOpt = None,
+    allow_external: AllowExternal = False,
+    run: RunOpt = None,
 ) -> None:
-    """Undo whatever a crashed run left: open faults in the journal, iptables rules, paused nodes, alarms."""
+    """Undo whatever a crashed run left: open faults in the journal, iptables rules, paused nodes, alarms.
+
+    With no option it also finds the drill runs whose runner died (runner PID gone, no verdict in
+    drill.json): their traffic is stopped and their own journals healed, service faults included.
+    Exit 1 when something could not be mended (named on stderr), 2 on a usage or rig error.
+    """
+    from chaos.crashed import heal_crashed_run
+    from chaos.injector import HealReport
+    from harness.crashed import RunError, find_runs_to_clean, stop_traffic
+
+    explicit = run_dir is not None or journal is not None or bool(os.environ.get("DRILL_CHAOS_JOURNAL"))
+    report = HealReport()
     try:
-        did = _injector(run_dir, journal, allow_external).heal()
-    except (FaultError, ClusterError) as exc:
+        runs = find_runs_to_clean(run, explicit=explicit)
+    except RunError as exc:
         err.print(f"error: {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
-    for line in did or ["nothing to heal"]:
-        console.print(line)
+    for r in runs:
+        console.print(r.describe(), highlight=False, soft_wrap=True)
+        # Its traffic first: nothing will audit it, and heal then works on a quiet platform.
+        traffic = stop_traffic(r)
+        for line in traffic.done:
+            report.did(line)
+        for line in traffic.failed:
+            report.failed(line)
+        try:
+            report.merge(heal_crashed_run(r))
+        except Exception as exc:  # one run's broken state must not keep the others unhealed
+            report.failed(f"{r.run_dir}: {type(exc).__name__}: {exc}")
+    if run is None:
+        try:
+            inj = _injector(run_dir, journal, allow_external)
+        except ClusterNotRunning as exc:
+            if explicit:
+                err.print(f"error: {exc}", soft_wrap=True)
+                raise typer.Exit(2) from None
+            inj = None  # no rig of its own here: the crashed runs were all there was to heal
+        except (FaultError, ClusterError) as exc:
+            err.print(f"error: {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        if inj is not None:
+            report.merge(inj.heal())
+    for line in report or ["nothing to heal"]:
+        console.print(line, highlight=False, soft_wrap=True)
+    if not report.ok:
+        err.print(f"could not mend {len(report.unmended)} thing(s):", soft_wrap=True)
+        for line in report.unmended:
+            err.print(f"  {line}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command("hunt")

@@ -17,15 +17,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chaos.faults import FAULTS, Fault, FaultError
 from chaos.faults.partition import chain_exists, heal_chain
 from chaos.journal import Journal
 from chaos.links import LinkProxies
-from harness.cluster import Cluster, LocalCluster
+from harness.cluster import Cluster, ClusterError, LocalCluster, _procs
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +113,112 @@ class FaultInjector:
             if active is not None:
                 self.undo(active)
 
-    def heal(self) -> list[str]:
-        """Undo every fault the journal shows open, then sweep the rig for leftovers. Returns what it did."""
-        did: list[str] = []
+    def heal(self, system_dirs: Sequence[Path] = ()) -> HealReport:
+        """Undo every fault the journal shows open, then sweep the rig for leftovers.
+
+        Returns a :class:`HealReport`: a list of what it did, one line each (as before), plus
+        ``unmended``, what it could not mend. A failed undo does not stop the others. ``system_dirs``:
+        supervised systems whose replicas are swept too (a replica left SIGSTOPped is resumed).
+        """
+        report = HealReport()
         for f in self.journal.open_faults():
             if f.kind not in FAULTS:
-                did.append(f"unknown fault kind {f.kind!r} in the journal ({f.fault_id}): left alone")
+                report.failed(f"unknown fault kind {f.kind!r} in the journal ({f.fault_id}): cannot undo it")
                 continue
-            self._undo(f.fault_id, f.kind, f.undo, reason="heal")
-            did.append(f"undid {f.kind} {f.target} ({f.fault_id})")
+            what = f"{f.kind} {f.target}".strip()
+            try:
+                self._undo(f.fault_id, f.kind, f.undo, reason="heal")
+            except Exception as exc:
+                report.failed(f"undo of {what} ({f.fault_id}) failed: {_first_line(exc)}")
+                continue
+            report.did(f"undid {what} ({f.fault_id})")
+        for d in system_dirs:
+            for line in resume_frozen_replicas(d):
+                report.did(line)
         if isinstance(self.cluster, LocalCluster) and self.cluster.is_running():
             lc = self.cluster
             # Belt and braces: a runner killed between two journal lines, or a journal lost.
             chain = f"DRILL{lc.spec.address_block}"
-            if chain_exists(chain):
-                block = lc.state.nodes[0].host.rsplit(".", 1)[0]
-                heal_chain(chain, f"{block}.0/24")
-                did.append(f"removed leftover iptables chain {chain}")
+            try:
+                if chain_exists(chain):
+                    block = lc.state.nodes[0].host.rsplit(".", 1)[0]
+                    heal_chain(chain, f"{block}.0/24")
+                    report.did(f"removed leftover iptables chain {chain}")
+            except FaultError as exc:
+                report.failed(f"iptables chain {chain}: {_first_line(exc)}")
             links = LinkProxies.attach(lc.spec.run_dir)
-            if links is not None and links.reset():
-                did.append("link proxies reset (all enabled, no toxics)")
-            did.extend(lc.ensure_healthy())
-        return did
+            try:
+                if links is not None and links.reset():
+                    report.did("link proxies reset (all enabled, no toxics)")
+            except Exception as exc:  # requests' errors: the proxy server answers or it does not
+                report.failed(f"link proxies at {links.state.api_url if links else '?'}: {_first_line(exc)}")
+            try:
+                mended = lc.mend()
+            except ClusterError as exc:
+                report.failed(f"the rig: {_first_line(exc)}")
+            else:
+                for line in mended.done:
+                    report.did(line)
+                for line in mended.unmended:
+                    report.failed(line)
+        return report
+
+
+class HealReport(list[str]):
+    """What :meth:`FaultInjector.heal` did, one line each — a ``list[str]``, as heal returned before —
+    and what it could not mend (``unmended``; each also in the list, prefixed ``NOT MENDED:``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: list[str] = []
+        self.unmended: list[str] = []
+
+    def did(self, line: str) -> None:
+        self.done.append(line)
+        self.append(line)
+
+    def failed(self, line: str) -> None:
+        self.unmended.append(line)
+        self.append(f"NOT MENDED: {line}")
+
+    def merge(self, other: HealReport) -> None:
+        """Add another report's lines (heal of several journals, one report)."""
+        for line in other.done:
+            self.did(line)
+        for line in other.unmended:
+            self.failed(line)
+
+    @property
+    def ok(self) -> bool:
+        """True when everything was mended."""
+        return not self.unmended
+
+
+def resume_frozen_replicas(system_dir: Path) -> list[str]:
+    """SIGCONT for every replica of the supervised system in ``system_dir`` left SIGSTOPped (a pause
+    fault whose undo never ran), and only for a process that is that system's replica (its environment
+    names the system's directory: a recycled PID is left alone)."""
+    from harness.supervisor import SystemHandle
+
+    st = SystemHandle(system_dir).state()
+    if st is None:
+        return []
+    out = []
+    for r in st.get("replicas", []):
+        pid = r.get("pid")
+        if not pid or not _procs.stopped(pid):
+            continue
+        if not _same_dir(_procs.environ(pid).get("DRILL_RUN_DIR"), system_dir):
+            continue
+        _procs.send(pid, signal.SIGCONT)
+        out.append(f"resumed {r['service']}#{r['index']} (PID {pid}), left SIGSTOPped")
+    return out
+
+
+def _same_dir(text: str | None, path: Path) -> bool:
+    return bool(text) and Path(text or "").resolve() == path.resolve()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -47,6 +47,7 @@ class ExperimentResult:
     recovery_seconds: float | None = None
     faults: list[FaultOutcome] = field(default_factory=list)
     rollbacks: list[str] = field(default_factory=list)
+    unmended: list[str] = field(default_factory=list)  # what the rollbacks' heal could not mend
     interrupted: bool = False
     status: str = "running"
 
@@ -56,6 +57,7 @@ class ExperimentResult:
             not all(p.ok for p in self.steady_before)
             or not all(p.ok for p in self.steady_after)
             or any(f.error for f in self.faults)
+            or bool(self.unmended)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -92,7 +94,9 @@ class ExperimentRunner:
         finally:
             for rb in self.exp.rollbacks:
                 if rb.action == "heal":
-                    res.rollbacks.extend(self.injector.heal() or ["heal: nothing to do"])
+                    healed = self.injector.heal()
+                    res.rollbacks.extend(healed or ["heal: nothing to do"])
+                    res.unmended.extend(healed.unmended)
             # The steady state is awaited after the method only: one that did not hold before is
             # already the verdict (Chaos Toolkit aborts there too).
             if not res.interrupted and all(p.ok for p in res.steady_before):

@@ -28,6 +28,7 @@ from chaos.toxiproxy.cli import bench_command as bench_proxy_command
 from harness.cluster import (
     Cluster,
     ClusterError,
+    ClusterNotRunning,
     ClusterSpec,
     ExternalCluster,
     LocalCluster,
@@ -208,24 +209,74 @@ def cluster_status(
 
 
 @cluster_app.command("down")
-def cluster_down(run_dir: RunDirOpt = None) -> None:
-    """Stop every process the run started (PIDs from its state file), epmd included."""
+def cluster_down(
+    run_dir: RunDirOpt = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="A drill run directory whose runner died: stop its traffic, system, proxies, cluster.",
+        ),
+    ] = None,
+) -> None:
+    """Stop every process the run started (PIDs from its state file), epmd included.
+
+    With no option it also stops what drill runs whose runner died left running — their traffic, their
+    system, their link proxies and the cluster they started (only PIDs verified to be the run's) — and
+    removes the iptables chain a partition left on the rig's addresses.
+    """
+    from harness.crashed import (
+        RunError,
+        find_runs_to_clean,
+        remove_partition_chain,
+        stop_cluster,
+        stop_links,
+        stop_system,
+        stop_traffic,
+    )
+
+    try:
+        runs = find_runs_to_clean(run, explicit=run_dir is not None)
+    except RunError as exc:
+        raise _fail(exc) from None
+    failed: list[str] = []
+    for r in runs:
+        console.print(r.describe(), highlight=False, soft_wrap=True)
+        # The order a runner stops in: traffic, services, then the proxies and the brokers they used.
+        for step in (stop_traffic(r), stop_system(r), stop_links(r), stop_cluster(r)):
+            for line in step.done:
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
+            failed.extend(step.failed)
+    if run is not None:
+        if failed:
+            raise _fail(ClusterError("; ".join(failed)))
+        return
     try:
         cluster = open_cluster(run_dir)
         t0 = time.monotonic()
-        if isinstance(cluster, LocalCluster):
+        if isinstance(cluster, ExternalCluster):
+            cluster.stop()
+            cluster_state.remove(_spec(run_dir).run_dir)
+            console.print("forgot the external cluster (it was not ours to stop)")
+        elif isinstance(cluster, LocalCluster):
             links = LinkProxies.attach(cluster.spec.run_dir)
             if links is not None:
                 links.stop()
                 console.print("stopped the link proxies")
-        cluster.stop()
-        if isinstance(cluster, ExternalCluster):
-            cluster_state.remove(_spec(run_dir).run_dir)
-            console.print("forgot the external cluster (it was not ours to stop)")
-            return
+            nodes = cluster.state.nodes
+            block, host = cluster.spec.address_block, (nodes[0].host if nodes else None)
+            cluster.stop()
+            # A partition's chain is kernel state: it outlives the nodes it cut.
+            for line in remove_partition_chain(block, host):
+                console.print(line, highlight=False)
+            console.print(f"cluster down in {time.monotonic() - t0:.1f} s; no process of the run is left")
+    except ClusterNotRunning as exc:
+        if run_dir is not None or not runs:
+            raise _fail(exc) from None
     except ClusterError as exc:
         raise _fail(exc) from None
-    console.print(f"cluster down in {time.monotonic() - t0:.1f} s; no process of the run is left")
+    if failed:
+        raise _fail(ClusterError("; ".join(failed)))
 
 
 def _node_action(action: str, node: int, run_dir: Path | None, allow_external: bool) -> None:

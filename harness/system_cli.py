@@ -167,13 +167,42 @@ def status(run_dir: RunDir = DEFAULT_RUN_DIR) -> None:
 
 
 @app.command("down")
-def down(run_dir: RunDir = DEFAULT_RUN_DIR) -> None:
-    """Graceful stop of every replica and the supervisor (replicas by PID if the supervisor is gone)."""
+def down(
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Where the system keeps its state and logs.")
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="A drill run directory whose runner died: stop its traffic and system."),
+    ] = None,
+) -> None:
+    """Graceful stop of every replica and the supervisor (replicas by PID if the supervisor is gone).
+
+    With no option it also stops what drill runs whose runner died left running: their simulator and
+    Locust (SIGINT, then SIGKILL), their supervisor and replicas (only PIDs verified to be the run's).
+    """
+    from harness.crashed import RunError, find_runs_to_clean, stop_system, stop_traffic
+
     try:
-        SystemHandle(run_dir.resolve()).stop()
-    except SupervisorError as exc:
+        runs = find_runs_to_clean(run, explicit=run_dir is not None)
+    except RunError as exc:
         raise _fail(exc) from None
-    console.print("system down")
+    failed: list[str] = []
+    for r in runs:
+        console.print(r.describe(), highlight=False, soft_wrap=True)
+        for step in (stop_traffic(r), stop_system(r)):
+            for line in step.done:
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
+            failed.extend(step.failed)
+    if run is None:
+        try:
+            SystemHandle((run_dir or DEFAULT_RUN_DIR).resolve()).stop()
+            console.print("system down")
+        except SupervisorError as exc:
+            if run_dir is not None or not runs:
+                raise _fail(exc) from None
+    if failed:
+        raise _fail(SupervisorError("; ".join(failed)))
 
 
 @app.command("scale")

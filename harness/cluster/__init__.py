@@ -5,9 +5,11 @@ the default), :class:`ExternalCluster` (URLs of a cluster someone else runs), an
 :class:`ContainerCluster` (testcontainers, when a Docker engine answers).
 """
 
+from harness.cluster._boot import BootRetry, boot_crash_reason
 from harness.cluster._containers import ContainerCluster, docker_available
 from harness.cluster._depth import amqp_queue_depths
 from harness.cluster._errors import (
+    BootCrashLoop,
     ClusterAlreadyRunning,
     ClusterError,
     ClusterNotRunning,
@@ -20,12 +22,14 @@ from harness.cluster._errors import (
     UnknownNode,
 )
 from harness.cluster._external import ExternalCluster
-from harness.cluster._local import LocalCluster, amqp_handshake
+from harness.cluster._local import LocalCluster, MendResult, amqp_handshake
 from harness.cluster._management import ManagementClient
 from harness.cluster._spec import ClusterSpec
 from harness.cluster.abc import Cluster, NodeStatus
 
 __all__ = [
+    "BootCrashLoop",
+    "BootRetry",
     "Cluster",
     "ClusterAlreadyRunning",
     "ClusterError",
@@ -36,6 +40,7 @@ __all__ = [
     "ExternalClusterRefused",
     "LocalCluster",
     "ManagementClient",
+    "MendResult",
     "NodeStartTimeout",
     "NodeStatus",
     "PortInUse",
@@ -45,5 +50,6 @@ __all__ = [
     "UnknownNode",
     "amqp_handshake",
     "amqp_queue_depths",
+    "boot_crash_reason",
     "docker_available",
 ]

@@ -9,6 +9,7 @@ Every error says what went wrong and how to fix it, in one line a user can act o
     ├── ClusterAlreadyRunning     a live cluster already owns this run directory
     ├── ClusterNotRunning         no state file, or none of its processes alive
     ├── NodeStartTimeout          a node did not become healthy in time (carries its log tail)
+    │   └── BootCrashLoop         its VM kept dying during start-up until the time was spent
     ├── UnknownNode               a node number outside 1..N
     ├── ProviderUnavailable       e.g. testcontainers without a Docker engine
     └── ExternalClusterRefused    a destructive action against a cluster we did not start
@@ -43,6 +44,16 @@ class ClusterNotRunning(ClusterError):
 
 class NodeStartTimeout(ClusterError):
     pass
+
+
+class BootCrashLoop(NodeStartTimeout):
+    """A node's VM died during start-up at every try until the time allowed was spent (its peers were
+    stable meanwhile, or the time was short): the node itself is broken (data, configuration)."""
+
+    def __init__(self, message: str, node: int, reason: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.reason = reason
 
 
 class UnknownNode(ClusterError):

@@ -22,10 +22,13 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.cluster import _procs, _state
+from harness.cluster import _boot, _procs, _state
+from harness.cluster._boot import BootRetry
 from harness.cluster._errors import (
+    BootCrashLoop,
     ClusterAlreadyRunning,
     ClusterError,
     ClusterNotRunning,
@@ -45,8 +48,6 @@ log = logging.getLogger(__name__)
 MARKER = ".drill-run-dir"
 PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]."
 ADMIN_USER = "drill-admin"
-# A node whose VM dies while booting is started again this many times before the start fails.
-BOOT_RESPAWNS = 2
 # Tries of one rabbitmqctl call made on every running node (alarms): transient CLI failures under load.
 CTL_ATTEMPTS = 3
 
@@ -94,7 +95,14 @@ class LocalCluster(Cluster):
     def __init__(self, spec: ClusterSpec | None = None) -> None:
         self.spec = spec or ClusterSpec()
         self._state: ClusterState | None = _state.load(self.spec.run_dir)
+        self._state_stamp = self._file_stamp()  # the state file as this handle last read or wrote it
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
+        # Where each node's current boot starts in its log and stdout files (bytes): a death during
+        # boot is explained by that boot's lines only, not by an older crash.
+        self._boot_marks: dict[int, tuple[int, int]] = {}
+        #: Every death of a VM during boot this handle saw and retried, oldest first.
+        self.boot_retries: list[BootRetry] = []
+        self._stalls: dict[int, str] = {}  # node -> why the rig killed its stalled boot
 
     # ------------------------------------------------------------------ attach / state
     @classmethod
@@ -117,6 +125,28 @@ class LocalCluster(Cluster):
             )
         return cluster
 
+    def reload(self) -> None:
+        """Read the state file again: another process (the CLI, a heal) may have restarted nodes, and
+        their new PIDs are only there."""
+        self._state = _state.load(self.spec.run_dir)
+        self._state_stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = _state.state_path(self.spec.run_dir).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def _reload_if_changed(self) -> None:
+        """Another process wrote the state file since this handle did (a `drill chaos heal` restarted
+        nodes): its PIDs are the true ones. Starting a node from stale PIDs would run a second VM
+        under a name already taken, and lose track of the first."""
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._state_stamp:
+            log.info("the state file in %s changed under this handle: reading it again", self.spec.run_dir)
+            self.reload()
+
     @property
     def state(self) -> ClusterState:
         if self._state is None:
@@ -125,6 +155,7 @@ class LocalCluster(Cluster):
 
     def _save(self) -> None:
         _state.save(self.spec.run_dir, self.state)
+        self._state_stamp = self._file_stamp()
 
     def _node_state(self, node: int) -> NodeState:
         try:
@@ -321,9 +352,14 @@ cluster_formation.discovery_retry_interval = 100
                 raise ClusterError(f"epmd did not start: {_tail(self.spec.run_dir / 'epmd.log')}")
             time.sleep(0.02)
 
+    def _node_log(self, index: int) -> Path:
+        n = self.spec.node(index)
+        return n.dir / "log" / f"{n.name}.log"
+
     def _spawn_node(self, index: int) -> None:
         n = self.spec.node(index)
         ns = self._node_state(index)
+        self._boot_marks[index] = (_boot.size(self._node_log(index)), _boot.size(n.dir / "stdout.log"))
         out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
         with _procs.interrupts_deferred():
@@ -372,54 +408,159 @@ cluster_formation.discovery_retry_interval = 100
         out = self.ctl(via, "cluster_status", "--formatter", "json", timeout=15)
         return list(json.loads(out).get("running_nodes", []))
 
-    def _wait_ready(self, indices: list[int], timeout: float, respawns: int = 0) -> None:
+    def _boot(self, index: int) -> None:
+        """Spawn a node for the retry loop: a VM that never appears is left to the loop, which reads why
+        from the node's files and tries again (rather than failing the whole start at once)."""
+        try:
+            self._spawn_node(index)
+        except NodeStartTimeout as exc:
+            log.warning("node %d: %s", index, str(exc).splitlines()[0])
+
+    def boot_crash(self, index: int) -> str:
+        """The broker's own reason for the death of the node's current boot, in one line (from its log
+        file and its stdout, written since that boot was spawned)."""
+        log_at, out_at = self._boot_marks.get(index, (0, 0))
+        n = self.spec.node(index)
+        for text in (
+            _boot.read_since(n.dir / "stdout.log", out_at),
+            _boot.read_since(self._node_log(index), log_at),
+        ):
+            reason = _boot.boot_crash_reason(text)
+            if reason:
+                return reason
+        return "no crash reason in its log or stdout (killed by a signal, or dead before it logged)"
+
+    def _wait_ready(self, indices: list[int], timeout: float) -> None:
         """Wait until every node in ``indices`` serves AMQP and management, then until all form one cluster.
 
-        ``respawns``: how many times a node whose VM exits during boot is started again. Nodes started
-        together after a full stop can die early (seen: node 3 exiting in ``rabbit_feature_flags`` while
-        its peers were still booting); a second boot finds its peers up and joins.
+        A node whose VM exits before it served is started again after a pause (1 s, doubling up to
+        8 s: :mod:`harness.cluster._boot`), with the broker's reason logged, until ``timeout`` is spent.
+        RabbitMQ 3.10 can die during boot while its peers change (the ``{badmap,undefined}`` feature-flag
+        sync race; nodes started together after a full stop), and boots fine once they are stable.
+        A node that served once and died later was stopped by someone else (another fault): it is not
+        started again here, and the wait ends in :class:`NodeStartTimeout` unless it comes back.
+
+        A polling loop of our own rather than tenacity: several nodes boot together, each with its own
+        retry state, watched in one loop; tenacity retries one call at a time.
         """
         deadline = time.monotonic() + timeout
-        pending = set(indices)
-        left = dict.fromkeys(indices, respawns)
-        while pending:
-            for i in sorted(pending):
+        boot = dict.fromkeys(indices, 1)
+        pause = dict.fromkeys(indices, _boot.RETRY_FIRST_S)
+        respawn_at: dict[int, float] = {}
+        served: set[int] = set()
+        want = {self._node_state(i).name for i in self.node_indices}
+        running: set[str] = set()
+        serving_since: dict[int, float] = {}  # every node, since when it answers AMQP without a break
+        crashed: dict[int, str] = {}  # node -> the broker's reason of its last boot crash in this wait
+        crashes = dict.fromkeys(indices, 0)
+        while True:
+            now = time.monotonic()
+            for n in self.state.nodes:
+                if amqp_handshake(n.host, n.amqp_port, timeout=0.3):
+                    serving_since.setdefault(n.index, now)
+                else:
+                    serving_since.pop(n.index, None)
+            waiting: list[int] = []  # nodes in ``indices`` not serving yet
+            for i in indices:
                 ns = self._node_state(i)
-                if not _procs.alive(ns.beam_pid):
-                    if left[i] <= 0:
-                        raise NodeStartTimeout(self._failure(i, "its Erlang VM exited during start-up"))
-                    left[i] -= 1
+                if i not in respawn_at and i not in served and self._stalled(i, serving_since, now):
+                    # Killed here so the death below starts it again, with the stall as the reason.
+                    _procs.send(ns.beam_pid, signal.SIGKILL)
+                    _procs.wait_gone([p for p in (ns.beam_pid,) if p], timeout=10)
+                    self._stalls[i] = (
+                        f"stalled in boot, waiting for its peers' tables while they served for "
+                        f"{_boot.STALL_S:.0f} s (a partition during its boot: Mnesia never asks again)"
+                    )
+                if i in respawn_at:
+                    waiting.append(i)
+                    if now >= respawn_at[i]:
+                        del respawn_at[i]
+                        boot[i] += 1
+                        self._wait_port_free(i)
+                        self._boot(i)
+                    continue
+                if not _procs.alive(ns.beam_pid) and i not in served:
+                    waiting.append(i)
+                    stall = self._stalls.pop(i, None)
+                    reason = stall or self.boot_crash(i)
+                    if stall is None:
+                        crashes[i] += 1
+                        crashed[i] = reason
+                    wait = pause[i]
+                    if now + wait > deadline:
+                        why = (
+                            f"its Erlang VM exited during start-up (boot {boot[i]}; no time left to "
+                            f"retry within {timeout:.0f} s): {reason}"
+                        )
+                        if crashes[i] >= 2:  # it died at every boot: broken, not wedged
+                            raise BootCrashLoop(self._failure(i, why), i, reason)
+                        raise NodeStartTimeout(self._failure(i, why))
+                    self.boot_retries.append(
+                        BootRetry(i, boot[i], reason, wait, time.time(), stalled=stall is not None)
+                    )
                     log.warning(
-                        "node %d: its Erlang VM exited during start-up; starting it again\n%s",
+                        "node %d: its Erlang VM exited during start-up (boot %d): %s; starting it again in %.0f s",
                         i,
-                        self._failure(i, "exited"),
+                        boot[i],
+                        reason,
+                        wait,
                     )
                     _procs.kill_group(ns.wrapper_pid)
-                    self._wait_port_free(i)
-                    self._spawn_node(i)
+                    respawn_at[i] = now + wait
+                    pause[i] = min(_boot.RETRY_MAX_S, wait * 2)
                     continue
                 if amqp_handshake(ns.host, ns.amqp_port) and _port_open(ns.host, ns.mgmt_port):
-                    pending.discard(i)
-            if pending and time.monotonic() > deadline:
-                first = min(pending)
-                raise NodeStartTimeout(self._failure(first, f"not serving AMQP after {timeout:.0f} s"))
-            if pending:
-                time.sleep(0.1)
-        # Every node answers: now they must be one cluster.
-        want = {self._node_state(i).name for i in self.node_indices}
-        via = indices[0]
-        while True:
-            try:
-                running = set(self.running_nodes(via))
-            except ClusterError:
-                running = set()
-            if want <= running:
-                return
+                    served.add(i)
+                else:
+                    waiting.append(i)
+            if not waiting:
+                # Every node answers: now they must be one cluster.
+                try:
+                    running = set(self.running_nodes(indices[0]))
+                except ClusterError:
+                    running = set()
+                if want <= running:
+                    return
             if time.monotonic() > deadline:
+                looping = [i for i in waiting if crashes[i] >= 2]
+                if looping:
+                    # The time ran out while it booted once more: it died at every boot before, so it is
+                    # broken, not slow (the same verdict as a death with no time left to retry). This
+                    # boot is given up too: the rig's record says down, not a VM left half-booted.
+                    i = min(looping)
+                    _procs.kill_group(self._node_state(i).wrapper_pid)
+                    _procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
+                    raise BootCrashLoop(
+                        self._failure(
+                            i, f"its Erlang VM exited at {crashes[i]} boots in {timeout:.0f} s: {crashed[i]}"
+                        ),
+                        i,
+                        crashed[i],
+                    )
+                if waiting:
+                    first = min(waiting)
+                    raise NodeStartTimeout(self._failure(first, f"not serving AMQP after {timeout:.0f} s"))
                 raise NodeStartTimeout(
-                    self._failure(via, f"cluster incomplete after {timeout:.0f} s: running {sorted(running)}")
+                    self._failure(
+                        indices[0], f"cluster incomplete after {timeout:.0f} s: running {sorted(running)}"
+                    )
                 )
-            time.sleep(0.3)
+            time.sleep(0.1 if waiting else 0.3)
+
+    def _stalled(self, index: int, serving_since: dict[int, float], now: float) -> bool:
+        """A booting node has waited :data:`_boot.STALL_S` for its peers' Mnesia tables while every peer
+        served AMQP all that time: it will not get them. Seen after a partition during its boot: its
+        connection attempts were dropped, and Mnesia does not try again when the link is back (a new
+        connection does not wake it either); the wait would last 10 x 30 s, then fail the boot."""
+        peers = [n.index for n in self.state.nodes if n.index != index]
+        if not peers or any(now - serving_since.get(p, now) < _boot.STALL_S for p in peers):
+            return False
+        ns = self._node_state(index)
+        if not _procs.alive(ns.beam_pid) or _procs.stopped(ns.beam_pid) or index in serving_since:
+            return False
+        log_at = self._boot_marks.get(index, (0, 0))[0]
+        since = _boot.waiting_for_tables_since(_boot.read_since(self._node_log(index), log_at))
+        return since is not None and time.time() - since >= _boot.STALL_S
 
     def _failure(self, index: int, why: str) -> str:
         n = self.spec.node(index)
@@ -466,8 +607,8 @@ cluster_formation.discovery_retry_interval = 100
                 self._write_node_files(n, password)
             self._spawn_epmd()
             for i in self.node_indices:
-                self._spawn_node(i)
-            self._wait_ready(self.node_indices, self.spec.start_timeout, respawns=BOOT_RESPAWNS)
+                self._boot(i)
+            self._wait_ready(self.node_indices, self.spec.start_timeout)
         except BaseException:
             log.warning("start failed or interrupted: tearing down what was started")
             self._teardown()
@@ -568,8 +709,8 @@ cluster_formation.discovery_retry_interval = 100
             if _procs.alive(self._node_state(i).beam_pid):
                 raise ClusterError(f"node {i} is already running")
         for i in nodes:
-            self._spawn_node(i)
-        self._wait_ready(nodes, timeout or self.spec.start_timeout, respawns=BOOT_RESPAWNS)
+            self._boot(i)
+        self._wait_ready(nodes, timeout or self.spec.start_timeout)
 
     def _wait_port_free(self, node: int, timeout: float = 10.0) -> None:
         """Sockets of a VM that just died may linger a moment in the kernel."""
@@ -697,34 +838,147 @@ cluster_formation.discovery_retry_interval = 100
                 fut.result()
 
     def ensure_healthy(self, timeout: float | None = None) -> list[str]:
-        """Mend what tests and faults leave behind: resume, restart, clear alarms. Returns what it did."""
-        did: list[str] = []
+        """Mend what tests and faults leave behind (see :meth:`mend`); returns what it did.
+
+        Raises :class:`ClusterError` naming what could not be mended, so a caller never goes on with a
+        rig it believes whole.
+        """
+        res = self.mend(timeout)
+        if not res.ok:
+            raise ClusterError("could not mend the rig: " + "; ".join(res.unmended))
+        return res.done
+
+    def mend(self, timeout: float | None = None) -> MendResult:
+        """Bring the rig back whole: every node up and serving, one cluster, no alarm, none frozen.
+
+        Frozen VMs are resumed, dead ones started (boot crashes retried, see :meth:`_wait_ready`); a
+        rig that still does not form one cluster within ``timeout`` (default 60 s) is restarted whole
+        (a node paused by pause_minority that never resumes, nodes waiting for each other's tables).
+        A node whose VM dies at every boot for the whole wait is broken, not wedged: it
+        is reported, its peers are left running. Alarms are cleared and seen cleared. What is still
+        wrong after that is in ``unmended``, one line per node, with the broker's last reason when a
+        boot crashed.
+        """
+        self._reload_if_changed()
+        wait = timeout or min(60.0, self.spec.start_timeout)
+        res = MendResult()
+        crashes_before = len(self.boot_retries)
         down: list[int] = []
         for n in self.state.nodes:
             st = self.node_state(n.index)
             if st == "paused":
                 self.resume(n.index)
-                did.append(f"resumed node {n.index}")
+                res.done.append(f"resumed node {n.index}")
             elif st == "down":
                 down.append(n.index)
+        whole = False
         try:
             if down:
                 for i in down:
-                    ns = self._node_state(i)
-                    _procs.kill_group(ns.wrapper_pid)
-                self.start_nodes(down, timeout or 60)
-                did.append(f"restarted node(s) {down}")
-            self._wait_ready(self.node_indices, timeout or 60)
+                    _procs.kill_group(self._node_state(i).wrapper_pid)
+                self.start_nodes(down, wait)
+                res.done.append(f"restarted node(s) {down}")
+            self._wait_ready(self.node_indices, wait)
+            whole = True
+        except BootCrashLoop as exc:
+            # Its VM died at every boot for the whole wait: the node is broken (its data, its
+            # configuration), not wedged. Restarting its healthy peers would not mend it.
+            log.warning("node %d keeps dying during boot: %s", exc.node, exc.reason)
         except NodeStartTimeout as exc:
-            log.warning("cluster wedged (%s): restarting every node together", str(exc).splitlines()[0])
-            self.restart_all(timeout)
-            did.append("cluster wedged: restarted every node together")
+            crashes = _by_node([r for r in self.boot_retries[crashes_before:] if not r.stalled])
+            looping = sorted(n for n, reasons in crashes.items() if len(reasons) >= 2)
+            if looping:
+                # Timed out in yet another boot of a node that died at the ones before: broken too.
+                log.warning("node(s) %s keep dying during boot: their peers are left running", looping)
+            else:
+                log.warning("cluster wedged (%s): restarting every node together", str(exc).splitlines()[0])
+                res.done.append(f"cluster wedged ({str(exc).splitlines()[0]}): restarted every node together")
+                try:
+                    self.restart_all(timeout)
+                    whole = True
+                except ClusterError as again:
+                    log.warning("restarting every node together failed: %s", str(again).splitlines()[0])
+        for node, reasons in _by_node(self.boot_retries[crashes_before:]).items():
+            res.done.append(f"node {node}: {len(reasons)} boot crash(es) retried (last: {reasons[-1]})")
+        if not whole:
+            res.unmended.extend(self._broken_nodes())
+            return res
+        try:
+            res.done.extend(self._clear_alarms())
+        except ClusterError as exc:
+            res.unmended.append(f"alarms: clearing failed: {str(exc).splitlines()[0]}")
+        res.unmended.extend(self._lingering_alarms_and_partitions())
+        return res
+
+    def _broken_nodes(self) -> list[str]:
+        """One line per node that is not up, with its last boot crash; or why the up nodes are not one
+        cluster."""
+        out: list[str] = []
+        last = {r.node: r.reason for r in self.boot_retries}
+        for n in self.state.nodes:
+            st = self.node_state(n.index)
+            if st != "up":
+                why = f"; last boot crash: {last[n.index]}" if n.index in last else ""
+                if st == "down" and n.index not in last:
+                    why = f"; {self.boot_crash(n.index)}"
+                out.append(f"node {n.index} ({n.name}) is {st}{why}")
+        if out:
+            return out
+        want = {n.name for n in self.state.nodes}
+        for n in self.state.nodes:
+            try:
+                running = set(self.running_nodes(n.index))
+            except ClusterError as exc:
+                out.append(f"node {n.index} ({n.name}): cluster_status failed: {str(exc).splitlines()[0]}")
+                continue
+            if want - running:
+                out.append(f"node {n.index} ({n.name}) does not see {sorted(want - running)} running")
+        return out or ["the nodes did not form one cluster in time"]
+
+    def _clear_alarms(self) -> list[str]:
         alarms = [s for s in self.status() if s.mem_alarm or s.disk_free_alarm]
-        if alarms:
-            self.set_memory_alarm(False)
-            self.set_disk_alarm(False)
-            did.append("cleared alarms")
-        return did
+        if not alarms:
+            return []
+        self.set_memory_alarm(False)
+        self.set_disk_alarm(False)
+        return [f"cleared alarms on node(s) {[s.index for s in alarms]}"]
+
+    def _lingering_alarms_and_partitions(self, timeout: float = 15.0) -> list[str]:
+        """Alarms and partitions the management API still reports, after up to ``timeout`` seconds
+        (its figures lag by a collection interval)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problems = []
+            for s in self.status():
+                if s.mem_alarm or s.disk_free_alarm:
+                    kinds = [k for k, on in (("memory", s.mem_alarm), ("disk", s.disk_free_alarm)) if on]
+                    problems.append(f"node {s.index} ({s.name}): {' and '.join(kinds)} alarm still raised")
+                if s.partitions:
+                    problems.append(f"node {s.index} ({s.name}) reports a partition with {s.partitions}")
+                if s.state != "up":
+                    problems.append(f"node {s.index} ({s.name}) is {s.state}")
+            if not problems or time.monotonic() > deadline:
+                return problems
+            time.sleep(0.5)
+
+
+@dataclass
+class MendResult:
+    """What :meth:`LocalCluster.mend` did, and what it could not mend (empty when the rig is whole)."""
+
+    done: list[str] = field(default_factory=list)
+    unmended: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unmended
+
+
+def _by_node(retries: list[BootRetry]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for r in retries:
+        out.setdefault(r.node, []).append(r.reason)
+    return out
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -126,3 +126,53 @@ def wait_gone(pids: list[int], timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def start_time(pid: int | None) -> float | None:
+    """When the process started (seconds since the epoch, ±1 s: the kernel's boot time is whole
+    seconds), or None when the PID is gone.
+
+    What tells a recorded PID from a recycled one: a process that started after the record was made
+    cannot be the one recorded.
+    """
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (FileNotFoundError, ProcessLookupError, PermissionError, StopIteration):
+        return None
+    # Field 22 (starttime, in clock ticks since boot) counted after the ')' that ends the command name.
+    ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cmdline(pid: int | None) -> list[str]:
+    """The process's argv ([] when it is gone or a kernel thread)."""
+    if not pid:
+        return []
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def environ(pid: int | None) -> dict[str, str]:
+    """The environment the process started with ({} when it is gone or not readable)."""
+    if not pid:
+        return {}
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return {}
+    out: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key.decode(errors="replace")] = value.decode(errors="replace")
+    return out

@@ -1,0 +1,397 @@
+"""Drill runs whose runner died (``kill -9``, an OOM kill, a lost terminal) and what they left behind.
+
+A run directory (``.drill/runs/<UTC>-<name>/``, see ``harness/drill/runner.py``) holds ``pids.json``
+(``runner``, ``cluster``, ``links``, ``supervisor``, ``replicas``, ``simulator``, ``locust``), the chaos
+journal ``chaos/journal.jsonl``, the supervisor's ``system.json`` and ``drill.json``, whose
+``exit_code`` is written only when the run ends. A run is *crashed* when its runner is gone and
+``drill.json`` has no ``exit_code``: nobody will undo its faults nor stop its processes.
+
+``drill chaos heal``, ``drill system down`` and ``drill cluster down`` find such runs by themselves
+(:func:`find_crashed_runs`) or take one with ``--run RUN_DIR`` (:func:`load_run`), then use the
+``stop_*`` functions here. A recorded PID is signalled only when the process is verifiably the one the
+run started (:func:`verify`): its command line or environment names the run's directory (or the
+rig's, for broker processes) — a PID the kernel has since given to another process is left alone.
+
+Example::
+
+    for run in find_crashed_runs(default_runs_dir()):
+        print(run.describe())
+        for line in stop_traffic(run):
+            print(line)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cluster import _procs
+
+#: The runner's start is known from its first files to about this much (file times, process times).
+CLOCK_SLACK_S = 2.0
+#: How long the simulator and Locust get to flush their ledgers after SIGINT (the runner's own grace).
+TRAFFIC_GRACE_S = 20.0
+#: How long the supervisor gets to stop its replicas gracefully (its own grace is 15 s).
+SUPERVISOR_GRACE_S = 25.0
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class RunError(Exception):
+    """Not a run directory, or a run whose runner still runs: the message says which."""
+
+
+def default_runs_dir() -> Path:
+    """Where ``drill run`` puts its runs: ``$DRILL_ROOT/.drill/runs`` (the project by default)."""
+    return Path(os.environ.get("DRILL_ROOT", PROJECT_ROOT)) / ".drill" / "runs"
+
+
+@dataclass
+class CrashedRun:
+    """One run directory and what it says it started."""
+
+    run_dir: Path
+    pids: dict[str, Any]
+    started_at: float  # when the run wrote its first file (seconds since the epoch)
+    cluster_dir: Path | None  # the local rig the run used, when it can be told
+    cluster_started_by_run: bool
+
+    @property
+    def runner_pid(self) -> int | None:
+        pid = self.pids.get("runner")
+        return pid if isinstance(pid, int) else None
+
+    @property
+    def journal(self) -> Path:
+        return self.run_dir / "chaos" / "journal.jsonl"
+
+    def runner_alive(self) -> bool:
+        """The runner's PID is alive *and* that process started before the run's first file: a
+        process that started later got a recycled PID."""
+        pid = self.runner_pid
+        started = _procs.start_time(pid)
+        return _procs.alive(pid) and started is not None and started <= self.started_at + CLOCK_SLACK_S
+
+    def finished(self) -> bool:
+        """``drill.json`` has the runner's final ``exit_code`` (written only at the very end)."""
+        return "exit_code" in _read_json(self.run_dir / "drill.json", {})
+
+    def describe(self) -> str:
+        where = (
+            f"its cluster {self.cluster_dir} ({'started by the run' if self.cluster_started_by_run else 'reused'})"
+            if self.cluster_dir is not None
+            else "no local cluster known"
+        )
+        left = self.leftovers()
+        return (
+            f"crashed run {self.run_dir}: runner PID {self.runner_pid} is gone and drill.json has no "
+            f"verdict; {where}; left: {'; '.join(left) if left else 'nothing'}"
+        )
+
+    def leftovers(self) -> list[str]:
+        """What the run left: open faults in its journal, and recorded processes still alive that are
+        verifiably the run's (:func:`verify`). Empty: nothing to do."""
+        from chaos.journal import Journal
+
+        out = []
+        open_faults = Journal(self.journal).open_faults() if self.journal.exists() else []
+        if open_faults:
+            out.append(f"{len(open_faults)} open fault(s) in its journal")
+        state = _read_json(self.run_dir / "system.json", {})
+        extra = {  # the supervisor's and Locust's own records may name PIDs pids.json has not caught
+            "supervisor": [state.get("supervisor_pid")],
+            "replicas": [r.get("pid") for r in state.get("replicas", [])],
+            "locust": _read_json(self.run_dir / "locust" / "pids.json", []),
+        }
+        roles = {"replicas": "replica"}
+        for key in ("simulator", "locust", "supervisor", "replicas", "links", "cluster"):
+            pids = dict.fromkeys(self.pid_list(key) + list(extra.get(key, [])))
+            # Verified, not merely alive: a PID recycled long after an old crash is not a leftover.
+            alive = [p for p in pids if isinstance(p, int) and verify(p, self, roles.get(key, key)) is None]
+            if alive:
+                out.append(f"{key} PID {', '.join(map(str, alive))} alive")
+        return out
+
+    def pid_list(self, key: str) -> list[int]:
+        value = self.pids.get(key)
+        items = value if isinstance(value, list) else [value]
+        return [p for p in items if isinstance(p, int) and p > 0]
+
+
+def load_run(run_dir: Path) -> CrashedRun:
+    """The run in ``run_dir`` (crashed or not: the caller checks :meth:`CrashedRun.runner_alive` and
+    :meth:`CrashedRun.finished`). Raises :class:`RunError` when it is not a run directory."""
+    run_dir = run_dir.resolve()
+    pids = _read_json(run_dir / "pids.json", None)
+    if not isinstance(pids, dict):
+        raise RunError(f"{run_dir} is not a drill run directory (no readable pids.json)")
+    firsts = [run_dir / n for n in ("scenario.toml", "plan.txt", "pids.json")]
+    started = min((p.stat().st_mtime for p in firsts if p.exists()), default=run_dir.stat().st_mtime)
+    cluster_dir = _cluster_dir(run_dir, pids)
+    return CrashedRun(run_dir, pids, started, cluster_dir, bool(pids.get("cluster")))
+
+
+def find_crashed_runs(runs_dir: Path, *, with_leftovers: bool = False) -> list[CrashedRun]:
+    """Runs in ``runs_dir`` whose runner is gone and that have no verdict, oldest first; with
+    ``with_leftovers``, only those that still left something (see :meth:`CrashedRun.leftovers`)."""
+    if not runs_dir.is_dir():
+        return []
+    out = []
+    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        try:
+            run = load_run(d)
+        except (RunError, OSError):
+            continue
+        if not run.finished() and not run.runner_alive() and (not with_leftovers or run.leftovers()):
+            out.append(run)
+    return out
+
+
+def find_runs_to_clean(run: Path | None, *, explicit: bool) -> list[CrashedRun]:
+    """What a clean-up command works on: the run given with ``--run`` (refused while its runner
+    lives), else — when the command was not pointed elsewhere (``explicit``) — every crashed run."""
+    if run is not None:
+        found = load_run(run)
+        require_crashed(found)
+        return [found]
+    # A crashed run already cleaned stays crashed (it has no verdict): only those with leftovers count.
+    return [] if explicit else find_crashed_runs(default_runs_dir(), with_leftovers=True)
+
+
+def require_crashed(run: CrashedRun) -> None:
+    """Refuse to clean a run whose runner still runs: it heals and stops its own (Ctrl-C it)."""
+    if run.runner_alive():
+        raise RunError(
+            f"the runner of {run.run_dir} (PID {run.runner_pid}) is still running: it heals and stops what it "
+            "started itself; interrupt it (Ctrl-C, or kill -INT) instead"
+        )
+
+
+# ------------------------------------------------------------------------------------ which cluster
+_STARTED = re.compile(r"start \d+ local RabbitMQ node\(s\) in (/.+?) \(stopped at the end\)")
+_REUSED = re.compile(r"reuse the local rig running from (/.+?) \(\d+ nodes")
+
+
+def _cluster_dir(run_dir: Path, pids: dict[str, Any]) -> Path | None:
+    """The rig's run directory: recorded by the runner (``cluster_dir`` in pids.json), else the cluster
+    phase's own words in drill.json / plan.txt, else the environment of a recorded broker process."""
+    if isinstance(pids.get("cluster_dir"), str):
+        return Path(pids["cluster_dir"])
+    texts = [str(p.get("what", "")) for p in _read_json(run_dir / "drill.json", {}).get("phases", [])]
+    with contextlib.suppress(OSError):
+        texts.append((run_dir / "plan.txt").read_text())
+    for text in texts:
+        for pattern in (_STARTED, _REUSED):
+            m = pattern.search(text)
+            if m:
+                return Path(m.group(1))
+    for pid in pids.get("cluster") or []:
+        home = _procs.environ(pid).get("HOME")
+        if home and Path(home).name == "home":  # the rig gives its processes <rig dir>/home
+            return Path(home).parent
+    return None
+
+
+# ------------------------------------------------------------------------------------ whose process
+def verify(pid: int, run: CrashedRun, role: str) -> str | None:
+    """None when ``pid`` is alive and verifiably the run's ``role`` process; else why not.
+
+    Evidence per role: the simulator and the supervisor have the run directory on their command line;
+    Locust and the replicas have it as ``DRILL_RUN_DIR`` in their environment; the link proxy server
+    is ``chaos.toxiproxy`` (or ``toxiproxy-server``) started after the run began; broker processes
+    have the rig's ``<dir>/home`` as ``HOME``.
+    """
+    if not _procs.alive(pid):
+        return "gone"
+    started = _procs.start_time(pid)
+    if started is None or started < run.started_at - CLOCK_SLACK_S:
+        return "started before the run: not the run's process (a recycled PID)"
+    argv = " ".join(_procs.cmdline(pid))
+    env = _procs.environ(pid)
+    ok = False
+    if role in ("simulator", "supervisor"):
+        ok = str(run.run_dir) in argv
+    elif role in ("locust", "replica"):
+        ok = _same(env.get("DRILL_RUN_DIR"), run.run_dir)
+    elif role == "links":
+        ok = "chaos.toxiproxy" in argv or "toxiproxy-server" in argv
+    elif role == "cluster":
+        ok = run.cluster_dir is not None and _same(env.get("HOME"), run.cluster_dir / "home")
+    return (
+        None
+        if ok
+        else f"its command line and environment do not name the run (a recycled PID: {argv[:80]!r})"
+    )
+
+
+def _same(text: str | None, path: Path) -> bool:
+    return bool(text) and Path(text or "").resolve() == path.resolve()
+
+
+def stop_pids(pids: list[int], sig: signal.Signals, grace: float) -> list[int]:
+    """``sig`` to each (SIGCONT first: a frozen process cannot act on it), up to ``grace`` seconds for
+    them to exit, then SIGKILL of their process groups (each was started in its own session) and of
+    them. Returns those still alive after that (none, normally)."""
+    for pid in pids:
+        _procs.send(pid, signal.SIGCONT)
+        _procs.send(pid, sig)
+    if _procs.wait_gone(pids, timeout=grace):
+        return []
+    for pid in pids:
+        if _procs.alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(pid) == pid:  # a session leader: its helpers go with it
+                    _procs.kill_group(pid)
+            _procs.send(pid, signal.SIGKILL)
+    _procs.wait_gone(pids, timeout=5)
+    return [p for p in pids if _procs.alive(p)]
+
+
+@dataclass
+class Outcome:
+    """What a ``stop_*`` step did, and what it could not do."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _claimed(run: CrashedRun, pids: list[int], role: str, out: Outcome) -> list[int]:
+    mine = []
+    for pid in dict.fromkeys(pids):
+        why = verify(pid, run, role)
+        if why is None:
+            mine.append(pid)
+        elif why != "gone":
+            out.done.append(f"left PID {pid} alone ({role} of the run? {why})")
+    return mine
+
+
+# ------------------------------------------------------------------------------------ stopping
+def stop_traffic(run: CrashedRun) -> Outcome:
+    """The simulator and Locust (master and workers): SIGINT, so they flush their ledgers, then SIGKILL."""
+    out = Outcome()
+    locust = run.pid_list("locust") + [
+        p for p in _read_json(run.run_dir / "locust" / "pids.json", []) if isinstance(p, int)
+    ]
+    for role, pids in (("simulator", run.pid_list("simulator")), ("locust", locust)):
+        mine = _claimed(run, pids, role, out)
+        if not mine:
+            continue
+        left = stop_pids(mine, signal.SIGINT, TRAFFIC_GRACE_S)
+        stopped = [p for p in mine if p not in left]
+        if stopped:
+            out.done.append(f"stopped the run's {role} (PID {', '.join(map(str, stopped))})")
+        if left:
+            out.failed.append(f"the run's {role} survived SIGKILL: PID {left}")
+    return out
+
+
+def stop_system(run: CrashedRun) -> Outcome:
+    """The run's supervisor (SIGTERM: it stops its replicas gracefully), then any replica left."""
+    out = Outcome()
+    state = _read_json(run.run_dir / "system.json", {})
+    sup = run.pid_list("supervisor") + ([state["supervisor_pid"]] if state.get("supervisor_pid") else [])
+    mine = _claimed(run, sup, "supervisor", out)
+    if mine:
+        left = stop_pids(mine, signal.SIGTERM, SUPERVISOR_GRACE_S)
+        if left:
+            out.failed.append(f"the run's supervisor survived SIGKILL: PID {left}")
+        else:
+            out.done.append(f"stopped the run's supervisor (PID {', '.join(map(str, mine))})")
+    state = _read_json(run.run_dir / "system.json", state)  # the supervisor's last write
+    replicas = run.pid_list("replicas") + [r["pid"] for r in state.get("replicas", []) if r.get("pid")]
+    mine = _claimed(run, replicas, "replica", out)
+    if mine:
+        left = stop_pids(mine, signal.SIGTERM, 15.0)
+        if left:
+            out.failed.append(f"replicas of the run survived SIGKILL: PID {left}")
+        out.done.append(f"stopped {len(mine) - len(left)} replica(s) of the run the supervisor left")
+    if not any(_procs.alive(p) for p in sup + replicas):
+        (run.run_dir / "system.json").unlink(missing_ok=True)
+    return out
+
+
+def stop_links(run: CrashedRun) -> Outcome:
+    """The link proxy server the run started (pids.json ``links``), its proxies and its state file."""
+    from chaos.links import LinkProxies
+
+    out = Outcome()
+    pids = _claimed(run, run.pid_list("links"), "links", out)
+    links = LinkProxies.attach(run.cluster_dir) if run.cluster_dir is not None else None
+    if links is not None and links.state.pid is not None and links.state.pid in pids:
+        links.stop()  # deletes the proxies, stops the server by its recorded PID, removes links.json
+        out.done.append(f"stopped the run's link proxies (PID {links.state.pid})")
+        pids.remove(links.state.pid)
+    if pids:
+        left = stop_pids(pids, signal.SIGTERM, 10.0)
+        if left:
+            out.failed.append(f"the run's link proxy server survived SIGKILL: PID {left}")
+        else:
+            out.done.append(f"stopped the run's link proxy server (PID {', '.join(map(str, pids))})")
+    return out
+
+
+def stop_cluster(run: CrashedRun) -> Outcome:
+    """The cluster the run started (the rig's own teardown, from its state file), and the iptables
+    chain a partition may have left on its addresses. A cluster the run only reused is left running."""
+    from harness.cluster import ClusterError, ClusterSpec, LocalCluster
+    from harness.cluster import _state as cluster_state
+
+    out = Outcome()
+    if not run.cluster_started_by_run:
+        if run.cluster_dir is not None:
+            out.done.append(
+                f"its cluster {run.cluster_dir} was not started by the run: left running "
+                f"(`./drill cluster down --run-dir {run.cluster_dir}` stops it)"
+            )
+        return out
+    recorded = run.pid_list("cluster")
+    st = cluster_state.load(run.cluster_dir) if run.cluster_dir is not None else None
+    if st is not None and run.cluster_dir is not None and set(st.owned_pids()) & set(recorded):
+        lc = LocalCluster.attach(ClusterSpec(run_dir=run.cluster_dir))
+        block = lc.spec.address_block
+        try:
+            lc.stop()
+            out.done.append(f"stopped the run's cluster in {run.cluster_dir}")
+        except ClusterError as exc:
+            out.failed.append(f"the run's cluster in {run.cluster_dir}: {exc}")
+        out.done.extend(remove_partition_chain(block, st.nodes[0].host if st.nodes else None))
+        return out
+    # No state file to go by (deleted, or the rig recorded elsewhere): the recorded PIDs themselves.
+    mine = _claimed(run, recorded, "cluster", out)
+    if mine:
+        left = stop_pids(mine, signal.SIGTERM, 30.0)
+        if left:
+            out.failed.append(f"broker processes of the run survived SIGKILL: PID {left}")
+        else:
+            out.done.append(f"stopped the run's broker processes (PID {', '.join(map(str, mine))})")
+    return out
+
+
+def remove_partition_chain(address_block: int, node_host: str | None) -> list[str]:
+    """Delete the rig's iptables chain ``DRILL<block>`` and its hook, when a partition left them."""
+    from chaos.faults import FaultError
+    from chaos.faults.partition import chain_exists, heal_chain
+
+    chain = f"DRILL{address_block}"
+    subnet = f"{node_host.rsplit('.', 1)[0]}.0/24" if node_host else f"127.0.{address_block}.0/24"
+    try:
+        if not chain_exists(chain):
+            return []
+        heal_chain(chain, subnet)
+    except FaultError as exc:  # iptables missing: then no partition can have been cut either
+        return [f"iptables chain {chain}: {exc}"]
+    return [f"removed the iptables chain {chain} a partition left"]
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
