@@ -277,6 +277,8 @@ class DrillRunner:
         self.locust_error: str | None = None
         self.chaos: ChaosThread | None = None
         self.heal_log: list[str] = []
+        #: what the heal could not mend (the rig is not whole: the run proves nothing)
+        self.unmended: list[str] = []
         self._stopped: list[str] = []
         self.drain_doc: dict[str, Any] | None = None
         self.notes: list[str] = []
@@ -430,6 +432,9 @@ class DrillRunner:
                 self.cluster = ext
             else:
                 spec = ClusterSpec(run_dir=(self.cluster_dir or DEFAULT_CLUSTER_DIR).resolve(), nodes=m.nodes)
+                # Where the rig lives, so `drill cluster down` after a SIGKILLed runner finds it.
+                self.pids["cluster_dir"] = str(spec.run_dir)
+                self._save_pids()
                 if not starts:
                     self.cluster = LocalCluster.attach(spec)
                 else:
@@ -924,8 +929,9 @@ class DrillRunner:
         with self._phase(
             "heal", "undo the journal's open faults, sweep the rig (alarms, paused nodes, links)"
         ):
-            did = self.injector.heal()
+            did = self.injector.heal(system_dirs=[self.run_dir])
             self.heal_log.extend(did)
+            self.unmended.extend(did.unmended)
             for line in did or ["nothing to heal"]:
                 self._say(line)
 
@@ -1013,6 +1019,7 @@ class DrillRunner:
         out.append(traffic_check(self.simulator, self.simulator_stopped, self.locust_result, self.locust_error,
                                  self.run_dir))  # fmt: skip
         out.append(chaos_check(self.chaos))
+        out.append(heal_check(self.injector is not None, self.heal_log, self.unmended))
         return out
 
     # ------------------------------------------------------------------ stop
@@ -1235,6 +1242,9 @@ def chaos_check(chaos: ChaosThread | None) -> CheckResult:
     if errors:
         return CheckResult(name, "error", f"{len(errors)} fault(s) failed: {'; '.join(errors[:3])}", counts,
                            {"errors": errors[:10]}, details)  # fmt: skip
+    if res.unmended:
+        return CheckResult(name, "error", f"the rollbacks could not mend: {'; '.join(res.unmended[:3])}",
+                           counts, details=details)  # fmt: skip
     if res.steady_after and not all(p.ok for p in res.steady_after):
         bad = "; ".join(p.message for p in res.steady_after if not p.ok)
         return CheckResult(
@@ -1245,6 +1255,21 @@ def chaos_check(chaos: ChaosThread | None) -> CheckResult:
     return CheckResult(
         name, "passed", f"{applied} fault(s) applied and undone{cut}{back}", counts, details=details
     )
+
+
+def heal_check(healed: bool, did: list[str], unmended: list[str]) -> CheckResult:
+    """``drill[heal]``: after the traffic the rig was made whole again (every fault undone, every node up
+    and clustered, no alarm, no frozen replica) — or the harness says exactly what it could not mend, and
+    the run proves nothing (``error``: INCONCLUSIVE)."""
+    from reports.checks import CheckResult
+
+    name = "drill[heal]"
+    if not healed:
+        return CheckResult(name, "skipped", "no rig to heal in this run")
+    if unmended:
+        return CheckResult(name, "error", "could not mend: " + "; ".join(unmended[:3]),
+                           {"unmended": len(unmended)}, details={"unmended": unmended, "did": did})  # fmt: skip
+    return CheckResult(name, "passed", f"the rig is whole ({len(did)} action(s))", details={"did": did})
 
 
 def _mark_partial(run_dir: Path, reason: str) -> None:
