@@ -17,8 +17,8 @@ from rich.console import Console
 from chaos.faults import FAULTS, FaultError
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
-from harness.cluster import ClusterError, ClusterNotRunning, ClusterSpec, ExternalCluster, LocalCluster
-from harness.cluster import _state as cluster_state
+from rig.cluster import ClusterError, ClusterNotRunning, ClusterSpec, ExternalCluster, LocalCluster
+from rig.cluster import state as cluster_state
 
 app = typer.Typer(help="Fault injection against the rig: apply, heal, journal.", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -188,7 +188,7 @@ def heal(
     """
     from chaos.crashed import heal_crashed_run
     from chaos.injector import HealReport
-    from harness.crashed import RunError, find_runs_to_clean, stop_traffic
+    from rig.crashed import RunError, find_runs_to_clean, stop_traffic
 
     explicit = run_dir is not None or journal is not None or bool(os.environ.get("DRILL_CHAOS_JOURNAL"))
     report = HealReport()

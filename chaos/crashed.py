@@ -1,6 +1,6 @@
 """Heal what a crashed drill run left applied: the open faults of its own journal, its rig, its replicas.
 
-The run is found by :mod:`harness.crashed` (runner gone, no verdict). Its journal's open faults are
+The run is found by :mod:`rig.crashed` (runner gone, no verdict). Its journal's open faults are
 undone against the cluster the run used (when that still runs); a fault whose target is gone — its
 cluster stopped, its supervisor gone — has nothing left to undo and is closed in the journal as such
 (``"detail": {"moot": ...}``), so a later heal does not report it again. Replicas left SIGSTOPped are
@@ -15,10 +15,11 @@ from chaos.faults import FAULTS
 from chaos.injector import FaultInjector, HealReport
 from chaos.journal import Journal, OpenFault
 from chaos.links import STATE as LINKS_STATE
-from harness.cluster import ClusterSpec, LocalCluster, _procs
-from harness.cluster import _state as cluster_state
-from harness.crashed import CrashedRun
-from harness.supervisor import SystemHandle
+from rig import procs
+from rig.cluster import ClusterSpec, LocalCluster
+from rig.cluster import state as cluster_state
+from rig.crashed import CrashedRun
+from rig.supervisor import SystemHandle
 
 
 def run_cluster(run: CrashedRun) -> LocalCluster | None:
@@ -26,7 +27,7 @@ def run_cluster(run: CrashedRun) -> LocalCluster | None:
     if run.cluster_dir is None:
         return None
     st = cluster_state.load(run.cluster_dir)
-    if st is None or st.provider != "local" or not any(_procs.alive(p) for p in st.owned_pids()):
+    if st is None or st.provider != "local" or not any(procs.alive(p) for p in st.owned_pids()):
         return None
     return LocalCluster.attach(ClusterSpec(run_dir=run.cluster_dir))
 
@@ -46,7 +47,7 @@ def moot(fault: OpenFault, cluster: LocalCluster | None, run: CrashedRun) -> str
         st = SystemHandle(system_dir).state()
         if st is None:
             return "the run's system is down"
-        if not _procs.alive(st.get("supervisor_pid")):
+        if not procs.alive(st.get("supervisor_pid")):
             return "the run's supervisor is gone (`./drill system down` stops what is left)"
     return None
 

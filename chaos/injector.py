@@ -4,7 +4,7 @@ Example::
 
     from chaos import FaultInjector, Journal
     from chaos.faults import Partition
-    from harness.cluster import LocalCluster
+    from rig.cluster import LocalCluster
 
     inj = FaultInjector(LocalCluster.attach(), Journal(Path("run/chaos/journal.jsonl")))
     with inj.applied(Partition("isolate:3")):
@@ -26,7 +26,8 @@ from chaos.faults import FAULTS, Fault, FaultError
 from chaos.faults.partition import chain_exists, heal_chain
 from chaos.journal import Journal
 from chaos.links import LinkProxies
-from harness.cluster import Cluster, ClusterError, LocalCluster, _procs
+from rig import procs
+from rig.cluster import Cluster, ClusterError, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def resume_frozen_replicas(system_dir: Path) -> list[str]:
     """SIGCONT for every replica of the supervised system in ``system_dir`` left SIGSTOPped (a pause
     fault whose undo never ran), and only for a process that is that system's replica (its environment
     names the system's directory: a recycled PID is left alone)."""
-    from harness.supervisor import SystemHandle
+    from rig.supervisor import SystemHandle
 
     st = SystemHandle(system_dir).state()
     if st is None:
@@ -206,11 +207,11 @@ def resume_frozen_replicas(system_dir: Path) -> list[str]:
     out = []
     for r in st.get("replicas", []):
         pid = r.get("pid")
-        if not pid or not _procs.stopped(pid):
+        if not pid or not procs.stopped(pid):
             continue
-        if not _same_dir(_procs.environ(pid).get("DRILL_RUN_DIR"), system_dir):
+        if not _same_dir(procs.environ(pid).get("DRILL_RUN_DIR"), system_dir):
             continue
-        _procs.send(pid, signal.SIGCONT)
+        procs.send(pid, signal.SIGCONT)
         out.append(f"resumed {r['service']}#{r['index']} (PID {pid}), left SIGSTOPped")
     return out
 

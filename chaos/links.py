@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cluster import LocalCluster, _procs
+from rig import procs
+from rig.cluster import LocalCluster
 
 if TYPE_CHECKING:
     from toxiproxy import Toxiproxy
@@ -131,10 +132,10 @@ class LinkProxies:
                 if proxy is not None:
                     proxy.destroy()
         if self.state.pid and self.state.kind != "external":
-            _procs.send(self.state.pid, signal.SIGTERM)
-            if not _procs.wait_gone([self.state.pid], timeout=10):
-                _procs.send(self.state.pid, signal.SIGKILL)
-                _procs.wait_gone([self.state.pid], timeout=5)
+            procs.send(self.state.pid, signal.SIGTERM)
+            if not procs.wait_gone([self.state.pid], timeout=10):
+                procs.send(self.state.pid, signal.SIGKILL)
+                procs.wait_gone([self.state.pid], timeout=5)
         (self.run_dir / STATE).unlink(missing_ok=True)
 
     def describe(self) -> dict[str, Any]:

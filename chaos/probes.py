@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from chaos.experiment import ProbeSpec
-from harness.cluster import Cluster, ManagementClient, amqp_queue_depths
+from rig.cluster import Cluster, ManagementClient, amqp_queue_depths
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cluster import _procs
-from harness.cluster.abc import Cluster
-from harness.supervisor import SystemHandle
+from rig import procs as rig_procs
+from rig.cluster.abc import Cluster
+from rig.supervisor import SystemHandle
 
 CONSUMER = "consumer"
 
@@ -116,11 +116,11 @@ class MessagingWorkload:
             raise
 
     def _start(self) -> None:
-        from system.messaging._testprocs import single_queue_topology
+        from system.messaging.workload import single_queue_topology
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _declare(self.cluster.amqp_urls, single_queue_topology(self.prefix))
-        argv = [sys.executable, "-m", "system.messaging._testprocs", "consume", "--db", str(self.run_dir / "consumer.db"),
+        argv = [sys.executable, "-m", "system.messaging.workload", "consume", "--db", str(self.run_dir / "consumer.db"),
                 "--prefix", self.prefix, "--handler-delay-ms", str(self.handler_delay_ms),
                 "--ready-file", str(self.run_dir / "ready-{replica}")]  # fmt: skip
         if self.broken:
@@ -163,7 +163,7 @@ class MessagingWorkload:
         # A prefill publishes 50 rows per outbox transaction: only its end matters, not its pace.
         per_tx = ["--per-tx", "50"] if self.prefill else []
         self._producer = subprocess.Popen(
-            [sys.executable, "-m", "system.messaging._testprocs", "produce", "--db", str(self.run_dir / "producer.db"),
+            [sys.executable, "-m", "system.messaging.workload", "produce", "--db", str(self.run_dir / "producer.db"),
              "--count", str(self.count), "--exchange", f"{self.prefix}.ex", *per_tx],
             env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -219,12 +219,12 @@ class MessagingWorkload:
     def close(self) -> None:
         """Stop every process of the run (by PID) and delete its queues."""
         if self._producer is not None and self._producer.poll() is None:
-            _procs.kill_group(self._producer.pid)
+            rig_procs.kill_group(self._producer.pid)
             self._producer.wait(timeout=10)
         if self._handle is not None and self._handle.state() is not None:
             with contextlib.suppress(Exception):
                 self._handle.stop()
-        from system.messaging._testprocs import single_queue_topology
+        from system.messaging.workload import single_queue_topology
 
         with contextlib.suppress(Exception):
             _delete(self.cluster.amqp_urls, single_queue_topology(self.prefix))

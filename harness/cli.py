@@ -25,7 +25,14 @@ from chaos.cli import app as chaos_app
 from chaos.links import LinkProxies
 from chaos.toxiproxy.cli import app as proxy_app
 from chaos.toxiproxy.cli import bench_command as bench_proxy_command
-from harness.cluster import (
+from harness.drill import cli as drill_cli
+from harness.system_cli import app as system_app
+from loadtests.cli import app as load_app
+from reports.cli import audit as reports_audit
+from reports.cli import bench as bench_audit_command
+from reports.cli import compare as reports_compare
+from reports.cli import report as reports_report
+from rig.cluster import (
     Cluster,
     ClusterError,
     ClusterNotRunning,
@@ -35,14 +42,7 @@ from harness.cluster import (
     ProviderUnavailable,
     docker_available,
 )
-from harness.cluster import _state as cluster_state
-from harness.drill import cli as drill_cli
-from harness.system_cli import app as system_app
-from loadtests.cli import app as load_app
-from reports.cli import audit as reports_audit
-from reports.cli import bench as bench_audit_command
-from reports.cli import compare as reports_compare
-from reports.cli import report as reports_report
+from rig.cluster import state as cluster_state
 from simulator.cli import bench_command as bench_simulator_command
 from simulator.cli import plan as simulator_plan
 from simulator.cli import simulate as simulator_simulate
@@ -225,7 +225,7 @@ def cluster_down(
     system, their link proxies and the cluster they started (only PIDs verified to be the run's) — and
     removes the iptables chain a partition left on the rig's addresses.
     """
-    from harness.crashed import (
+    from rig.crashed import (
         RunError,
         find_runs_to_clean,
         remove_partition_chain,

@@ -1,7 +1,7 @@
-"""``drill system ...``: the platform's services as supervised processes (see harness/supervisor.py).
+"""``drill system ...``: the platform's services as supervised processes (see rig/supervisor.py).
 
 ``drill system up`` first provisions the platform on the running local rig (``drill cluster up``;
-:func:`harness.provision.provision_platform`: the vhost, one least-privilege user per service, the
+:func:`rig.provision.provision_platform`: the vhost, one least-privilege user per service, the
 whole topology, the secrets file ``<run dir>/secrets/platform.json``) and passes
 ``DRILL_PLATFORM_SECRETS`` to every service; ``--no-provision`` skips that. ``drill system status``
 shows per service how many replicas are up and ready (``<run dir>/ready/<service>.<replica>``).
@@ -21,10 +21,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.cluster import ClusterError, ClusterSpec, LocalCluster, _procs
-from harness.cluster import _state as cluster_state
-from harness.provision import ProvisionError, provision_platform
-from harness.supervisor import SupervisorError, SystemHandle
+from rig import procs
+from rig.cluster import ClusterError, ClusterSpec, LocalCluster
+from rig.cluster import state as cluster_state
+from rig.provision import ProvisionError, provision_platform
+from rig.supervisor import SupervisorError, SystemHandle
 from system.platform.topology import VHOST
 
 ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parent.parent))
@@ -73,7 +74,7 @@ def provision_step(cluster_run_dir: Path, run_dir: Path, vhost: str) -> Provisio
         return ProvisionStep(
             {}, f"the rig in {cluster_run_dir} is {st.provider!r}, not local: not provisioning"
         )
-    if not any(_procs.alive(n.beam_pid) for n in st.nodes):
+    if not any(procs.alive(n.beam_pid) for n in st.nodes):
         return ProvisionStep({}, f"no node of the rig in {cluster_run_dir} is running: not provisioning")
     cluster = LocalCluster.attach(ClusterSpec(run_dir=cluster_run_dir))
     done = provision_platform(cluster, run_dir, vhost=vhost)
@@ -181,7 +182,7 @@ def down(
     With no option it also stops what drill runs whose runner died left running: their simulator and
     Locust (SIGINT, then SIGKILL), their supervisor and replicas (only PIDs verified to be the run's).
     """
-    from harness.crashed import RunError, find_runs_to_clean, stop_system, stop_traffic
+    from rig.crashed import RunError, find_runs_to_clean, stop_system, stop_traffic
 
     try:
         runs = find_runs_to_clean(run, explicit=run_dir is not None)

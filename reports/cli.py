@@ -74,8 +74,8 @@ def _drain(
     """Wait for queues and outboxes to empty; write RUN/drain.json (the audit's `drained` check)."""
     import json
 
-    from harness.cluster import _state as cluster_state
-    from reports.drain import drain
+    from rig.cluster import state as cluster_state
+    from rig.drain import drain
 
     urls, auth, amqp = list(management_url or []), ("guest", "guest"), list(amqp_url or [])
     if cluster_run_dir is not None:

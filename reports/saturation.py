@@ -1,7 +1,7 @@
 """Where the platform saturates, and why: resource samples read against the seconds that missed.
 
 Inputs: ``RUN/resources.jsonl`` (one line per second of traffic, written by
-``harness/drill/resources.py``; its module docstring has the format), the performance series of
+``rig/resources.py``; its module docstring has the format), the performance series of
 :mod:`reports.performance` (1-s windows of intake send time: p99, good), the objectives of
 :mod:`reports.slo`, the fault windows, and the orders the traffic offered (``order_sent`` records of the
 simulator / Locust ledgers, first attempts only: retries and deliberate duplicates are not new load).
@@ -66,7 +66,7 @@ from reports.performance import Performance, Series
 from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH
 from reports.slo import BOOKED_SHARE_KEPT, SloConfig
 
-#: Written by harness/drill/resources.py (RESOURCES_FILE there).
+#: Written by rig/resources.py (RESOURCES_FILE there).
 RESOURCES_PATH: Final = Path("resources.jsonl")
 _ORDER_SENT: Final = b'"order_sent"'
 

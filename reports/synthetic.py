@@ -201,7 +201,7 @@ def write_synthetic_run(
 def _write_resources(
     path: Path, seconds: float, windows: Sequence[tuple[float, float]], rng: random.Random
 ) -> None:
-    """One sample per second in harness/drill/resources.py's format: ~60% busy, 98% during faults."""
+    """One sample per second in rig/resources.py's format: ~60% busy, 98% during faults."""
     lines: list[str] = []
     for s in range(1, int(seconds) + 1):
         t = T0 + s

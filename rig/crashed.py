@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cluster import _procs
+from rig import procs as rig_procs
 
 #: The runner's start is known from its first files to about this much (file times, process times).
 CLOCK_SLACK_S = 2.0
@@ -75,8 +75,8 @@ class CrashedRun:
         """The runner's PID is alive *and* that process started before the run's first file: a
         process that started later got a recycled PID."""
         pid = self.runner_pid
-        started = _procs.start_time(pid)
-        return _procs.alive(pid) and started is not None and started <= self.started_at + CLOCK_SLACK_S
+        started = rig_procs.start_time(pid)
+        return rig_procs.alive(pid) and started is not None and started <= self.started_at + CLOCK_SLACK_S
 
     def finished(self) -> bool:
         """``drill.json`` has the runner's final ``exit_code`` (written only at the very end)."""
@@ -192,7 +192,7 @@ def _cluster_dir(run_dir: Path, pids: dict[str, Any]) -> Path | None:
             if m:
                 return Path(m.group(1))
     for pid in pids.get("cluster") or []:
-        home = _procs.environ(pid).get("HOME")
+        home = rig_procs.environ(pid).get("HOME")
         if home and Path(home).name == "home":  # the rig gives its processes <rig dir>/home
             return Path(home).parent
     return None
@@ -207,13 +207,13 @@ def verify(pid: int, run: CrashedRun, role: str) -> str | None:
     is ``chaos.toxiproxy`` (or ``toxiproxy-server``) started after the run began; broker processes
     have the rig's ``<dir>/home`` as ``HOME``.
     """
-    if not _procs.alive(pid):
+    if not rig_procs.alive(pid):
         return "gone"
-    started = _procs.start_time(pid)
+    started = rig_procs.start_time(pid)
     if started is None or started < run.started_at - CLOCK_SLACK_S:
         return "started before the run: not the run's process (a recycled PID)"
-    argv = " ".join(_procs.cmdline(pid))
-    env = _procs.environ(pid)
+    argv = " ".join(rig_procs.cmdline(pid))
+    env = rig_procs.environ(pid)
     ok = False
     if role in ("simulator", "supervisor"):
         ok = str(run.run_dir) in argv
@@ -239,18 +239,18 @@ def stop_pids(pids: list[int], sig: signal.Signals, grace: float) -> list[int]:
     them to exit, then SIGKILL of their process groups (each was started in its own session) and of
     them. Returns those still alive after that (none, normally)."""
     for pid in pids:
-        _procs.send(pid, signal.SIGCONT)
-        _procs.send(pid, sig)
-    if _procs.wait_gone(pids, timeout=grace):
+        rig_procs.send(pid, signal.SIGCONT)
+        rig_procs.send(pid, sig)
+    if rig_procs.wait_gone(pids, timeout=grace):
         return []
     for pid in pids:
-        if _procs.alive(pid):
+        if rig_procs.alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 if os.getpgid(pid) == pid:  # a session leader: its helpers go with it
-                    _procs.kill_group(pid)
-            _procs.send(pid, signal.SIGKILL)
-    _procs.wait_gone(pids, timeout=5)
-    return [p for p in pids if _procs.alive(p)]
+                    rig_procs.kill_group(pid)
+            rig_procs.send(pid, signal.SIGKILL)
+    rig_procs.wait_gone(pids, timeout=5)
+    return [p for p in pids if rig_procs.alive(p)]
 
 
 @dataclass
@@ -312,7 +312,7 @@ def stop_system(run: CrashedRun) -> Outcome:
         if left:
             out.failed.append(f"replicas of the run survived SIGKILL: PID {left}")
         out.done.append(f"stopped {len(mine) - len(left)} replica(s) of the run the supervisor left")
-    if not any(_procs.alive(p) for p in sup + replicas):
+    if not any(rig_procs.alive(p) for p in sup + replicas):
         (run.run_dir / "system.json").unlink(missing_ok=True)
     return out
 
@@ -340,8 +340,8 @@ def stop_links(run: CrashedRun) -> Outcome:
 def stop_cluster(run: CrashedRun) -> Outcome:
     """The cluster the run started (the rig's own teardown, from its state file), and the iptables
     chain a partition may have left on its addresses. A cluster the run only reused is left running."""
-    from harness.cluster import ClusterError, ClusterSpec, LocalCluster
-    from harness.cluster import _state as cluster_state
+    from rig.cluster import ClusterError, ClusterSpec, LocalCluster
+    from rig.cluster import state as cluster_state
 
     out = Outcome()
     if not run.cluster_started_by_run:

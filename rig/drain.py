@@ -52,7 +52,7 @@ def queue_names(
     """(vhost, name) of every queue, from the first node whose management API answers (None: none did).
 
     Only the names come from the management API: its message counts are statistics that lag (see
-    harness/cluster/_depth.py); the depths are asked of the queues themselves.
+    rig/cluster/_depth.py); the depths are asked of the queues themselves.
     """
     import httpx
 
@@ -183,7 +183,7 @@ def measure(
     ``names``: the queues to consider, when the caller already knows them (else the management API is
     asked). Queues whose ``vhost/name`` does not match ``watch``, or whose name matches ``skip``, are left out.
     """
-    from harness.cluster import amqp_queue_depths
+    from rig.cluster import amqp_queue_depths
 
     now = time.time()
     if names is None:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from harness.cluster._management import ManagementClient
-from harness.cluster.abc import Cluster
+from rig.cluster._management import ManagementClient
+from rig.cluster.abc import Cluster
 
 USER_PREFIX = "drill-"
 

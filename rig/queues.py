@@ -6,7 +6,7 @@ the only samples were the final drain's, taken after the traffic stopped, and ev
 when the run ended (a 7-s pause showed a 198-s drain). :class:`QueueDepthSampler` is a thread the
 runner starts with the traffic and stops before the final drain, which appends to the same file.
 
-Each sample is :func:`reports.drain.measure`: the depth each queue gives itself to a passive declare
+Each sample is :func:`rig.drain.measure`: the depth each queue gives itself to a passive declare
 (management statistics lag for quorum queues), and the services' pending outbox rows. The queue list
 comes from the management API once, then again every :data:`NAMES_EVERY_S`. A sample that fails (a
 node killed or paused mid-sample) is logged and skipped: nothing here may stop the drill.
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from reports.drain import QUEUES_FILE, Measurement, measure, queue_names
+from rig.drain import QUEUES_FILE, Measurement, measure, queue_names
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ NAMES_EVERY_S: Final = 15.0
 
 
 class QueueDepthSampler:
-    """Appends a :class:`reports.drain.Measurement` of ``vhost``'s queues and ``run_dir``'s outboxes
+    """Appends a :class:`rig.drain.Measurement` of ``vhost``'s queues and ``run_dir``'s outboxes
     to ``run_dir/metrics/queues.jsonl`` every ``interval_s``, in a daemon thread.
 
     Example::

@@ -286,7 +286,7 @@ class ResourceSampler(threading.Thread):
 # ----------------------------------------------------------------------------------------- the drill's roles
 def service_roles(run_dir: Path) -> dict[str, list[int]]:
     """``service.<name>`` -> its replicas' current PIDs, from the supervisor's ``system.json``."""
-    from harness.supervisor import SystemHandle
+    from rig.supervisor import SystemHandle
 
     st = SystemHandle(run_dir).state()
     out: dict[str, list[int]] = {}
@@ -308,7 +308,7 @@ def locust_pids(run_dir: Path) -> list[int]:
 
 def drill_roles(runner: DrillRunner) -> Callable[[], dict[str, list[int]]]:
     """The roles of a running drill (re-read on every call: PIDs change when chaos restarts things)."""
-    from harness.cluster import LocalCluster
+    from rig.cluster import LocalCluster
 
     def roles() -> dict[str, list[int]]:
         out: dict[str, list[int]] = {"drill": [os.getpid()]}

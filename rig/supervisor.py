@@ -51,7 +51,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness.cluster import _procs
+from rig import procs as rig_procs
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ReplicaState:
 
 
 class Supervisor:
-    """The supervisor process itself (``python -m harness.supervisor RUN_DIR SPEC``)."""
+    """The supervisor process itself (``python -m rig.supervisor RUN_DIR SPEC``)."""
 
     def __init__(self, run_dir: Path, specs: list[ServiceSpec]) -> None:
         self.run_dir = run_dir
@@ -183,9 +183,9 @@ class Supervisor:
             if r.pid is None:
                 continue
             proc = self.popens.get(r.pid)
-            code = proc.poll() if proc is not None else (None if _procs.alive(r.pid) else -1)
+            code = proc.poll() if proc is not None else (None if rig_procs.alive(r.pid) else -1)
             if code is None:
-                paused = _procs.stopped(r.pid)
+                paused = rig_procs.stopped(r.pid)
                 if (r.state == "paused") != paused:
                     r.state, changed = ("paused" if paused else "running"), True
                 continue
@@ -228,15 +228,15 @@ class Supervisor:
     def _terminate(self, replicas: list[ReplicaState], grace: float = GRACE) -> None:
         pids = [r.pid for r in replicas if r.pid]
         for pid in pids:
-            _procs.send(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
-            _procs.send(pid, signal.SIGTERM)
+            rig_procs.send(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            rig_procs.send(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(self._alive(p) for p in pids):
             time.sleep(0.05)
         for pid in pids:
             if self._alive(pid):
-                _procs.kill_group(pid)
-        _procs.wait_gone(pids, timeout=5)
+                rig_procs.kill_group(pid)
+        rig_procs.wait_gone(pids, timeout=5)
         for r in replicas:
             if r.pid:
                 self.popens.pop(r.pid, None)
@@ -244,7 +244,7 @@ class Supervisor:
 
     def _alive(self, pid: int) -> bool:
         proc = self.popens.get(pid)
-        return proc.poll() is None if proc is not None else _procs.alive(pid)
+        return proc.poll() is None if proc is not None else rig_procs.alive(pid)
 
     def write_state(self) -> None:
         state = {
@@ -297,7 +297,7 @@ class SystemHandle:
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = cls(run_dir)
         st = handle.state()
-        if st and _procs.alive(st.get("supervisor_pid")):
+        if st and rig_procs.alive(st.get("supervisor_pid")):
             raise SupervisorError(
                 f"a supervisor already runs for {run_dir} (PID {st['supervisor_pid']}); `drill system down` first"
             )
@@ -305,7 +305,7 @@ class SystemHandle:
         (run_dir / DESIRED).unlink(missing_ok=True)
         with open(run_dir / "supervisor.log", "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.supervisor", str(run_dir), str(spec_path)],
+                [sys.executable, "-m", "rig.supervisor", str(run_dir), str(spec_path)],
                 env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -358,13 +358,13 @@ class SystemHandle:
 
     def running_pid(self, service: str, index: int) -> int:
         pid = self.replica(service, index).get("pid")
-        if not pid or not _procs.alive(pid):
+        if not pid or not rig_procs.alive(pid):
             raise SupervisorError(f"{service}#{index} is not running")
         return int(pid)
 
     def signal(self, service: str, index: int, sig: signal.Signals) -> int:
         pid = self.running_pid(service, index)
-        _procs.send(pid, sig)
+        rig_procs.send(pid, sig)
         return pid
 
     def wait(
@@ -396,7 +396,7 @@ class SystemHandle:
         so any marker holding the replica's PID counts too.
         """
         pid = replica.get("pid")
-        if not pid or not _procs.alive(pid):
+        if not pid or not rig_procs.alive(pid):
             return False
         own = _read_marker(self.ready_marker(replica["service"], replica["index"]))
         if own is not None and (not own.isdigit() or int(own) == pid):
@@ -420,20 +420,20 @@ class SystemHandle:
         if st is None:
             raise SupervisorError(f"no supervised system in {self.run_dir}")
         sup: int | None = st.get("supervisor_pid")
-        if sup and _procs.alive(sup):
-            _procs.send(sup, signal.SIGTERM)
-            _procs.wait_gone([sup], timeout=timeout)
+        if sup and rig_procs.alive(sup):
+            rig_procs.send(sup, signal.SIGTERM)
+            rig_procs.wait_gone([sup], timeout=timeout)
         st = self.state() or st
-        leftovers = [r["pid"] for r in st["replicas"] if r.get("pid") and _procs.alive(r["pid"])]
+        leftovers = [r["pid"] for r in st["replicas"] if r.get("pid") and rig_procs.alive(r["pid"])]
         for pid in leftovers:
-            _procs.send(pid, signal.SIGCONT)
-            _procs.send(pid, signal.SIGTERM)
-        if not _procs.wait_gone(leftovers, timeout=GRACE):
+            rig_procs.send(pid, signal.SIGCONT)
+            rig_procs.send(pid, signal.SIGTERM)
+        if not rig_procs.wait_gone(leftovers, timeout=GRACE):
             for pid in leftovers:
-                _procs.kill_group(pid)
-            _procs.wait_gone(leftovers, timeout=5)
-        if sup and _procs.alive(sup):
-            _procs.send(sup, signal.SIGKILL)
+                rig_procs.kill_group(pid)
+            rig_procs.wait_gone(leftovers, timeout=5)
+        if sup and rig_procs.alive(sup):
+            rig_procs.send(sup, signal.SIGKILL)
         (self.run_dir / STATE).unlink(missing_ok=True)
         (self.run_dir / DESIRED).unlink(missing_ok=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from harness.cluster import Cluster, ClusterError, LocalCluster
+from rig.cluster import Cluster, ClusterError, LocalCluster
 
 
 class FaultError(Exception):

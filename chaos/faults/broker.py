@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from chaos.faults.base import Fault, FaultError, local, resolve_node
-from harness.cluster import Cluster, ClusterError, ManagementClient, _procs
+from rig import procs
+from rig.cluster import Cluster, ClusterError, ManagementClient
 
 
 class KillNode(Fault):
@@ -72,7 +73,7 @@ class PauseNode(Fault):
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         lc = local(cluster, "pause_node undo")
         # Only the very PID we froze: a node restarted since then is not ours to signal.
-        if undo.get("pid") and lc.beam_pid(undo["node"]) == undo["pid"] and _procs.stopped(undo["pid"]):
+        if undo.get("pid") and lc.beam_pid(undo["node"]) == undo["pid"] and procs.stopped(undo["pid"]):
             lc.resume(undo["node"])
             return {"resumed": undo["node"]}
         return {"not_paused": undo["node"]}

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from chaos.faults.base import Fault, FaultError, local
 from chaos.links import LinkProxies
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 
 
 def _links(cluster: Cluster | None) -> LinkProxies:

@@ -24,7 +24,7 @@ from itertools import combinations
 from typing import Any
 
 from chaos.faults.base import Fault, FaultError, local
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 
 
 def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

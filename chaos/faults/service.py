@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos.faults.base import Fault, FaultError
-from harness.cluster import Cluster, _procs
-from harness.supervisor import SupervisorError, SystemHandle
+from rig import procs
+from rig.cluster import Cluster
+from rig.supervisor import SupervisorError, SystemHandle
 
 # Crash loops in progress in this process: token -> stop event (the journal carries the token).
 _CRASH_LOOPS: dict[str, threading.Event] = {}
@@ -59,7 +60,7 @@ class _ReplicaFault(Fault):
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         sys_ = _system(undo=undo)
         # The state file may still show the dead PID as running for a moment: wait for a new one.
-        dead = undo["pid"] if not _procs.alive(undo["pid"]) else None
+        dead = undo["pid"] if not procs.alive(undo["pid"]) else None
         r = sys_.wait("running", undo["service"], undo["index"], timeout=60, not_pid=dead)
         return {"running": f"{undo['service']}#{undo['index']}", "pid": r["pid"]}
 
@@ -70,8 +71,8 @@ class KillReplica(_ReplicaFault):
     kind = "kill_replica"
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        _procs.send(undo["pid"], signal.SIGKILL)
-        if not _procs.wait_gone([undo["pid"]], timeout=10):
+        procs.send(undo["pid"], signal.SIGKILL)
+        if not procs.wait_gone([undo["pid"]], timeout=10):
             raise FaultError(f"PID {undo['pid']} survived SIGKILL for 10 s")
         return {"killed": undo["pid"]}
 
@@ -97,7 +98,7 @@ class RestartReplica(_ReplicaFault):
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         t0 = time.monotonic()
-        _procs.send(undo["pid"], signal.SIGTERM)
+        procs.send(undo["pid"], signal.SIGTERM)
         sys_ = _system(undo=undo)
         r = sys_.wait("running", undo["service"], undo["index"], timeout=60, not_pid=undo["pid"])
         out: dict[str, Any] = {"old_pid": undo["pid"], "new_pid": r["pid"]}
@@ -127,13 +128,13 @@ class PauseReplica(_ReplicaFault):
     kind = "pause_replica"
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        _procs.send(undo["pid"], signal.SIGSTOP)
+        procs.send(undo["pid"], signal.SIGSTOP)
         return {"paused": undo["pid"]}
 
     @classmethod
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
-        if _procs.stopped(undo["pid"]):  # the very PID we froze, and only if it is still frozen
-            _procs.send(undo["pid"], signal.SIGCONT)
+        if procs.stopped(undo["pid"]):  # the very PID we froze, and only if it is still frozen
+            procs.send(undo["pid"], signal.SIGCONT)
         return super().undo(cluster, undo)
 
 
@@ -155,8 +156,8 @@ class CrashLoop(_ReplicaFault):
                     pid = sys_.replica(undo["service"], undo["index"]).get("pid")
                 except SupervisorError:
                     pid = None
-                if pid and _procs.alive(pid):
-                    _procs.send(pid, signal.SIGKILL)
+                if pid and procs.alive(pid):
+                    procs.send(pid, signal.SIGKILL)
                 stop.wait(0.05)
 
         threading.Thread(target=loop, name=f"crash-loop-{undo['service']}", daemon=True).start()
@@ -175,7 +176,7 @@ class CrashLoop(_ReplicaFault):
             r = sys_.wait(
                 "running", undo["service"], undo["index"], timeout=max(1.0, deadline - time.monotonic())
             )
-            if _procs.alive(r["pid"]) and not _procs.stopped(r["pid"]):
+            if procs.alive(r["pid"]) and not procs.stopped(r["pid"]):
                 return {"running": f"{undo['service']}#{undo['index']}", "pid": r["pid"]}
             if time.monotonic() > deadline:
                 raise FaultError(f"{undo['service']}#{undo['index']} did not come back after the crash loop")
@@ -207,8 +208,8 @@ class StopService(Fault):
         sys_ = _system(undo=undo)
         if undo["mode"] == "kill":
             for pid in undo["pids"]:
-                _procs.send(pid, signal.SIGKILL)
-            _procs.wait_gone(undo["pids"], timeout=10)
+                procs.send(pid, signal.SIGKILL)
+            procs.wait_gone(undo["pids"], timeout=10)
         sys_.scale(undo["service"], 0)
         for i in range(undo["replicas"]):
             sys_.wait("stopped", undo["service"], i, timeout=60)

@@ -8,7 +8,7 @@ experiment in parallel, then drain, heal, audit and the reports, all in one run 
 - :mod:`harness.drill.plan` — the dry-run plan (phases, chaos timeline, durations); pure.
 - :mod:`harness.drill.services` — the run's own services spec (free ports, replicas, env); pure.
 - :mod:`harness.drill.live` — what the live view shows (ledger progress, queue figures, faults).
-- :mod:`harness.drill.resources` — CPU and memory per role once a second (``resources.jsonl``).
+- :mod:`rig.resources` — CPU and memory per role once a second (``resources.jsonl``).
 - :mod:`harness.drill.runner` — :class:`~harness.drill.runner.DrillRunner`, the phases themselves.
 
 Nothing heavy is imported here: ``./drill --help`` must stay fast.

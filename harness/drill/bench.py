@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from reports.slo import BOOKED_SHARE_KEPT
 
 if TYPE_CHECKING:
-    from harness.supervisor import SystemHandle
+    from rig.supervisor import SystemHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,12 +115,12 @@ def run_bench(
     vhost: str = "drill",
 ) -> tuple[float, list[Step], float]:
     """Returns (raw ceiling msgs/s, steps, best sustained orders/s)."""
-    from harness.drill.runner import free_port_base
-    from harness.provision import provision_platform
-    from harness.supervisor import SystemHandle, load_spec
     from reports.audit import audit_run, load_config
     from reports.checks import ONE_BOOKING
     from reports.slo import load_slo
+    from rig.ports import free_port_base
+    from rig.provision import provision_platform
+    from rig.supervisor import SystemHandle, load_spec
     from simulator.config import load_scenario
     from simulator.world import build_retailers, write_retailers_file
     from system.messaging.bench import bench_raw

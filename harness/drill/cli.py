@@ -114,8 +114,8 @@ def bench_platform(
     same run, and the ratio of messages moved to that ceiling (last line)."""
     import time
 
-    from harness.cluster import ClusterSpec, LocalCluster
     from harness.drill.bench import run_bench
+    from rig.cluster import ClusterSpec, LocalCluster
 
     spec = ClusterSpec(run_dir=cluster_dir.resolve()) if cluster_dir else ClusterSpec()
     cluster = LocalCluster(spec)

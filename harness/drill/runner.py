@@ -9,7 +9,7 @@ Phases (each printed as it starts, timed in ``drill.json``)::
     links       (only when the experiment has link faults) a Toxiproxy proxy per node; the services'
                 secrets file points at the proxies, so a link fault cuts services off their broker
     system      <run>/services.toml (free ports, replicas, env, broken switches), the supervisor
-                (harness.supervisor.SystemHandle) in <run>, and every replica ready
+                (rig.supervisor.SystemHandle) in <run>, and every replica ready
     traffic     the simulator as a subprocess (its ledger in <run>/simulator/), Locust in a thread
                 (loadtests.runner.run_locust, <run>/locust/) when asked; the chaos experiment in a
                 thread (chaos.runner.ExperimentRunner, journal <run>/chaos/journal.jsonl) from its
@@ -17,7 +17,7 @@ Phases (each printed as it starts, timed in ``drill.json``)::
                 keeps only its notification receiver (the customers' phones) up from then on
     stop        traffic, chaos (held faults are undone by their own threads)
     heal        FaultInjector.heal: the journal's open faults, then a sweep of the rig
-    drain       reports.drain: queues of the vhost and the services' outboxes empty, every notification
+    drain       rig.drain: queues of the vhost and the services' outboxes empty, every notification
                 sent (deadline); then the simulator's receiver is stopped (SIGINT, exit 0)
     audit       reports.audit_run + three drill checks (completed, traffic, chaos); report.json,
                 junit.xml, summary.md, report.html in <run>
@@ -43,7 +43,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -60,8 +59,6 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from harness.cluster import Cluster, ClusterSpec, ExternalCluster, LocalCluster, ManagementClient, _procs
-from harness.cluster import _state as cluster_state
 from harness.drill.live import (
     BrokerFigures,
     BrokerPoller,
@@ -77,7 +74,11 @@ from harness.drill.plan import plan_lines
 from harness.drill.scenario import ROOT, LoadedScenario
 from harness.drill.services import RunServices, build_services
 from reports import outcome
-from reports.drain import DEFAULT_IGNORE
+from rig import procs
+from rig.cluster import Cluster, ClusterSpec, ExternalCluster, LocalCluster, ManagementClient
+from rig.cluster import state as cluster_state
+from rig.drain import DEFAULT_IGNORE
+from rig.ports import free_port, free_port_base
 
 if TYPE_CHECKING:
     from chaos.experiment import Experiment
@@ -101,7 +102,7 @@ STOP_GRACE_S = 20.0
 #: Undoing held faults (a node restart, a whole cluster start) can take this long.
 CHAOS_STOP_S = 300.0
 LIVE_EVERY_S = 0.5
-#: Not waited for by the drain: parking lots and retry tiers (reports.drain's default), and the couriers'
+#: Not waited for by the drain: parking lots and retry tiers (rig.drain's default), and the couriers'
 #: request queues — the couriers are the simulator, gone once the traffic is over, so what the platform
 #: asks them afterwards stays there by definition.
 DRAIN_IGNORE = DEFAULT_IGNORE + r"|^courier\."
@@ -113,25 +114,6 @@ class DrillError(Exception):
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def free_port_base(count: int) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    from harness.cluster._local import port_free
-
-    for _ in range(400):
-        base = free_port()
-        if base + count < 65000 and all(port_free("127.0.0.1", base + i) for i in range(count)):
-            return base
-    raise DrillError(f"no {count} free consecutive ports on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def _environ(updates: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``updates`` inside the block (children started there inherit them)."""
@@ -170,7 +152,7 @@ def describe_cluster(
         return f"external cluster: {len(m.amqp_urls)} node(s) (not started nor stopped by the drill)", False
     where = cluster_dir or DEFAULT_CLUSTER_DIR
     st = cluster_state.load(where) if where.is_dir() else None
-    if st is not None and any(_procs.alive(p) for p in st.owned_pids()):
+    if st is not None and any(procs.alive(p) for p in st.owned_pids()):
         return f"reuse the local rig running from {where} ({len(st.nodes)} nodes; left running)", False
     return f"start {m.nodes} local RabbitMQ node(s) in {where} (stopped at the end)", True
 
@@ -461,7 +443,7 @@ class DrillRunner:
 
     # ------------------------------------------------------------------ provision
     def _do_provision(self) -> None:
-        from harness.provision import provision_platform
+        from rig.provision import provision_platform
 
         assert self.cluster is not None
         with self._phase("provision", f"vhost {self.vhost!r}, one broker user per service, the topology"):
@@ -522,7 +504,7 @@ class DrillRunner:
                 )
             links = LinkProxies.attach(self.cluster.spec.run_dir)
             if links is None:
-                with _procs.interrupts_deferred():
+                with procs.interrupts_deferred():
                     links = LinkProxies.start(self.cluster)
                 self.links = links
                 self.pids["links"] = links.state.pid
@@ -541,7 +523,7 @@ class DrillRunner:
 
     # ------------------------------------------------------------------ system
     def _do_system(self) -> None:
-        from harness.supervisor import SystemHandle
+        from rig.supervisor import SystemHandle
         from simulator.world import build_retailers, write_retailers_file
         from system.platform.settings import amqp_urls_from_secrets
 
@@ -598,7 +580,7 @@ class DrillRunner:
             self._say(f"every replica ready after {time.monotonic() - t0:.1f} s; intake at {self.intake_url}")
 
     def _wait_ready(self, timeout: float) -> None:
-        from harness.supervisor import SystemHandle
+        from rig.supervisor import SystemHandle
 
         assert self.services is not None
         handle = SystemHandle(self.run_dir)
@@ -627,7 +609,7 @@ class DrillRunner:
                 r = rows.get((spec.name, i))
                 label = f"{spec.name}#{i}"
                 pid = r.get("pid") if r else None
-                if not r or r["state"] != "running" or not _procs.alive(pid):
+                if not r or r["state"] != "running" or not procs.alive(pid):
                     missing.append(f"{label} (not running)")
                     continue
                 if kind == "http":
@@ -650,7 +632,7 @@ class DrillRunner:
         return missing
 
     def _record_system_pids(self) -> dict[str, Any] | None:
-        from harness.supervisor import SystemHandle
+        from rig.supervisor import SystemHandle
 
         st = SystemHandle(self.run_dir).state()
         if st is None:
@@ -697,7 +679,7 @@ class DrillRunner:
                 argv += ["--linger", f"{t.linger:g}s"]
             out = open(self.run_dir / "simulator.out", "wb")  # noqa: SIM115 - the child keeps its own copy
             try:
-                with _procs.interrupts_deferred():
+                with procs.interrupts_deferred():
                     # Its own session: a Ctrl-C in the terminal reaches the drill only; the drill stops
                     # the simulator itself, so its ledger is flushed and the order of shutdown is ours.
                     self.simulator = subprocess.Popen(
@@ -793,8 +775,8 @@ class DrillRunner:
     def _live(self, t_start: float) -> None:
         from rich.live import Live
 
-        from harness.drill.queues import QueueDepthSampler
-        from harness.drill.resources import RESOURCES_FILE, ResourceSampler, drill_roles
+        from rig.queues import QueueDepthSampler
+        from rig.resources import RESOURCES_FILE, ResourceSampler, drill_roles
 
         assert self.simulator is not None and self.cluster is not None
         tail = LedgerTail(self.run_dir / "simulator" / "ledger.jsonl")
@@ -898,11 +880,11 @@ class DrillRunner:
             pids = self._locust_pids()
             if pids:
                 # The master first: it stops its users and tells the workers; run_locust then stops the rest.
-                _procs.send(pids[0], signal.SIGTERM)
+                procs.send(pids[0], signal.SIGTERM)
             th.join(timeout=STOP_GRACE_S + 10)
             for pid in pids:
-                if _procs.alive(pid):
-                    _procs.send(pid, signal.SIGKILL)
+                if procs.alive(pid):
+                    procs.send(pid, signal.SIGKILL)
             th.join(timeout=10)
 
     def _stop_traffic_and_chaos(self, *, interrupted: bool) -> None:
@@ -936,7 +918,7 @@ class DrillRunner:
                 self._say(line)
 
     def _do_drain(self) -> None:
-        from reports.drain import drain
+        from rig.drain import drain
 
         assert self.cluster is not None
         with self._phase(
@@ -1054,7 +1036,7 @@ class DrillRunner:
         return th
 
     def _stop_system(self) -> bool:
-        from harness.supervisor import SupervisorError, SystemHandle
+        from rig.supervisor import SupervisorError, SystemHandle
 
         if not self.system_started:
             return False
@@ -1100,7 +1082,7 @@ class DrillRunner:
             if key == "runner":
                 continue
             pids.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
-        return [p for p in pids if _procs.alive(p)]
+        return [p for p in pids if procs.alive(p)]
 
     # ------------------------------------------------------------------ records
     def _save_pids(self) -> None:

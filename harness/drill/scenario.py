@@ -15,7 +15,7 @@ Example (every table is optional; durations are seconds or strings like ``"90s"`
     # management_urls = ["http://10.0.0.1:15672"]      # external: one per node
 
     [system]
-    spec = "system/services.toml"        # the services spec (harness/supervisor.py's format)
+    spec = "system/services.toml"        # the services spec (rig/supervisor.py's format)
     replicas = { quoting = 3 }           # overrides per service
     env = { DRILL_MSG_RECONNECT_MAX_S = "1.0" }         # given to every service
     ready = { "intake-relay" = "marker" }               # marker | http | running (defaults: see below)
@@ -76,8 +76,8 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from chaos.experiment import Experiment
-    from harness.supervisor import ServiceSpec
     from reports.slo import SloConfig
+    from rig.supervisor import ServiceSpec
     from simulator.config import Scenario
 
 ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parents[2]))
@@ -313,8 +313,8 @@ def parse(text: str, path: Path, root: Path = ROOT) -> LoadedScenario:
 
     from chaos.experiment import ExperimentError
     from chaos.experiment import load as load_experiment
-    from harness.supervisor import SupervisorError, load_spec
     from reports.slo import SloConfig
+    from rig.supervisor import SupervisorError, load_spec
     from simulator.config import ScenarioError, load_scenario
 
     for key, value in model.slo.items():

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from harness.supervisor import ServiceSpec
+from rig.supervisor import ServiceSpec
 
 PORT = re.compile(r"\{port:(\d+)\+replica\}")
 READY_KINDS = ("marker", "http", "running")
@@ -39,7 +39,7 @@ class RunServices:
         return {s.name: s.replicas for s in self.specs}
 
     def to_toml(self) -> str:
-        """The supervisor's spec format (harness/supervisor.py)."""
+        """The supervisor's spec format (rig/supervisor.py)."""
         out = ["# Written by the drill runner for this run (harness/drill/services.py); do not edit.", ""]
         for s in self.specs:
             out.append("[[service]]")

@@ -5,10 +5,10 @@ the default), :class:`ExternalCluster` (URLs of a cluster someone else runs), an
 :class:`ContainerCluster` (testcontainers, when a Docker engine answers).
 """
 
-from harness.cluster._boot import BootRetry, boot_crash_reason
-from harness.cluster._containers import ContainerCluster, docker_available
-from harness.cluster._depth import amqp_queue_depths
-from harness.cluster._errors import (
+from rig.cluster._boot import BootRetry, boot_crash_reason
+from rig.cluster._containers import ContainerCluster, docker_available
+from rig.cluster._depth import amqp_queue_depths
+from rig.cluster._errors import (
     BootCrashLoop,
     ClusterAlreadyRunning,
     ClusterError,
@@ -21,11 +21,11 @@ from harness.cluster._errors import (
     RunDirUnusable,
     UnknownNode,
 )
-from harness.cluster._external import ExternalCluster
-from harness.cluster._local import LocalCluster, MendResult, amqp_handshake
-from harness.cluster._management import ManagementClient
-from harness.cluster._spec import ClusterSpec
-from harness.cluster.abc import Cluster, NodeStatus
+from rig.cluster._external import ExternalCluster
+from rig.cluster._local import LocalCluster, MendResult, amqp_handshake
+from rig.cluster._management import ManagementClient
+from rig.cluster._spec import ClusterSpec
+from rig.cluster.abc import Cluster, NodeStatus
 
 __all__ = [
     "BootCrashLoop",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.cluster._errors import ProviderUnavailable, UnknownNode
-from harness.cluster.abc import Cluster, NodeStatus
+from rig.cluster._errors import ProviderUnavailable, UnknownNode
+from rig.cluster.abc import Cluster, NodeStatus
 
 IMAGE = "rabbitmq:3.13-management"
 

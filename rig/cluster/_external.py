@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from harness.cluster._errors import ExternalClusterRefused, UnknownNode
-from harness.cluster._management import ManagementClient
-from harness.cluster.abc import Cluster, NodeStatus
+from rig.cluster._errors import ExternalClusterRefused, UnknownNode
+from rig.cluster._management import ManagementClient
+from rig.cluster.abc import Cluster, NodeStatus
 
 
 class ExternalCluster(Cluster):

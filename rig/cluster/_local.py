@@ -25,9 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.cluster import _boot, _procs, _state
-from harness.cluster._boot import BootRetry
-from harness.cluster._errors import (
+from rig import procs
+from rig.cluster import _boot
+from rig.cluster import state as cluster_state
+from rig.cluster._boot import BootRetry
+from rig.cluster._errors import (
     BootCrashLoop,
     ClusterAlreadyRunning,
     ClusterError,
@@ -38,10 +40,11 @@ from harness.cluster._errors import (
     RunDirUnusable,
     UnknownNode,
 )
-from harness.cluster._management import ManagementClient
-from harness.cluster._spec import ClusterSpec, NodeSpec
-from harness.cluster._state import ClusterState, NodeState
-from harness.cluster.abc import Cluster, NodeStatus
+from rig.cluster._management import ManagementClient
+from rig.cluster._spec import ClusterSpec, NodeSpec
+from rig.cluster.abc import Cluster, NodeStatus
+from rig.cluster.state import ClusterState, NodeState
+from rig.ports import port_free
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +66,6 @@ def amqp_handshake(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # With SO_REUSEADDR a TIME_WAIT left by our previous run does not count as taken;
-        # a live listener still does.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -94,7 +85,7 @@ class LocalCluster(Cluster):
 
     def __init__(self, spec: ClusterSpec | None = None) -> None:
         self.spec = spec or ClusterSpec()
-        self._state: ClusterState | None = _state.load(self.spec.run_dir)
+        self._state: ClusterState | None = cluster_state.load(self.spec.run_dir)
         self._state_stamp = self._file_stamp()  # the state file as this handle last read or wrote it
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
         # Where each node's current boot starts in its log and stdout files (bytes): a death during
@@ -109,7 +100,7 @@ class LocalCluster(Cluster):
     def attach(cls, spec: ClusterSpec | None = None) -> LocalCluster:
         """A handle on the cluster recorded in ``spec.run_dir``; its layout is read from the state file."""
         spec = spec or ClusterSpec()
-        st = _state.load(spec.run_dir)
+        st = cluster_state.load(spec.run_dir)
         if st is not None and st.port_base is not None:
             spec = spec.model_copy(
                 update={"port_base": st.port_base, "address_block": st.address_block, "nodes": len(st.nodes)}
@@ -128,12 +119,12 @@ class LocalCluster(Cluster):
     def reload(self) -> None:
         """Read the state file again: another process (the CLI, a heal) may have restarted nodes, and
         their new PIDs are only there."""
-        self._state = _state.load(self.spec.run_dir)
+        self._state = cluster_state.load(self.spec.run_dir)
         self._state_stamp = self._file_stamp()
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:
-            st = _state.state_path(self.spec.run_dir).stat()
+            st = cluster_state.state_path(self.spec.run_dir).stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
         return (st.st_mtime_ns, st.st_ino)
@@ -154,7 +145,7 @@ class LocalCluster(Cluster):
         return self._state
 
     def _save(self) -> None:
-        _state.save(self.spec.run_dir, self.state)
+        cluster_state.save(self.spec.run_dir, self.state)
         self._state_stamp = self._file_stamp()
 
     def _node_state(self, node: int) -> NodeState:
@@ -164,7 +155,7 @@ class LocalCluster(Cluster):
             raise UnknownNode(f"no node {node}: this cluster has nodes {self.node_indices}") from None
 
     def is_running(self) -> bool:
-        return self._state is not None and any(_procs.alive(p) for p in self._state.owned_pids())
+        return self._state is not None and any(procs.alive(p) for p in self._state.owned_pids())
 
     # ------------------------------------------------------------------ Cluster interface
     @property
@@ -201,8 +192,8 @@ class LocalCluster(Cluster):
             raise RabbitMQNotInstalled(
                 "epmd (Erlang) not found; install it with `apt-get install -y erlang-base`"
             )
-        existing = _state.load(self.spec.run_dir) if self.spec.run_dir.is_dir() else None
-        if existing is not None and any(_procs.alive(p) for p in existing.owned_pids()):
+        existing = cluster_state.load(self.spec.run_dir) if self.spec.run_dir.is_dir() else None
+        if existing is not None and any(procs.alive(p) for p in existing.owned_pids()):
             raise ClusterAlreadyRunning(
                 f"a cluster is already running from {self.spec.run_dir} "
                 f"(PIDs {', '.join(map(str, existing.owned_pids()))}); stop it with `./drill cluster down` "
@@ -240,7 +231,10 @@ class LocalCluster(Cluster):
                 "--run-dir or DRILL_CLUSTER_RUN_DIR"
             ) from exc
         marker = run_dir / MARKER
-        if any(p.name not in (MARKER, _state.STATE_FILE) for p in run_dir.iterdir()) and not marker.exists():
+        if (
+            any(p.name not in (MARKER, cluster_state.STATE_FILE) for p in run_dir.iterdir())
+            and not marker.exists()
+        ):
             raise RunDirUnusable(
                 f"{run_dir} is not empty and was not made by the drill; refusing to use it (pick an empty "
                 "directory with --run-dir)"
@@ -333,7 +327,7 @@ cluster_formation.discovery_retry_interval = 100
         epmd = shutil.which("epmd") or str(self.spec.rabbitmq_bin / "epmd")
         env = self._base_env()
         out = open(self.spec.run_dir / "epmd.log", "ab")  # noqa: SIM115 - handed to the child
-        with _procs.interrupts_deferred():  # a Ctrl-C inside Popen would leave an unrecorded epmd
+        with procs.interrupts_deferred():  # a Ctrl-C inside Popen would leave an unrecorded epmd
             proc = subprocess.Popen(
                 [epmd, "-address", env["ERL_EPMD_ADDRESS"], "-port", str(self.spec.epmd_port)],
                 env=env,
@@ -362,7 +356,7 @@ cluster_formation.discovery_retry_interval = 100
         self._boot_marks[index] = (_boot.size(self._node_log(index)), _boot.size(n.dir / "stdout.log"))
         out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
-        with _procs.interrupts_deferred():
+        with procs.interrupts_deferred():
             proc = subprocess.Popen(
                 [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
                 env=self._node_env(n),
@@ -376,7 +370,7 @@ cluster_formation.discovery_retry_interval = 100
             self._popens[index] = proc
             ns.wrapper_pid, ns.beam_pid, ns.paused = proc.pid, None, False
             self._save()
-        ns.beam_pid = _procs.find_descendant(proc.pid, "beam.smp", timeout=10)
+        ns.beam_pid = procs.find_descendant(proc.pid, "beam.smp", timeout=10)
         self._save()
         if ns.beam_pid is None:
             raise NodeStartTimeout(
@@ -434,7 +428,7 @@ cluster_formation.discovery_retry_interval = 100
         """Wait until every node in ``indices`` serves AMQP and management, then until all form one cluster.
 
         A node whose VM exits before it served is started again after a pause (1 s, doubling up to
-        8 s: :mod:`harness.cluster._boot`), with the broker's reason logged, until ``timeout`` is spent.
+        8 s: :mod:`rig.cluster._boot`), with the broker's reason logged, until ``timeout`` is spent.
         RabbitMQ 3.10 can die during boot while its peers change (the ``{badmap,undefined}`` feature-flag
         sync race; nodes started together after a full stop), and boots fine once they are stable.
         A node that served once and died later was stopped by someone else (another fault): it is not
@@ -465,8 +459,8 @@ cluster_formation.discovery_retry_interval = 100
                 ns = self._node_state(i)
                 if i not in respawn_at and i not in served and self._stalled(i, serving_since, now):
                     # Killed here so the death below starts it again, with the stall as the reason.
-                    _procs.send(ns.beam_pid, signal.SIGKILL)
-                    _procs.wait_gone([p for p in (ns.beam_pid,) if p], timeout=10)
+                    procs.send(ns.beam_pid, signal.SIGKILL)
+                    procs.wait_gone([p for p in (ns.beam_pid,) if p], timeout=10)
                     self._stalls[i] = (
                         f"stalled in boot, waiting for its peers' tables while they served for "
                         f"{_boot.STALL_S:.0f} s (a partition during its boot: Mnesia never asks again)"
@@ -479,7 +473,7 @@ cluster_formation.discovery_retry_interval = 100
                         self._wait_port_free(i)
                         self._boot(i)
                     continue
-                if not _procs.alive(ns.beam_pid) and i not in served:
+                if not procs.alive(ns.beam_pid) and i not in served:
                     waiting.append(i)
                     stall = self._stalls.pop(i, None)
                     reason = stall or self.boot_crash(i)
@@ -505,7 +499,7 @@ cluster_formation.discovery_retry_interval = 100
                         reason,
                         wait,
                     )
-                    _procs.kill_group(ns.wrapper_pid)
+                    procs.kill_group(ns.wrapper_pid)
                     respawn_at[i] = now + wait
                     pause[i] = min(_boot.RETRY_MAX_S, wait * 2)
                     continue
@@ -528,8 +522,8 @@ cluster_formation.discovery_retry_interval = 100
                     # broken, not slow (the same verdict as a death with no time left to retry). This
                     # boot is given up too: the rig's record says down, not a VM left half-booted.
                     i = min(looping)
-                    _procs.kill_group(self._node_state(i).wrapper_pid)
-                    _procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
+                    procs.kill_group(self._node_state(i).wrapper_pid)
+                    procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
                     raise BootCrashLoop(
                         self._failure(
                             i, f"its Erlang VM exited at {crashes[i]} boots in {timeout:.0f} s: {crashed[i]}"
@@ -556,7 +550,7 @@ cluster_formation.discovery_retry_interval = 100
         if not peers or any(now - serving_since.get(p, now) < _boot.STALL_S for p in peers):
             return False
         ns = self._node_state(index)
-        if not _procs.alive(ns.beam_pid) or _procs.stopped(ns.beam_pid) or index in serving_since:
+        if not procs.alive(ns.beam_pid) or procs.stopped(ns.beam_pid) or index in serving_since:
             return False
         log_at = self._boot_marks.get(index, (0, 0))[0]
         since = _boot.waiting_for_tables_since(_boot.read_since(self._node_log(index), log_at))
@@ -625,44 +619,44 @@ cluster_formation.discovery_retry_interval = 100
         st = self._state
         if st is None:
             return
-        beams = [n.beam_pid for n in st.nodes if n.beam_pid and _procs.alive(n.beam_pid)]
+        beams = [n.beam_pid for n in st.nodes if n.beam_pid and procs.alive(n.beam_pid)]
         for n in st.nodes:
-            _procs.send(n.beam_pid, signal.SIGCONT)  # a frozen VM cannot act on SIGTERM
+            procs.send(n.beam_pid, signal.SIGCONT)  # a frozen VM cannot act on SIGTERM
         # All at once: under pause_minority, stopping nodes one by one makes the last one pause.
         for pid in beams:
-            _procs.send(pid, signal.SIGTERM)
-        if not _procs.wait_gone(beams, timeout=20):
+            procs.send(pid, signal.SIGTERM)
+        if not procs.wait_gone(beams, timeout=20):
             log.warning("nodes still alive 20 s after SIGTERM: SIGKILL")
         for n in st.nodes:
-            _procs.kill_group(n.wrapper_pid)
-        _procs.send(st.epmd_pid, signal.SIGKILL)
-        _procs.wait_gone(st.owned_pids(), timeout=10)
+            procs.kill_group(n.wrapper_pid)
+        procs.send(st.epmd_pid, signal.SIGKILL)
+        procs.wait_gone(st.owned_pids(), timeout=10)
         for p in self._popens.values():
             with contextlib.suppress(Exception):
                 p.wait(timeout=1)
-        still = [p for p in st.owned_pids() if _procs.alive(p)]
+        still = [p for p in st.owned_pids() if procs.alive(p)]
         if still:
             raise ClusterError(f"processes of the run still alive after SIGKILL: {still}")
-        _state.remove(self.spec.run_dir)
+        cluster_state.remove(self.spec.run_dir)
         self._state = None
 
     # ------------------------------------------------------------------ faults and repairs
     def kill(self, node: int) -> None:
         ns = self._node_state(node)
-        if not _procs.alive(ns.beam_pid):
+        if not procs.alive(ns.beam_pid):
             raise ClusterError(f"node {node} is not running")
-        _procs.send(ns.beam_pid, signal.SIGKILL)
-        _procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=10)
+        procs.send(ns.beam_pid, signal.SIGKILL)
+        procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=10)
         ns.paused = False
         self._save()
 
     def stop_node(self, node: int) -> None:
         ns = self._node_state(node)
-        _procs.send(ns.beam_pid, signal.SIGCONT)
-        _procs.send(ns.beam_pid, signal.SIGTERM)
-        if not _procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=30):
-            _procs.kill_group(ns.wrapper_pid)
-            _procs.send(ns.beam_pid, signal.SIGKILL)
+        procs.send(ns.beam_pid, signal.SIGCONT)
+        procs.send(ns.beam_pid, signal.SIGTERM)
+        if not procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=30):
+            procs.kill_group(ns.wrapper_pid)
+            procs.send(ns.beam_pid, signal.SIGKILL)
         ns.paused = False
         self._save()
 
@@ -670,15 +664,15 @@ cluster_formation.discovery_retry_interval = 100
         """Graceful stop of several nodes at once (one by one, pause_minority would pause the last)."""
         beams = [p for p in (self._node_state(i).beam_pid for i in nodes) if p]
         for pid in beams:
-            _procs.send(pid, signal.SIGCONT)
-            _procs.send(pid, signal.SIGTERM)
-        if not _procs.wait_gone(beams, timeout=30):
+            procs.send(pid, signal.SIGCONT)
+            procs.send(pid, signal.SIGTERM)
+        if not procs.wait_gone(beams, timeout=30):
             log.warning("nodes %s still stopping after 30 s: SIGKILL", nodes)
             for i in nodes:
-                _procs.kill_group(self._node_state(i).wrapper_pid)
-                _procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
-            if not _procs.wait_gone(beams, timeout=15):
-                raise ClusterError(f"nodes {nodes} survived SIGKILL: {[p for p in beams if _procs.alive(p)]}")
+                procs.kill_group(self._node_state(i).wrapper_pid)
+                procs.send(self._node_state(i).beam_pid, signal.SIGKILL)
+            if not procs.wait_gone(beams, timeout=15):
+                raise ClusterError(f"nodes {nodes} survived SIGKILL: {[p for p in beams if procs.alive(p)]}")
         for i in nodes:
             self._node_state(i).paused = False
         self._save()
@@ -686,13 +680,13 @@ cluster_formation.discovery_retry_interval = 100
     def restart_all(self, timeout: float | None = None) -> None:
         """Every node down at once (SIGKILL), then all started together: the remedy for a wedged cluster
         (a node paused by pause_minority that never resumes, or nodes waiting for each other's tables)."""
-        beams = [n.beam_pid for n in self.state.nodes if _procs.alive(n.beam_pid)]
+        beams = [n.beam_pid for n in self.state.nodes if procs.alive(n.beam_pid)]
         for n in self.state.nodes:
-            _procs.send(n.beam_pid, signal.SIGCONT)
-            _procs.kill_group(n.wrapper_pid)
-            _procs.send(n.beam_pid, signal.SIGKILL)
-        if not _procs.wait_gone([p for p in beams if p], timeout=15):
-            raise ClusterError(f"nodes survived SIGKILL: {[p for p in beams if p and _procs.alive(p)]}")
+            procs.send(n.beam_pid, signal.SIGCONT)
+            procs.kill_group(n.wrapper_pid)
+            procs.send(n.beam_pid, signal.SIGKILL)
+        if not procs.wait_gone([p for p in beams if p], timeout=15):
+            raise ClusterError(f"nodes survived SIGKILL: {[p for p in beams if p and procs.alive(p)]}")
         for n in self.state.nodes:
             n.paused = False
         self._save()
@@ -706,7 +700,7 @@ cluster_formation.discovery_retry_interval = 100
     def start_nodes(self, nodes: list[int], timeout: float | None = None) -> None:
         """Start stopped nodes together (a full-cluster recovery needs them all at once)."""
         for i in nodes:
-            if _procs.alive(self._node_state(i).beam_pid):
+            if procs.alive(self._node_state(i).beam_pid):
                 raise ClusterError(f"node {i} is already running")
         for i in nodes:
             self._boot(i)
@@ -721,21 +715,21 @@ cluster_formation.discovery_retry_interval = 100
 
     def restart(self, node: int) -> None:
         ns = self._node_state(node)
-        if _procs.alive(ns.beam_pid):
+        if procs.alive(ns.beam_pid):
             self.stop_node(node)
         self._wait_port_free(node)
         self.start_nodes([node])
 
     def pause(self, node: int) -> None:
         ns = self._node_state(node)
-        if not _procs.send(ns.beam_pid, signal.SIGSTOP):
+        if not procs.send(ns.beam_pid, signal.SIGSTOP):
             raise ClusterError(f"node {node} is not running")
         ns.paused = True
         self._save()
 
     def resume(self, node: int) -> None:
         ns = self._node_state(node)
-        if not _procs.send(ns.beam_pid, signal.SIGCONT):
+        if not procs.send(ns.beam_pid, signal.SIGCONT):
             raise ClusterError(f"node {node} is not running")
         ns.paused = False
         self._save()
@@ -743,9 +737,9 @@ cluster_formation.discovery_retry_interval = 100
     # ------------------------------------------------------------------ observing
     def node_state(self, node: int) -> str:
         ns = self._node_state(node)
-        if not _procs.alive(ns.beam_pid):
+        if not procs.alive(ns.beam_pid):
             return "down"
-        if _procs.stopped(ns.beam_pid):
+        if procs.stopped(ns.beam_pid):
             return "paused"
         return "up" if amqp_handshake(ns.host, ns.amqp_port, timeout=0.5) else "starting"
 
@@ -755,7 +749,7 @@ cluster_formation.discovery_retry_interval = 100
                 index=n.index,
                 name=n.name,
                 state=self.node_state(n.index),
-                pid=n.beam_pid if _procs.alive(n.beam_pid) else None,
+                pid=n.beam_pid if procs.alive(n.beam_pid) else None,
                 amqp_url=f"amqp://{n.host}:{n.amqp_port}/",
                 management_url=self.management_url(n.index),
             )
@@ -875,7 +869,7 @@ cluster_formation.discovery_retry_interval = 100
         try:
             if down:
                 for i in down:
-                    _procs.kill_group(self._node_state(i).wrapper_pid)
+                    procs.kill_group(self._node_state(i).wrapper_pid)
                 self.start_nodes(down, wait)
                 res.done.append(f"restarted node(s) {down}")
             self._wait_ready(self.node_indices, wait)

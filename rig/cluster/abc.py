@@ -2,7 +2,7 @@
 
 Example::
 
-    from harness.cluster import LocalCluster, ClusterSpec
+    from rig.cluster import LocalCluster, ClusterSpec
 
     cluster = LocalCluster(ClusterSpec(nodes=3))
     cluster.start()                  # 3 nodes, one cluster, healthy

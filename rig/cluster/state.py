@@ -84,7 +84,7 @@ def load(run_dir: Path) -> ClusterState | None:
     try:
         return ClusterState.from_dict(json.loads(text))
     except (ValueError, TypeError) as exc:
-        from harness.cluster._errors import ClusterError
+        from rig.cluster._errors import ClusterError
 
         raise ClusterError(
             f"the state file {path} is unreadable ({exc}); the processes it named must be stopped by hand "

@@ -24,7 +24,7 @@ import aiosqlite
 
 from system.logs import get_logger
 
-from . import _testprocs, outbox
+from . import outbox, workload
 from .consumer import InboxConsumer
 from .db import open_db
 from .declare import declare_topology, delete_topology
@@ -101,29 +101,29 @@ async def bench_raw(settings: MessagingSettings, count: int, size: int) -> float
 async def bench_ours(settings: MessagingSettings, count: int, size: int, workdir: Path) -> float:
     """msgs/s through outbox → relay → broker → inbox consumer, with the same queue type."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    topology = _testprocs.single_queue_topology(prefix)
+    topology = workload.single_queue_topology(prefix)
     admin = await aio_pika.connect(settings.amqp_urls[0])
     await declare_topology(admin, topology)
     producer_db, consumer_db = workdir / f"{prefix}-out.db", workdir / f"{prefix}-in.db"
     db = await open_db(producer_db)
     await outbox.ensure_schema(db)
-    await db.executescript(_testprocs.EFFECTS_SCHEMA)
+    await db.executescript(workload.EFFECTS_SCHEMA)
     async with aiosqlite.connect(consumer_db) as cdb:
-        await cdb.executescript(_testprocs.EFFECTS_SCHEMA)
+        await cdb.executescript(workload.EFFECTS_SCHEMA)
 
-    async def handler(tx: aiosqlite.Connection, message: InboundMessage[_testprocs.Item]) -> None:
+    async def handler(tx: aiosqlite.Connection, message: InboundMessage[workload.Item]) -> None:
         await tx.execute(
             "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, ?, 0)",
             (message.message_id, message.payload.seq, int(message.redelivered)),
         )
 
-    consumer: InboxConsumer[_testprocs.Item] = InboxConsumer(
+    consumer: InboxConsumer[workload.Item] = InboxConsumer(
         settings,
         db_path=consumer_db,
         topology=topology,
         queue=f"{prefix}.work",
         handler=handler,
-        decode=_testprocs.Item.model_validate_json,
+        decode=workload.Item.model_validate_json,
     )
     publisher = ConfirmingPublisher(settings, name="bench:relay")
     relay = OutboxRelay(producer_db, publisher, settings)
@@ -135,7 +135,7 @@ async def bench_ours(settings: MessagingSettings, count: int, size: int, workdir
         started = time.perf_counter()
         relaying = asyncio.create_task(relay.run(asyncio.Event(), drain_after=written))
         pad = max(size - 40, 0)  # JSON envelope overhead, so bodies are ~size bytes like the raw side
-        await _testprocs.write_items(db, 0, count, f"{prefix}.ex", pad, relay)
+        await workload.write_items(db, 0, count, f"{prefix}.ex", pad, relay)
         written.set()
         relay.notify()
         await consumer.wait_processed(count)

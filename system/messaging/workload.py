@@ -1,4 +1,4 @@
-"""Real processes for the integration tests and the bench: ``python -m system.messaging._testprocs``.
+"""Real processes for the integration tests and the bench: ``python -m system.messaging.workload``.
 
 ``produce``  writes N business rows, each with its outbox message in ONE transaction, while an
              :class:`OutboxRelay` publishes them; exits when every row is confirmed.
@@ -231,7 +231,7 @@ async def consume_acking_first(args: argparse.Namespace, settings: MessagingSett
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m system.messaging._testprocs")
+    parser = argparse.ArgumentParser(prog="python -m system.messaging.workload")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("produce")
     p.add_argument("--db", required=True)

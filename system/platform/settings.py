@@ -2,7 +2,7 @@
 
 The supervisor gives every replica ``DRILL_SERVICE``, ``DRILL_REPLICA`` and ``DRILL_RUN_DIR``. Broker
 credentials come from the platform secrets file that provisioning writes (``drill system up``;
-:mod:`harness.provision`), ``DRILL_PLATFORM_SECRETS`` or ``<run dir>/secrets/platform.json``, mode 0600,
+:mod:`rig.provision`), ``DRILL_PLATFORM_SECRETS`` or ``<run dir>/secrets/platform.json``, mode 0600,
 outside the repository)::
 
     {"vhost": "drill", "nodes": ["127.0.20.1:6101", "127.0.20.2:6102", "127.0.20.3:6103"],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import (
+from rig.cluster import (
     Cluster,
     ClusterSpec,
     ContainerCluster,
@@ -26,7 +26,7 @@ from harness.cluster import (
     LocalCluster,
     ProviderUnavailable,
 )
-from harness.cluster._local import port_free
+from rig.ports import port_free
 
 # Candidate layouts, so that two test sessions on one machine (or a user's own `./drill cluster up`)
 # do not collide: the first whose ports are all free wins.

@@ -32,7 +32,7 @@ from chaos.faults.base import resolve_node
 from chaos.faults.partition import chain_exists
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
-from harness.cluster import ClusterError, LocalCluster, amqp_handshake
+from rig.cluster import ClusterError, LocalCluster, amqp_handshake
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,7 +56,7 @@ def leader_or_none(lc: LocalCluster, queue: str) -> int | None:
 
 def nodes_seen_down(lc: LocalCluster, via: int) -> set[str]:
     """Nodes that ``via``'s management API reports not running (CLI calls can hang in a partition)."""
-    from harness.cluster import ManagementClient
+    from rig.cluster import ManagementClient
 
     try:
         with ManagementClient(lc.management_url(via), *lc.admin, timeout=3) as mc:
@@ -218,7 +218,7 @@ def test_close_connections(injector: FaultInjector, journal: Journal) -> None:
         conn.close_callbacks.add(lambda *_: closed_by_broker.set())
 
         def seen() -> bool:
-            from harness.cluster import ManagementClient
+            from rig.cluster import ManagementClient
 
             with ManagementClient(lc.management_url(1), *lc.admin) as mc:
                 return len(mc.get("connections")) >= 1

@@ -12,7 +12,7 @@ from chaos.experiment import parse
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
 from chaos.runner import ExperimentRunner
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

@@ -15,7 +15,7 @@ from chaos.hunt import HuntRun, hunt, live_runner
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
 from chaos.workloads import MessagingWorkload
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -31,7 +31,7 @@ from chaos.faults.base import Fault
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
 from chaos.links import LinkProxies
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

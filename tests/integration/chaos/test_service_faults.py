@@ -12,8 +12,8 @@ from chaos.faults import CrashLoop, KillReplica, PauseReplica, RestartReplica, S
 from chaos.faults.base import FaultError
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
-from harness.cluster import _procs
-from harness.supervisor import SystemHandle
+from rig import procs as rig_procs
+from rig.supervisor import SystemHandle
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def journaled(inj: FaultInjector, kind: str) -> bool:
 def test_kill_replica(inj: FaultInjector, system: SystemHandle) -> None:
     old = system.running_pid("notify", 1)
     with inj.applied(KillReplica("notify#1", system_dir=str(system.run_dir))):
-        assert not _procs.alive(old)
+        assert not rig_procs.alive(old)
     assert system.replica("notify", 1)["pid"] not in (None, old)
     assert system.replica("notify", 0)["restarts"] == 0  # only the target was touched
     assert journaled(inj, "kill_replica")
@@ -120,7 +120,7 @@ def test_whole_service_down_then_back(inj: FaultInjector, system: SystemHandle) 
     pids = [r["pid"] for r in system.replicas("notify")]
     with inj.applied(StopService("notify", system_dir=str(system.run_dir))):
         assert {r["state"] for r in system.replicas("notify")} == {"stopped"}
-        assert not any(_procs.alive(p) for p in pids)
+        assert not any(rig_procs.alive(p) for p in pids)
     assert {r["state"] for r in system.replicas("notify")} == {"running"}
     assert journaled(inj, "stop_service")
 
@@ -130,12 +130,12 @@ def test_crash_loop_keeps_a_replica_down_then_lets_it_live(inj: FaultInjector, s
         deadline = time.monotonic() + 3.5
         while time.monotonic() < deadline:
             r = system.replica("notify", 1)
-            assert r["state"] != "running" or not _procs.alive(r["pid"]) or time.monotonic() < deadline
+            assert r["state"] != "running" or not rig_procs.alive(r["pid"]) or time.monotonic() < deadline
             time.sleep(0.1)
         looped = system.replica("notify", 1)["restarts"]
     assert looped >= 2, "the replica kept coming back and was killed again"
     r = system.wait("running", "notify", 1, timeout=40)
-    assert _procs.alive(r["pid"])
+    assert rig_procs.alive(r["pid"])
     assert journaled(inj, "crash_loop")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LocalCluster, _boot
+from rig.cluster import LocalCluster, _boot
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -62,7 +62,7 @@ def test_a_node_booting_while_its_peers_stop_converges_once_they_are_back(
     local_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     lc = local_cluster
-    caplog.set_level(logging.WARNING, logger="harness.cluster._local")
+    caplog.set_level(logging.WARNING, logger="rig.cluster._local")
     crashes_before = len(lc.boot_retries)
     lc.kill(1)
     th, errors = in_thread(lambda: lc.restart(1))
@@ -127,7 +127,7 @@ def test_a_boot_crash_is_retried_and_the_brokers_reason_logged(
     local_cluster: LocalCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lc = local_cluster
-    caplog.set_level(logging.WARNING, logger="harness.cluster._local")
+    caplog.set_level(logging.WARNING, logger="rig.cluster._local")
     # A first pause long enough for this test to fix the configuration before the second boot.
     monkeypatch.setattr(_boot, "RETRY_FIRST_S", 3.0)
     conf = lc.spec.node(3).dir / "rabbitmq.conf"

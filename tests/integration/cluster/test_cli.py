@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import _procs
+from rig import procs as rig_procs
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def processes_mentioning(needle: str) -> list[int]:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in cmd and _procs.alive(int(d.name)):
+        if needle in cmd and rig_procs.alive(int(d.name)):
             found.append(int(d.name))
     return found
 
@@ -76,7 +76,7 @@ def test_up_status_kill_restart_down(tmp_path: Path) -> None:
     pid = nodes[0]["pid"]
 
     assert drill("cluster", "kill", "1", "--run-dir", str(run_dir)).returncode == 0
-    assert not _procs.alive(pid)
+    assert not rig_procs.alive(pid)
     assert (
         json.loads(drill("cluster", "status", "--run-dir", str(run_dir), "--json").stdout)[0]["state"]
         == "down"
@@ -119,7 +119,7 @@ def test_ctrl_c_during_up_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     pids = [p for n in st["nodes"] for p in (n["beam_pid"], n["wrapper_pid"]) if p] + [st["epmd_pid"]]
-    assert not any(_procs.alive(p) for p in pids)
+    assert not any(rig_procs.alive(p) for p in pids)
     assert leftovers(run_dir, base - 1300) == []
 
 

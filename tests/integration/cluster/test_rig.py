@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import (
+from rig import procs
+from rig.cluster import (
     ClusterAlreadyRunning,
     ClusterSpec,
     ContainerCluster,
@@ -21,7 +22,6 @@ from harness.cluster import (
     ManagementClient,
     PortInUse,
     ProviderUnavailable,
-    _procs,
     amqp_handshake,
     docker_available,
 )
@@ -60,9 +60,9 @@ def test_three_nodes_form_one_named_cluster(local_cluster: LocalCluster) -> None
 
 def test_kill_is_a_real_sigkill_and_restart_rejoins(local_cluster: LocalCluster) -> None:
     pid = local_cluster.beam_pid(2)
-    assert pid is not None and _procs.comm(pid) == "beam.smp"
+    assert pid is not None and procs.comm(pid) == "beam.smp"
     local_cluster.kill(2)
-    assert not _procs.alive(pid)
+    assert not procs.alive(pid)
     assert local_cluster.node_state(2) == "down"
     node2 = local_cluster.state.node(2)
     assert not amqp_handshake(node2.host, node2.amqp_port)
@@ -94,13 +94,13 @@ def test_a_vm_that_dies_while_booting_is_started_again(
         if not killed:
             pid = local_cluster.beam_pid(index)
             assert pid is not None
-            _procs.send(pid, signal.SIGKILL)  # dies before it could serve AMQP
+            procs.send(pid, signal.SIGKILL)  # dies before it could serve AMQP
             killed.append(pid)
 
     local_cluster.stop_node(3)
     monkeypatch.setattr(local_cluster, "_spawn_node", spawn_then_kill_the_first_boot)
     local_cluster.start_nodes([3])
-    assert len(killed) == 1 and not _procs.alive(killed[0])
+    assert len(killed) == 1 and not procs.alive(killed[0])
     assert local_cluster.node_state(3) == "up"
     assert local_cluster.beam_pid(3) != killed[0]
     assert local_cluster.state.node(3).name in running_names(local_cluster, 1)
@@ -110,7 +110,7 @@ def test_pause_freezes_the_vm_and_resume_thaws_it(local_cluster: LocalCluster) -
     pid = local_cluster.beam_pid(3)
     assert pid is not None
     local_cluster.pause(3)
-    assert _procs.proc_state(pid) == "T"
+    assert procs.proc_state(pid) == "T"
     assert local_cluster.node_state(3) == "paused"
     node3 = local_cluster.state.node(3)
     # a frozen VM accepts the TCP connection in the kernel but never answers the protocol
@@ -157,7 +157,7 @@ def test_second_up_on_a_running_cluster_is_refused(local_cluster: LocalCluster) 
     before = local_cluster.state.owned_pids()
     with pytest.raises(ClusterAlreadyRunning, match="cluster down"):
         LocalCluster(local_cluster.spec).start()
-    assert all(_procs.alive(p) for p in before)  # the running cluster was not touched
+    assert all(procs.alive(p) for p in before)  # the running cluster was not touched
 
 
 def test_port_taken_gives_the_port_and_the_fix(tmp_path: Path) -> None:
@@ -203,5 +203,5 @@ def test_sigterm_of_a_frozen_cluster_still_tears_down(tmp_path: Path) -> None:
     pids = c.state.owned_pids()
     c.pause(1)
     c.stop()
-    assert not any(_procs.alive(p) for p in pids)
+    assert not any(procs.alive(p) for p in pids)
     assert not (spec.run_dir / "state.json").exists()

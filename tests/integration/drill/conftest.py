@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from harness.cluster import LocalCluster, ManagementClient
+from rig.cluster import LocalCluster, ManagementClient
 
 
 @pytest.fixture

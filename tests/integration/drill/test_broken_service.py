@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LocalCluster, _procs
+from rig import procs
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -68,4 +69,4 @@ def test_notifications_acking_before_commit_is_caught_and_named(
     doc = json.loads((run / "drill.json").read_text())
     assert doc["left_alive"] == []
     pids = json.loads((run / "pids.json").read_text())
-    assert all(not _procs.alive(p) for p in [pids["supervisor"], pids["simulator"], *pids["replicas"]])
+    assert all(not procs.alive(p) for p in [pids["supervisor"], pids["simulator"], *pids["replicas"]])

@@ -23,8 +23,9 @@ import pytest
 
 from chaos.faults.partition import chain_exists
 from chaos.journal import Journal
-from harness.cluster import ClusterSpec, _procs
-from harness.cluster._local import port_free
+from rig import procs
+from rig.cluster import ClusterSpec
+from rig.ports import port_free
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -115,7 +116,7 @@ def crashed_run(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], ClusterS
                 drill(*cmd, "--run", str(run), env=user_env)
             for pids in recorded_pids(run).values():
                 for pid in pids:
-                    if _procs.alive(pid) and str(run) in " ".join(_procs.cmdline(pid)):
+                    if procs.alive(pid) and str(run) in " ".join(procs.cmdline(pid)):
                         os.kill(pid, signal.SIGKILL)
 
 
@@ -129,9 +130,9 @@ def test_heal_then_down_leave_nothing_of_a_sigkilled_runner(
     paused = next(f.undo["pid"] for f in journal.open_faults() if f.kind == "pause_replica")
     # What the kill left: the faults held, the traffic and the platform running.
     assert {f.kind for f in journal.open_faults()} == {"pause_replica", "partition", "link_down"}
-    assert _procs.stopped(paused) and chain_exists(chain)
-    assert pids["simulator"] and all(_procs.alive(p) for p in pids["simulator"] + pids["supervisor"])
-    assert pids["links"] and pids["cluster"] and all(_procs.alive(p) for p in pids["links"])
+    assert procs.stopped(paused) and chain_exists(chain)
+    assert pids["simulator"] and all(procs.alive(p) for p in pids["simulator"] + pids["supervisor"])
+    assert pids["links"] and pids["cluster"] and all(procs.alive(p) for p in pids["links"])
     system = json.loads((run / "system.json").read_text())
     replicas = [r["pid"] for r in system["replicas"] if r.get("pid")]
 
@@ -142,22 +143,22 @@ def test_heal_then_down_leave_nothing_of_a_sigkilled_runner(
     for kind in ("pause_replica", "partition", "link_down"):
         assert f"undid {kind}" in heal.stdout, heal.stdout
     assert journal.open_faults() == []
-    assert not any(_procs.alive(p) for p in pids["simulator"])
+    assert not any(procs.alive(p) for p in pids["simulator"])
     assert not chain_exists(chain)
-    assert not _procs.stopped(paused), "the frozen replica was not resumed"
-    assert not any(_procs.stopped(p) for p in replicas)
+    assert not procs.stopped(paused), "the frozen replica was not resumed"
+    assert not any(procs.stopped(p) for p in replicas)
 
     down = drill("system", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert "stopped the run's supervisor" in down.stdout
-    assert not any(_procs.alive(p) for p in pids["supervisor"] + pids.get("replicas", []) + replicas)
+    assert not any(procs.alive(p) for p in pids["supervisor"] + pids.get("replicas", []) + replicas)
 
     down = drill("cluster", "down", env=env)
     assert down.returncode == 0, down.stderr
     assert "stopped the run's link proxies" in down.stdout
     assert f"stopped the run's cluster in {spec.run_dir}" in down.stdout
 
-    alive = {k: [p for p in v if _procs.alive(p)] for k, v in recorded_pids(run).items()}
+    alive = {k: [p for p in v if procs.alive(p)] for k, v in recorded_pids(run).items()}
     assert not any(alive.values()), alive
     assert not chain_exists(chain)
     assert not (spec.run_dir / "links.json").exists() and not (spec.run_dir / "state.json").exists()

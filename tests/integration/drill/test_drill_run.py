@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LocalCluster, _procs
+from rig import procs
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -144,7 +145,7 @@ def test_a_short_run_writes_every_report_and_exits_with_the_verdict(
     doc = json.loads((run / "drill.json").read_text())
     assert doc["left_alive"] == [] and doc["exit_code"] == 1
     pids = json.loads((run / "pids.json").read_text())
-    assert all(not _procs.alive(p) for p in [pids["supervisor"], pids["simulator"], *pids["replicas"]])
+    assert all(not procs.alive(p) for p in [pids["supervisor"], pids["simulator"], *pids["replicas"]])
 
 
 def test_sigint_mid_run_writes_a_partial_report_exits_130_and_leaves_no_process(
@@ -197,7 +198,7 @@ def test_sigint_mid_run_writes_a_partial_report_exits_130_and_leaves_no_process(
     pids = json.loads((run / "pids.json").read_text())
     recorded = {pids["supervisor"], pids["simulator"], *pids["replicas"]}
     assert seen and seen <= recorded, (seen, recorded)
-    alive = [p for p in seen | recorded if _procs.alive(p)]
+    alive = [p for p in seen | recorded if procs.alive(p)]
     assert alive == [], alive
     assert not (run / "system.json").exists()
     # The simulator acted on the drill's SIGINT (it was once born with SIGINT blocked and died by SIGKILL).
@@ -231,5 +232,5 @@ def test_a_service_that_never_gets_ready_fails_the_run_cleanly(
     assert checks["drill[traffic]"]["status"] == "skipped"  # it never started
     pids = json.loads((run / "pids.json").read_text())
     assert "simulator" not in pids
-    alive = [p for p in [pids["supervisor"], *pids["replicas"]] if _procs.alive(p)]
+    alive = [p for p in [pids["supervisor"], *pids["replicas"]] if procs.alive(p)]
     assert alive == [], alive

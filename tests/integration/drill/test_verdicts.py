@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness.cluster import LocalCluster, _procs
+from rig import procs
+from rig.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -95,7 +96,7 @@ def _drill(
     report = json.loads((run / "report.json").read_text())
     pids = json.loads((run / "pids.json").read_text())
     left = [p for p in [pids.get("supervisor"), pids.get("simulator"), *pids.get("replicas", [])] if p]
-    assert not [p for p in left if _procs.alive(p)]
+    assert not [p for p in left if procs.alive(p)]
     return proc, run, report
 
 

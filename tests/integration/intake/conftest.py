@@ -22,9 +22,9 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from harness.cluster import Cluster
-from harness.cluster._local import port_free
-from harness.supervisor import SystemHandle
+from rig.cluster import Cluster
+from rig.ports import port_free
+from rig.supervisor import SystemHandle
 from simulator.channels.base import Encoders, WireRequest
 from simulator.clock import SimClock
 from simulator.config import Scenario

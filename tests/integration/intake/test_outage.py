@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.cluster import Cluster, LocalCluster
+from rig.cluster import Cluster, LocalCluster
 
 from .conftest import IntakeSystem, World, drain_ids, send_all, wait_ready
 

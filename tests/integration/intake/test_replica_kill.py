@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 from simulator.sender import Answer, HttpSender
 
 from .conftest import IntakeSystem, World, drain_ids, wait_ready

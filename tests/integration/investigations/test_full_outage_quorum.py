@@ -55,7 +55,7 @@ import aiormq
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from harness.cluster import ClusterError, LocalCluster, ManagementClient
+from rig.cluster import ClusterError, LocalCluster, ManagementClient
 
 pytestmark = [
     pytest.mark.integration,

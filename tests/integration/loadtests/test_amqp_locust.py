@@ -13,9 +13,9 @@ import aio_pika
 import pytest
 from fake_intake import ROOT
 
-from harness.cluster import Cluster
 from loadtests.ledger import INTERRUPTED
 from loadtests.runner import run_locust
+from rig.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from harness.cluster import Cluster
-from system.messaging._testprocs import single_queue_topology
+from rig.cluster import Cluster
 from system.messaging.declare import declare_topology, delete_topology
 from system.messaging.settings import MessagingSettings
 from system.messaging.topology import Topology
+from system.messaging.workload import single_queue_topology
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -96,7 +96,7 @@ class Procs:
     def start(self, name: str, *args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "system.messaging._testprocs", *args],
+            [sys.executable, "-m", "system.messaging.workload", *args],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -7,7 +7,7 @@ import asyncio
 import aio_pika
 import pytest
 
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 from system.messaging.envelope import OutgoingMessage
 from system.messaging.publisher import ConfirmingPublisher
 

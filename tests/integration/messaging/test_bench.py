@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 from system.messaging.bench import run_bench
 
 from .conftest import settings_for

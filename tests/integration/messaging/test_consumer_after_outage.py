@@ -27,8 +27,8 @@ import aio_pika
 import aiosqlite
 import pytest
 
-from harness.cluster import LocalCluster, ManagementClient
-from system.messaging import _testprocs
+from rig.cluster import LocalCluster, ManagementClient
+from system.messaging import workload
 from system.messaging.consumer import InboxConsumer
 from system.messaging.envelope import InboundMessage, OutgoingMessage
 from system.messaging.publisher import ConfirmingPublisher
@@ -37,7 +37,7 @@ from .conftest import DeclaredTopology, async_wait_for, scalar, settings_for
 
 pytestmark = pytest.mark.integration
 
-Item = _testprocs.Item
+Item = workload.Item
 COUNT = 40
 
 
@@ -81,15 +81,15 @@ async def test_consumer_moves_off_a_node_whose_quorum_member_does_not_deliver(
 
     db_path = tmp_path / "consumer.db"
     async with aiosqlite.connect(db_path) as db:
-        await db.executescript(_testprocs.EFFECTS_SCHEMA)
+        await db.executescript(workload.EFFECTS_SCHEMA)
 
-    async def handler(db: aiosqlite.Connection, message: InboundMessage[_testprocs.Item]) -> None:
+    async def handler(db: aiosqlite.Connection, message: InboundMessage[workload.Item]) -> None:
         await db.execute(
             "INSERT INTO effects (message_id, seq, redelivered, at) VALUES (?, ?, ?, ?)",
             (message.message_id, message.payload.seq, int(message.redelivered), time.time()),
         )
 
-    consumer: InboxConsumer[_testprocs.Item] = InboxConsumer(
+    consumer: InboxConsumer[workload.Item] = InboxConsumer(
         consumer_settings,
         db_path=db_path,
         topology=topo.topology,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 
 from .conftest import DeclaredTopology, Procs, env_for, query, scalar, settings_for, wait_for
 

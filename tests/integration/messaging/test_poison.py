@@ -8,8 +8,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from harness.cluster import Cluster
-from system.messaging import _testprocs
+from rig.cluster import Cluster
+from system.messaging import workload
 from system.messaging.consumer import InboxConsumer
 from system.messaging.envelope import ATTEMPT, InboundMessage, OutgoingMessage
 from system.messaging.parking import ParkingLot
@@ -19,7 +19,7 @@ from .conftest import DeclaredTopology, async_wait_for, scalar, settings_for
 
 pytestmark = pytest.mark.integration
 
-Item = _testprocs.Item
+Item = workload.Item
 
 
 async def test_poison_and_malformed_are_parked_and_replay_is_deduplicated(
@@ -28,10 +28,10 @@ async def test_poison_and_malformed_are_parked_and_replay_is_deduplicated(
     settings = settings_for(cluster)
     db_path = tmp_path / "consumer.db"
     async with aiosqlite.connect(db_path) as db:
-        await db.executescript(_testprocs.EFFECTS_SCHEMA)
+        await db.executescript(workload.EFFECTS_SCHEMA)
     broken = {7}
 
-    async def handler(db: aiosqlite.Connection, message: InboundMessage[_testprocs.Item]) -> None:
+    async def handler(db: aiosqlite.Connection, message: InboundMessage[workload.Item]) -> None:
         if message.payload.seq in broken:
             raise RuntimeError(f"cannot handle item {message.payload.seq}")
         await db.execute(
@@ -39,7 +39,7 @@ async def test_poison_and_malformed_are_parked_and_replay_is_deduplicated(
             (message.message_id, message.payload.seq),
         )
 
-    consumer: InboxConsumer[_testprocs.Item] = InboxConsumer(
+    consumer: InboxConsumer[workload.Item] = InboxConsumer(
         settings,
         db_path=db_path,
         topology=topo.topology,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 
 from .conftest import DeclaredTopology, Procs, env_for, scalar, settings_for, wait_for
 from .test_leader_kill import loss_report

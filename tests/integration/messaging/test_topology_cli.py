@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 from yarl import URL
 
-from harness.cluster import LocalCluster
-from system.messaging import _testprocs
+from rig.cluster import LocalCluster
+from system.messaging import workload
 from system.messaging.cli import app
 from system.messaging.consumer import InboxConsumer
 from system.messaging.declare import TopologyConflict, declare_topology
@@ -83,10 +83,10 @@ async def test_a_service_user_with_rendered_permissions_can_do_its_job(
 
         db_path = tmp_path / "svc.db"
         async with aiosqlite.connect(db_path) as db:
-            await db.executescript(_testprocs.EFFECTS_SCHEMA)
+            await db.executescript(workload.EFFECTS_SCHEMA)
         failed_once: set[str] = set()
 
-        async def handler(db: aiosqlite.Connection, message: InboundMessage[_testprocs.Item]) -> None:
+        async def handler(db: aiosqlite.Connection, message: InboundMessage[workload.Item]) -> None:
             if message.message_id not in failed_once:
                 failed_once.add(message.message_id)
                 raise RuntimeError("first attempt fails: go through the retry tier")
@@ -95,13 +95,13 @@ async def test_a_service_user_with_rendered_permissions_can_do_its_job(
                 (message.message_id, message.payload.seq),
             )
 
-        consumer: InboxConsumer[_testprocs.Item] = InboxConsumer(
+        consumer: InboxConsumer[workload.Item] = InboxConsumer(
             settings,
             db_path=db_path,
             topology=topo.topology,
             queue=topo.queue,
             handler=handler,
-            decode=_testprocs.Item.model_validate_json,
+            decode=workload.Item.model_validate_json,
         )
         run = asyncio.create_task(consumer.run())
         publisher = ConfirmingPublisher(settings)
@@ -109,7 +109,7 @@ async def test_a_service_user_with_rendered_permissions_can_do_its_job(
             await consumer.consuming.wait()
             for i in range(5):
                 await publisher.publish(
-                    OutgoingMessage.json(topo.exchange, "item.created", _testprocs.Item(seq=i))
+                    OutgoingMessage.json(topo.exchange, "item.created", workload.Item(seq=i))
                 )
             await async_wait_for(lambda: consumer.stats.processed == 5, 20, "processing after one retry each")
             assert consumer.stats.retried == 5 and consumer.stats.parked == 0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import Cluster
-from harness.provision import admin_urls, provision_platform, unprovision
+from rig.cluster import Cluster
+from rig.provision import admin_urls, provision_platform, unprovision
 from system.platform.topology import platform_topology
 
 

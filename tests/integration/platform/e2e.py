@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster._local import port_free
-from harness.supervisor import SystemHandle, load_spec
 from reports.audit import AuditReport, audit_run, load_config, write_platform_config
 from reports.slo import load_slo
+from rig.ports import port_free
+from rig.supervisor import SystemHandle, load_spec
 from simulator.config import load_scenario
 from simulator.world import build_retailers, write_retailers_file
 from system.platform.settings import amqp_urls_from_secrets

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness.cluster import LocalCluster
-from harness.cluster._management import ManagementClient
 from reports.checks import ONE_BOOKING, ONE_NOTIFICATION, ORDERS_TERMINAL
+from rig.cluster import LocalCluster
+from rig.cluster._management import ManagementClient
 
 from .conftest import PlatformVhost
 from .e2e import audit, check, running_platform, simulate

@@ -19,10 +19,11 @@ from pathlib import Path
 from aiohttp import web
 from typer.testing import CliRunner, Result
 
-from harness.cluster import LocalCluster, _procs
-from harness.provision import admin_urls, unprovision
-from harness.supervisor import SystemHandle
 from harness.system_cli import app
+from rig import procs
+from rig.cluster import LocalCluster
+from rig.provision import admin_urls, unprovision
+from rig.supervisor import SystemHandle
 from simulator.ledger import Ledger
 from simulator.notify import notification_app
 from system.domain.lifecycle import State
@@ -108,10 +109,10 @@ async def test_system_up_provisions_starts_ready_and_down_leaves_nothing(
 
         state = json.loads((run_dir / "system.json").read_text())
         pids = [state["supervisor_pid"]] + [r["pid"] for r in state["replicas"]]
-        assert len(pids) == 3 and all(_procs.alive(p) for p in pids)
+        assert len(pids) == 3 and all(procs.alive(p) for p in pids)
         down = await cli("down", "--run-dir", str(run_dir))
         assert down.exit_code == 0, down.output
-        assert [p for p in pids if _procs.alive(p)] == []
+        assert [p for p in pids if procs.alive(p)] == []
         assert not (run_dir / "system.json").exists()
         assert list((run_dir / "ready").glob("*")) == []  # graceful stops removed their markers
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

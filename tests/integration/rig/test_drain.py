@@ -16,7 +16,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from harness.cluster import LocalCluster
+from rig.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,8 +141,8 @@ def test_the_drill_samples_queue_depths_while_the_traffic_runs(
 ) -> None:
     """Depths before, during and after a backlog (the per-fault drain time needs all three), from the
     queues themselves, with the outboxes beside them."""
-    from harness.drill.queues import QueueDepthSampler
     from reports.faults import read_queue_samples
+    from rig.queues import QueueDepthSampler
 
     queue = f"sampled-{uuid.uuid4().hex[:8]}"
     run_dir = tmp_path / "run"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import _procs
-from harness.supervisor import SupervisorError, SystemHandle, load_spec
+from rig import procs as rig_procs
+from rig.supervisor import SupervisorError, SystemHandle, load_spec
 
 WORKER = """
 import os, signal, sys, time
@@ -82,7 +82,7 @@ def test_killed_replica_is_restarted_with_a_new_pid(system: SystemHandle) -> Non
     old = system.signal("worker", 1, signal.SIGKILL)
     r = system.wait("running", "worker", 1, timeout=15, not_pid=old)
     assert r["restarts"] == 1 and r["last_exit"] == -signal.SIGKILL
-    assert not _procs.alive(old)
+    assert not rig_procs.alive(old)
 
 
 def test_pause_is_not_a_death(system: SystemHandle) -> None:
@@ -113,7 +113,7 @@ def test_stop_is_graceful_and_leaves_nothing(system: SystemHandle) -> None:
     pids = [r["pid"] for r in system.replicas() if r.get("pid")]
     sup = system.state()["supervisor_pid"]  # type: ignore[index]
     system.stop()
-    assert not any(_procs.alive(p) for p in [*pids, sup])
+    assert not any(rig_procs.alive(p) for p in [*pids, sup])
     assert "graceful-worker-0" in marks(system) and "graceful-worker-1" in marks(system)
 
 
@@ -122,10 +122,10 @@ def test_supervisor_sigkilled_then_down_stops_replicas_by_pid(system: SystemHand
     assert st is not None
     pids = [r["pid"] for r in st["replicas"] if r.get("pid") and r["service"] == "worker"]
     os.kill(st["supervisor_pid"], signal.SIGKILL)
-    _procs.wait_gone([st["supervisor_pid"]], timeout=5)
-    assert all(_procs.alive(p) for p in pids), "replicas outlive their supervisor"
+    rig_procs.wait_gone([st["supervisor_pid"]], timeout=5)
+    assert all(rig_procs.alive(p) for p in pids), "replicas outlive their supervisor"
     system.stop()
-    assert not any(_procs.alive(p) for p in pids)
+    assert not any(rig_procs.alive(p) for p in pids)
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path: Path) -> None:

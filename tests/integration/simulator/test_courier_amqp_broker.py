@@ -10,7 +10,7 @@ import uuid
 import aio_pika
 import pytest
 
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.courier_amqp import EVENTS_EXCHANGE, REQUESTS_EXCHANGE, CourierAmqpAdapter

@@ -12,7 +12,7 @@ import chaos.cli
 import chaos.injector
 from chaos.injector import FaultInjector, HealReport
 from chaos.journal import Journal
-from harness.cluster import ClusterSpec, LocalCluster, MendResult
+from rig.cluster import ClusterSpec, LocalCluster, MendResult
 
 BROKEN = (
     "node 2 (rabbit2@127.0.99.2) is down; last boot crash: {badmap,undefined} in rabbit_feature_flags:x/2"

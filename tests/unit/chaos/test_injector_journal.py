@@ -16,7 +16,7 @@ from chaos.faults import FAULTS, Fault
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
 from chaos.runner import ExperimentRunner
-from harness.cluster import Cluster
+from rig.cluster import Cluster
 
 
 class Held(Fault):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.drill.services import build_services, default_ready
-from harness.supervisor import ServiceSpec, load_spec
+from rig.supervisor import ServiceSpec, load_spec
 
 SPECS = [
     ServiceSpec(

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cluster import _state
-from harness.supervisor import ServiceSpec, SystemHandle, load_spec, replica_env
 from harness.system_cli import DEFAULT_SPEC, app, provision_step
+from rig.cluster import state as cluster_state
+from rig.supervisor import ServiceSpec, SystemHandle, load_spec, replica_env
 
 PLATFORM = {
     "intake": 2,
@@ -63,15 +63,15 @@ def test_replica_env_lets_the_spec_name_the_service_but_not_the_replica(tmp_path
 def test_no_rig_no_provisioning(tmp_path: Path) -> None:
     step = provision_step(tmp_path / "cluster", tmp_path / "system", "drill")
     assert step.env == {} and "no broker rig recorded" in step.message
-    state = _state.ClusterState(
+    state = cluster_state.ClusterState(
         provider="local",
         run_dir=str(tmp_path / "cluster"),
         cluster_name="drill",
         admin_user="admin",
         admin_password="pw",
-        nodes=[_state.NodeState(1, "rabbit-1", "127.0.9.1", 1, 2, 3, 4, beam_pid=None)],
+        nodes=[cluster_state.NodeState(1, "rabbit-1", "127.0.9.1", 1, 2, 3, 4, beam_pid=None)],
     )
-    _state.save(tmp_path / "cluster", state)
+    cluster_state.save(tmp_path / "cluster", state)
     step = provision_step(tmp_path / "cluster", tmp_path / "system", "drill")
     assert step.env == {} and "no node of the rig" in step.message
     assert not (tmp_path / "system" / "secrets").exists()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import doctest
 from pathlib import Path
 
-from harness.cluster import _boot
-from harness.cluster._boot import boot_crash_reason, read_since
+from rig.cluster import _boot
+from rig.cluster._boot import boot_crash_reason, read_since
 
 # RabbitMQ 3.10's BOOT FAILED block for an exception (rabbit_prelaunch_errors:format_exception: the
 # class:term, then "    mod:fun/arity, line N" frames), as the feature-flag sync race would print it;

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import _procs
-from harness.crashed import (
+from rig import procs as rig_procs
+from rig.crashed import (
     RunError,
     find_crashed_runs,
     find_runs_to_clean,
@@ -166,8 +166,8 @@ def test_stop_traffic_interrupts_the_runs_simulator_and_locust_and_spares_a_recy
     )
     out = stop_traffic(load_run(run_dir))
     assert out.failed == []
-    assert not any(_procs.alive(p) for p in [sim, *workers])
-    assert _procs.alive(stranger)
+    assert not any(rig_procs.alive(p) for p in [sim, *workers])
+    assert rig_procs.alive(stranger)
     assert any(f"stopped the run's simulator (PID {sim})" == line for line in out.done), out.done
     assert any(f"left PID {stranger} alone" in line for line in out.done), out.done
     # SIGINT, not SIGKILL: the sleeper exits 0 from its SIGINT handler (a simulator flushes its ledger).

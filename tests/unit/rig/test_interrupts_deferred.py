@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.cluster._procs import interrupts_deferred
+from rig.procs import interrupts_deferred
 
 
 def test_a_sigint_inside_the_block_is_raised_when_it_ends() -> None:

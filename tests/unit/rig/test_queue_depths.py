@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.drill import queues as sampler_module
-from harness.drill.queues import QueueDepthSampler
-from reports.drain import Measurement
+from rig import queues as sampler_module
+from rig.drain import Measurement
+from rig.queues import QueueDepthSampler
 
 
 def wait(cond: Callable[[], bool], what: str) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from harness.drill.resources import (
+from reports.saturation import RESOURCES_PATH, read_resources
+from rig.resources import (
     RESOURCES_FILE,
     ResourceSampler,
     drill_roles,
@@ -24,7 +25,6 @@ from harness.drill.resources import (
     read_process,
     service_roles,
 )
-from reports.saturation import RESOURCES_PATH, read_resources
 
 DEADLINE_S = 30.0
 TICKS = os.sysconf("SC_CLK_TCK")

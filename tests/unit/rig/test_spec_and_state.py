@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cli import _junit_totals
-from harness.cluster import ClusterSpec, LocalCluster, RabbitMQNotInstalled, RunDirUnusable, _state
-from harness.cluster._local import _bytes
+from rig.cluster import ClusterSpec, LocalCluster, RabbitMQNotInstalled, RunDirUnusable
+from rig.cluster import state as cluster_state
+from rig.cluster._local import _bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,18 +36,20 @@ def test_env_overrides_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_state_round_trip_and_mode(tmp_path: Path) -> None:
-    st = _state.ClusterState(
+    st = cluster_state.ClusterState(
         provider="local",
         run_dir=str(tmp_path),
         cluster_name="c",
         admin_user="a",
         admin_password="secret",
-        nodes=[_state.NodeState(1, "rabbit1@127.0.1.1", "127.0.1.1", 5701, 15701, 15751, 25701, 10, 11)],
+        nodes=[
+            cluster_state.NodeState(1, "rabbit1@127.0.1.1", "127.0.1.1", 5701, 15701, 15751, 25701, 10, 11)
+        ],
         epmd_pid=9,
     )
-    _state.save(tmp_path, st)
+    cluster_state.save(tmp_path, st)
     assert oct(os.stat(tmp_path / "state.json").st_mode & 0o777) == "0o600"  # it holds a password
-    back = _state.load(tmp_path)
+    back = cluster_state.load(tmp_path)
     assert back == st
     assert sorted(back.owned_pids()) == [9, 10, 11]
 
