@@ -14,6 +14,7 @@ Events of one fault, in the order they are written::
     undo         the undo finished: the fault is over
     undo_failed  the undo raised (``error``); a later ``undoing`` + ``undo`` (heal) may still close it
 
+The reading side (:func:`rundir.records.open_faults`) is shared with the clean-up of crashed runs.
 A fault whose apply failed has no ``applied``; a fault undone again after an ``undo_failed`` has a
 second ``undoing``. Only ``undo`` closes a fault (:meth:`Journal.open_faults`): a fault whose undo
 started but never finished is still open.
@@ -40,18 +41,12 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rundir.records import OpenFault, journal_records, open_faults
 
-@dataclass(frozen=True)
-class OpenFault:
-    fault_id: str
-    kind: str
-    target: str
-    undo: dict[str, Any]
-    applied_at: float
+__all__ = ["Journal", "OpenFault"]
 
 
 class Journal:
@@ -75,30 +70,9 @@ class Journal:
         return record
 
     def records(self) -> list[dict[str, Any]]:
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash mid-write: the fault it named was never applied
-        return out
+        """Every readable line, in order (a line cut by a crash is skipped)."""
+        return journal_records(self.path)
 
     def open_faults(self) -> list[OpenFault]:
         """Faults applied and not (successfully) undone, oldest first."""
-        applied: dict[str, OpenFault] = {}
-        for r in self.records():
-            if r.get("event") == "apply":
-                applied[r["fault_id"]] = OpenFault(
-                    r["fault_id"],
-                    r["kind"],
-                    str(r.get("target", "")),
-                    dict(r.get("undo") or {}),
-                    float(r["ts"]),
-                )
-            elif r.get("event") == "undo":
-                applied.pop(r["fault_id"], None)
-        return list(applied.values())
+        return open_faults(self.path)

@@ -25,10 +25,10 @@ from chaos.cli import app as chaos_app
 from chaos.links import LinkProxies
 from chaos.toxiproxy.cli import app as proxy_app
 from chaos.toxiproxy.cli import bench_command as bench_proxy_command
+from harness.audit_cli import audit as drill_audit
 from harness.drill import cli as drill_cli
 from harness.system_cli import app as system_app
 from loadtests.cli import app as load_app
-from reports.cli import audit as reports_audit
 from reports.cli import bench as bench_audit_command
 from reports.cli import compare as reports_compare
 from reports.cli import report as reports_report
@@ -225,15 +225,8 @@ def cluster_down(
     system, their link proxies and the cluster they started (only PIDs verified to be the run's) — and
     removes the iptables chain a partition left on the rig's addresses.
     """
-    from rig.crashed import (
-        RunError,
-        find_runs_to_clean,
-        remove_partition_chain,
-        stop_cluster,
-        stop_links,
-        stop_system,
-        stop_traffic,
-    )
+    from chaos.crashed import remove_partition_chain, stop_links
+    from rig.crashed import RunError, find_runs_to_clean, stop_cluster, stop_system, stop_traffic
 
     try:
         runs = find_runs_to_clean(run, explicit=run_dir is not None)
@@ -243,7 +236,7 @@ def cluster_down(
     for r in runs:
         console.print(r.describe(), highlight=False, soft_wrap=True)
         # The order a runner stops in: traffic, services, then the proxies and the brokers they used.
-        for step in (stop_traffic(r), stop_system(r), stop_links(r), stop_cluster(r)):
+        for step in (stop_traffic(r), stop_system(r), stop_links(r), stop_cluster(r, remove_partition_chain)):
             for line in step.done:
                 console.print(f"  {line}", highlight=False, soft_wrap=True)
             failed.extend(step.failed)
@@ -411,7 +404,7 @@ app.command(
 app.command(
     "audit",
     help="Audit a run directory: report.json, junit.xml, summary.md; exit 0 only if every check passed.",
-)(reports_audit)
+)(drill_audit)
 
 
 def main() -> None:

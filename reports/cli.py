@@ -35,6 +35,7 @@ EXIT_USAGE = 2
 RunDirArg = Annotated[Path, typer.Argument(help="The run directory.", file_okay=False)]
 OutOpt = Annotated[Path | None, typer.Option(help="Where to write the reports (default RUN_DIR/audit).")]
 StrictOpt = Annotated[bool, typer.Option(help="Treat a skipped check (no evidence) as a failure.")]
+HtmlOpt = Annotated[bool, typer.Option(help="Also write report.html (plots; slower).")]
 
 
 def _load(run_dir: Path, strict: bool) -> tuple[AuditConfig, SloConfig]:
@@ -67,84 +68,20 @@ def _print_checks(report: AuditReport) -> None:
             typer.echo(f"  {status:7} {check.name}: {check.message}")
 
 
-def _drain(
-    run_dir: Path, cluster_run_dir: Path | None, management_url: list[str] | None, outbox: list[Path] | None,
-    deadline: float, queues: str, amqp_url: list[str] | None = None,
-) -> None:  # fmt: skip
-    """Wait for queues and outboxes to empty; write RUN/drain.json (the audit's `drained` check)."""
-    import json
-
-    from rig.cluster import state as cluster_state
-    from rig.drain import drain
-
-    urls, auth, amqp = list(management_url or []), ("guest", "guest"), list(amqp_url or [])
-    if cluster_run_dir is not None:
-        st = cluster_state.load(cluster_run_dir)
-        if st is None:
-            typer.echo(f"error: no cluster state in {cluster_run_dir}", err=True)
-            raise typer.Exit(EXIT_USAGE)
-        urls = urls or [f"http://{n.host}:{n.mgmt_port}" for n in st.nodes] or st.management_urls_external
-        auth = (st.admin_user, st.admin_password)
-        amqp = (
-            amqp
-            or [f"amqp://{st.admin_user}:{st.admin_password}@{n.host}:{n.amqp_port}/" for n in st.nodes]
-            or st.amqp_urls_external
-        )
-    if urls and not amqp:
-        typer.echo(
-            "error: --drain needs --amqp-url with --management-url (depths are asked of the queues)", err=True
-        )
-        raise typer.Exit(EXIT_USAGE)
-    if not urls:
-        typer.echo("error: --drain needs --cluster-run-dir or --management-url", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    dbs = list(outbox) if outbox else sorted(run_dir.glob("*.db"))
-    typer.echo(f"draining: {len(urls)} management URL(s), {len(dbs)} outbox file(s), deadline {deadline:g} s")
-    result = drain(urls, auth, dbs, run_dir, amqp_urls=amqp, deadline_s=deadline, only=queues)
-    (run_dir / "drain.json").write_text(json.dumps(result.to_json(), indent=2))
-    typer.echo(
-        f"drained in {result.seconds:.1f} s"
-        if result.drained
-        else f"NOT drained after {result.seconds:.1f} s: {result.leftover}"
-    )
-
-
-DrainOpt = Annotated[
-    bool, typer.Option(help="First wait until queues and outboxes are empty (with a deadline).")
-]
-ClusterDirOpt = Annotated[Path | None, typer.Option(help="--drain: the rig's run dir (URLs, credentials).")]
-MgmtOpt = Annotated[list[str] | None, typer.Option(help="--drain: management API base URL(s).")]
-AmqpOpt = Annotated[list[str] | None, typer.Option(help="--drain: AMQP URL(s), with credentials.")]
-OutboxOpt = Annotated[
-    list[Path] | None, typer.Option(help="--drain: outbox SQLite file(s) (default RUN_DIR/*.db).")
-]
-DeadlineOpt = Annotated[float, typer.Option(help="--drain: seconds to wait at most.")]
-QueuesOpt = Annotated[str, typer.Option(help="--drain: regex of the vhost/queue names to wait for.")]
-
-
 @app.command()
 def audit(
     run_dir: RunDirArg,
     out: OutOpt = None,
     strict: StrictOpt = False,
-    html: Annotated[bool, typer.Option(help="Also write report.html (plots; slower).")] = False,
-    drain: DrainOpt = False,
-    cluster_run_dir: ClusterDirOpt = None,
-    management_url: MgmtOpt = None,
-    amqp_url: AmqpOpt = None,
-    outbox: OutboxOpt = None,
-    drain_deadline: DeadlineOpt = 120.0,
-    drain_queues: QueuesOpt = ".*",
+    html: HtmlOpt = False,
 ) -> None:
-    """Audit RUN_DIR: write report.json, junit.xml, summary.md; exit 0 only if every check passed."""
+    """Audit RUN_DIR: write report.json, junit.xml, summary.md; exit 0 only if every check passed.
+
+    Offline: the run directory only. ``drill audit --drain`` first waits for the brokers' queues and the
+    outboxes to empty (that needs the rig: ``harness.audit_cli``)."""
     from reports.audit import audit_run
     from reports.writers import write_all
 
-    if drain:
-        if not run_dir.is_dir():
-            typer.echo(f"error: {run_dir} is not a directory", err=True)
-            raise typer.Exit(EXIT_USAGE)
-        _drain(run_dir, cluster_run_dir, management_url, outbox, drain_deadline, drain_queues, amqp_url)
     config, slo = _load(run_dir, strict)
     report = audit_run(run_dir, config, slo)
     paths = write_all(report, out if out is not None else run_dir / "audit", html=html)

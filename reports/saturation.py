@@ -60,14 +60,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import rundir
 from reports import _json
 from reports.faults import FaultWindow
 from reports.performance import Performance, Series
 from reports.readers.ledger import LEDGER_PATH, LOCUST_LEDGER_PATH
 from reports.slo import BOOKED_SHARE_KEPT, SloConfig
 
-#: Written by rig/resources.py (RESOURCES_FILE there).
-RESOURCES_PATH: Final = Path("resources.jsonl")
 _ORDER_SENT: Final = b'"order_sent"'
 
 #: Machine CPU busy (+ steal), fraction of all cores, at or above which the CPU is saturated.
@@ -780,7 +779,7 @@ def measure_throughput(series: Series | None, offered: Offered | None) -> Throug
 
 def analyse_run(run_dir: Path, perf: Performance | None) -> Saturation:
     """:func:`analyse` over ``run_dir``'s resources.jsonl, ledgers and performance figures."""
-    samples, stats = read_resources(run_dir / RESOURCES_PATH)
+    samples, stats = read_resources(run_dir / rundir.RESOURCES)
     series = perf.series if perf is not None else None
     offered = (
         read_offered((run_dir / LEDGER_PATH, run_dir / LOCUST_LEDGER_PATH)) if series is not None else None

@@ -8,7 +8,8 @@ journal ``chaos/journal.jsonl``, the supervisor's ``system.json`` and ``drill.js
 
 ``drill chaos heal``, ``drill system down`` and ``drill cluster down`` find such runs by themselves
 (:func:`find_crashed_runs`) or take one with ``--run RUN_DIR`` (:func:`load_run`), then use the
-``stop_*`` functions here. A recorded PID is signalled only when the process is verifiably the one the
+``stop_*`` functions here (what chaos left — open faults, link proxies, partition chains — is
+``chaos.crashed``'s). A recorded PID is signalled only when the process is verifiably the one the
 run started (:func:`verify`): its command line or environment names the run's directory (or the
 rig's, for broker processes) — a PID the kernel has since given to another process is left alone.
 
@@ -23,15 +24,17 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rundir
 from rig import procs as rig_procs
+from rundir.records import open_faults, read_json
 
 #: The runner's start is known from its first files to about this much (file times, process times).
 CLOCK_SLACK_S = 2.0
@@ -69,7 +72,7 @@ class CrashedRun:
 
     @property
     def journal(self) -> Path:
-        return self.run_dir / "chaos" / "journal.jsonl"
+        return self.run_dir / rundir.JOURNAL
 
     def runner_alive(self) -> bool:
         """The runner's PID is alive *and* that process started before the run's first file: a
@@ -80,7 +83,7 @@ class CrashedRun:
 
     def finished(self) -> bool:
         """``drill.json`` has the runner's final ``exit_code`` (written only at the very end)."""
-        return "exit_code" in _read_json(self.run_dir / "drill.json", {})
+        return "exit_code" in read_json(self.run_dir / rundir.DRILL, {})
 
     def describe(self) -> str:
         where = (
@@ -97,17 +100,15 @@ class CrashedRun:
     def leftovers(self) -> list[str]:
         """What the run left: open faults in its journal, and recorded processes still alive that are
         verifiably the run's (:func:`verify`). Empty: nothing to do."""
-        from chaos.journal import Journal
-
         out = []
-        open_faults = Journal(self.journal).open_faults() if self.journal.exists() else []
-        if open_faults:
-            out.append(f"{len(open_faults)} open fault(s) in its journal")
-        state = _read_json(self.run_dir / "system.json", {})
+        faults = open_faults(self.journal) if self.journal.exists() else []
+        if faults:
+            out.append(f"{len(faults)} open fault(s) in its journal")
+        state = read_json(self.run_dir / rundir.SYSTEM, {})
         extra = {  # the supervisor's and Locust's own records may name PIDs pids.json has not caught
             "supervisor": [state.get("supervisor_pid")],
             "replicas": [r.get("pid") for r in state.get("replicas", [])],
-            "locust": _read_json(self.run_dir / "locust" / "pids.json", []),
+            "locust": read_json(self.run_dir / rundir.LOCUST_PIDS, []),
         }
         roles = {"replicas": "replica"}
         for key in ("simulator", "locust", "supervisor", "replicas", "links", "cluster"):
@@ -128,10 +129,10 @@ def load_run(run_dir: Path) -> CrashedRun:
     """The run in ``run_dir`` (crashed or not: the caller checks :meth:`CrashedRun.runner_alive` and
     :meth:`CrashedRun.finished`). Raises :class:`RunError` when it is not a run directory."""
     run_dir = run_dir.resolve()
-    pids = _read_json(run_dir / "pids.json", None)
+    pids = read_json(run_dir / rundir.PIDS, None)
     if not isinstance(pids, dict):
         raise RunError(f"{run_dir} is not a drill run directory (no readable pids.json)")
-    firsts = [run_dir / n for n in ("scenario.toml", "plan.txt", "pids.json")]
+    firsts = [run_dir / n for n in (rundir.SCENARIO, rundir.PLAN, rundir.PIDS)]
     started = min((p.stat().st_mtime for p in firsts if p.exists()), default=run_dir.stat().st_mtime)
     cluster_dir = _cluster_dir(run_dir, pids)
     return CrashedRun(run_dir, pids, started, cluster_dir, bool(pids.get("cluster")))
@@ -183,9 +184,9 @@ def _cluster_dir(run_dir: Path, pids: dict[str, Any]) -> Path | None:
     phase's own words in drill.json / plan.txt, else the environment of a recorded broker process."""
     if isinstance(pids.get("cluster_dir"), str):
         return Path(pids["cluster_dir"])
-    texts = [str(p.get("what", "")) for p in _read_json(run_dir / "drill.json", {}).get("phases", [])]
+    texts = [str(p.get("what", "")) for p in read_json(run_dir / rundir.DRILL, {}).get("phases", [])]
     with contextlib.suppress(OSError):
-        texts.append((run_dir / "plan.txt").read_text())
+        texts.append((run_dir / rundir.PLAN).read_text())
     for text in texts:
         for pattern in (_STARTED, _REUSED):
             m = pattern.search(text)
@@ -261,7 +262,9 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
 
 
-def _claimed(run: CrashedRun, pids: list[int], role: str, out: Outcome) -> list[int]:
+def verify_claimed(run: CrashedRun, pids: list[int], role: str, out: Outcome) -> list[int]:
+    """Those of ``pids`` verifiably the run's ``role`` processes (:func:`verify`); each other one still
+    alive is noted in ``out`` as left alone."""
     mine = []
     for pid in dict.fromkeys(pids):
         why = verify(pid, run, role)
@@ -277,10 +280,10 @@ def stop_traffic(run: CrashedRun) -> Outcome:
     """The simulator and Locust (master and workers): SIGINT, so they flush their ledgers, then SIGKILL."""
     out = Outcome()
     locust = run.pid_list("locust") + [
-        p for p in _read_json(run.run_dir / "locust" / "pids.json", []) if isinstance(p, int)
+        p for p in read_json(run.run_dir / rundir.LOCUST_PIDS, []) if isinstance(p, int)
     ]
     for role, pids in (("simulator", run.pid_list("simulator")), ("locust", locust)):
-        mine = _claimed(run, pids, role, out)
+        mine = verify_claimed(run, pids, role, out)
         if not mine:
             continue
         left = stop_pids(mine, signal.SIGINT, TRAFFIC_GRACE_S)
@@ -295,51 +298,37 @@ def stop_traffic(run: CrashedRun) -> Outcome:
 def stop_system(run: CrashedRun) -> Outcome:
     """The run's supervisor (SIGTERM: it stops its replicas gracefully), then any replica left."""
     out = Outcome()
-    state = _read_json(run.run_dir / "system.json", {})
+    state = read_json(run.run_dir / rundir.SYSTEM, {})
     sup = run.pid_list("supervisor") + ([state["supervisor_pid"]] if state.get("supervisor_pid") else [])
-    mine = _claimed(run, sup, "supervisor", out)
+    mine = verify_claimed(run, sup, "supervisor", out)
     if mine:
         left = stop_pids(mine, signal.SIGTERM, SUPERVISOR_GRACE_S)
         if left:
             out.failed.append(f"the run's supervisor survived SIGKILL: PID {left}")
         else:
             out.done.append(f"stopped the run's supervisor (PID {', '.join(map(str, mine))})")
-    state = _read_json(run.run_dir / "system.json", state)  # the supervisor's last write
+    state = read_json(run.run_dir / rundir.SYSTEM, state)  # the supervisor's last write
     replicas = run.pid_list("replicas") + [r["pid"] for r in state.get("replicas", []) if r.get("pid")]
-    mine = _claimed(run, replicas, "replica", out)
+    mine = verify_claimed(run, replicas, "replica", out)
     if mine:
         left = stop_pids(mine, signal.SIGTERM, 15.0)
         if left:
             out.failed.append(f"replicas of the run survived SIGKILL: PID {left}")
         out.done.append(f"stopped {len(mine) - len(left)} replica(s) of the run the supervisor left")
     if not any(rig_procs.alive(p) for p in sup + replicas):
-        (run.run_dir / "system.json").unlink(missing_ok=True)
+        (run.run_dir / rundir.SYSTEM).unlink(missing_ok=True)
     return out
 
 
-def stop_links(run: CrashedRun) -> Outcome:
-    """The link proxy server the run started (pids.json ``links``), its proxies and its state file."""
-    from chaos.links import LinkProxies
+def stop_cluster(
+    run: CrashedRun, kernel_cleanup: Callable[[int, str | None], list[str]] | None = None
+) -> Outcome:
+    """The cluster the run started (the rig's own teardown, from its state file). A cluster the run only
+    reused is left running.
 
-    out = Outcome()
-    pids = _claimed(run, run.pid_list("links"), "links", out)
-    links = LinkProxies.attach(run.cluster_dir) if run.cluster_dir is not None else None
-    if links is not None and links.state.pid is not None and links.state.pid in pids:
-        links.stop()  # deletes the proxies, stops the server by its recorded PID, removes links.json
-        out.done.append(f"stopped the run's link proxies (PID {links.state.pid})")
-        pids.remove(links.state.pid)
-    if pids:
-        left = stop_pids(pids, signal.SIGTERM, 10.0)
-        if left:
-            out.failed.append(f"the run's link proxy server survived SIGKILL: PID {left}")
-        else:
-            out.done.append(f"stopped the run's link proxy server (PID {', '.join(map(str, pids))})")
-    return out
-
-
-def stop_cluster(run: CrashedRun) -> Outcome:
-    """The cluster the run started (the rig's own teardown, from its state file), and the iptables
-    chain a partition may have left on its addresses. A cluster the run only reused is left running."""
+    ``kernel_cleanup(address_block, node_host)`` runs once the cluster is stopped and says what it did:
+    the chaos injector removes there the iptables chain a partition may have left on the rig's
+    addresses (the rig knows nothing of partitions)."""
     from rig.cluster import ClusterError, ClusterSpec, LocalCluster
     from rig.cluster import state as cluster_state
 
@@ -361,10 +350,11 @@ def stop_cluster(run: CrashedRun) -> Outcome:
             out.done.append(f"stopped the run's cluster in {run.cluster_dir}")
         except ClusterError as exc:
             out.failed.append(f"the run's cluster in {run.cluster_dir}: {exc}")
-        out.done.extend(remove_partition_chain(block, st.nodes[0].host if st.nodes else None))
+        if kernel_cleanup is not None:
+            out.done.extend(kernel_cleanup(block, st.nodes[0].host if st.nodes else None))
         return out
     # No state file to go by (deleted, or the rig recorded elsewhere): the recorded PIDs themselves.
-    mine = _claimed(run, recorded, "cluster", out)
+    mine = verify_claimed(run, recorded, "cluster", out)
     if mine:
         left = stop_pids(mine, signal.SIGTERM, 30.0)
         if left:
@@ -372,26 +362,3 @@ def stop_cluster(run: CrashedRun) -> Outcome:
         else:
             out.done.append(f"stopped the run's broker processes (PID {', '.join(map(str, mine))})")
     return out
-
-
-def remove_partition_chain(address_block: int, node_host: str | None) -> list[str]:
-    """Delete the rig's iptables chain ``DRILL<block>`` and its hook, when a partition left them."""
-    from chaos.faults import FaultError
-    from chaos.faults.partition import chain_exists, heal_chain
-
-    chain = f"DRILL{address_block}"
-    subnet = f"{node_host.rsplit('.', 1)[0]}.0/24" if node_host else f"127.0.{address_block}.0/24"
-    try:
-        if not chain_exists(chain):
-            return []
-        heal_chain(chain, subnet)
-    except FaultError as exc:  # iptables missing: then no partition can have been cut either
-        return [f"iptables chain {chain}: {exc}"]
-    return [f"removed the iptables chain {chain} a partition left"]
-
-
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default

@@ -1,4 +1,5 @@
-"""Resource samples during a drill's traffic: ``<run>/resources.jsonl``, one JSON line per second.
+"""Resource samples during a drill's traffic: ``<run>/resources.jsonl`` (``rundir.RESOURCES``), one JSON
+line per second.
 
 :class:`ResourceSampler` is a thread the runner starts when the traffic starts and stops when it stops.
 Every ``interval_s`` it reads ``/proc`` directly (no psutil: it is not one of the project's dependencies)
@@ -34,7 +35,6 @@ sample is taken.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+from rig.supervisor import SystemHandle
+
 if TYPE_CHECKING:
-    from harness.drill.runner import DrillRunner
+    from rig.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
-#: The file in the run directory (``reports.saturation.RESOURCES_PATH`` reads it).
-RESOURCES_FILE: Final = "resources.jsonl"
 INTERVAL_S: Final = 1.0
 PROC: Final = Path("/proc")
 _TICKS: Final = os.sysconf("SC_CLK_TCK")
@@ -286,8 +286,6 @@ class ResourceSampler(threading.Thread):
 # ----------------------------------------------------------------------------------------- the drill's roles
 def service_roles(run_dir: Path) -> dict[str, list[int]]:
     """``service.<name>`` -> its replicas' current PIDs, from the supervisor's ``system.json``."""
-    from rig.supervisor import SystemHandle
-
     st = SystemHandle(run_dir).state()
     out: dict[str, list[int]] = {}
     for r in (st or {}).get("replicas", []):
@@ -299,32 +297,21 @@ def service_roles(run_dir: Path) -> dict[str, list[int]]:
     return out
 
 
-def locust_pids(run_dir: Path) -> list[int]:
-    """Locust's master and workers (``<run>/locust/pids.json``, written by loadtests.runner)."""
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        return [int(p) for p in json.loads((run_dir / "locust" / "pids.json").read_text())]
-    return []
-
-
-def drill_roles(runner: DrillRunner) -> Callable[[], dict[str, list[int]]]:
-    """The roles of a running drill (re-read on every call: PIDs change when chaos restarts things)."""
-    from rig.cluster import LocalCluster
+def drill_roles(
+    cluster: Cluster | None, run_dir: Path, own: Callable[[], Mapping[str, Iterable[int]]]
+) -> Callable[[], dict[str, list[int]]]:
+    """The roles of a running drill (re-read on every call: PIDs change when chaos restarts things):
+    this process, each node's VM (when the cluster :attr:`~rig.cluster.Cluster.runs_here`), the services
+    and their supervisor, and what ``own()`` names — the processes the drill started itself (the
+    simulator, Locust, the link proxies)."""
 
     def roles() -> dict[str, list[int]]:
         out: dict[str, list[int]] = {"drill": [os.getpid()]}
-        cluster = runner.cluster
-        if isinstance(cluster, LocalCluster):
-            for n in cluster.node_indices:
-                pid = cluster.beam_pid(n)
+        if cluster is not None and cluster.runs_here:
+            for n, pid in cluster.vm_pids().items():
                 out[f"broker.{n}"] = [pid] if pid else []
-        out.update(service_roles(runner.run_dir))
-        if runner.simulator is not None:
-            out["simulator"] = [runner.simulator.pid]
-        if runner.locust is not None:
-            out["locust"] = locust_pids(runner.run_dir)
-        links = runner.pids.get("links")
-        if isinstance(links, int):
-            out["links"] = [links]
+        out.update(service_roles(run_dir))
+        out.update({role: list(pids) for role, pids in own().items()})
         return out
 
     return roles

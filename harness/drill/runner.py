@@ -59,6 +59,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
+import rundir
 from harness.drill.live import (
     BrokerFigures,
     BrokerPoller,
@@ -772,11 +773,22 @@ class DrillRunner:
             locust=locust,
         )
 
+    def _own_roles(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        if self.simulator is not None:
+            out["simulator"] = [self.simulator.pid]
+        if self.locust is not None:
+            out["locust"] = self._locust_pids()
+        links = self.pids.get("links")
+        if isinstance(links, int):
+            out["links"] = [links]
+        return out
+
     def _live(self, t_start: float) -> None:
         from rich.live import Live
 
         from rig.queues import QueueDepthSampler
-        from rig.resources import RESOURCES_FILE, ResourceSampler, drill_roles
+        from rig.resources import ResourceSampler, drill_roles
 
         assert self.simulator is not None and self.cluster is not None
         tail = LedgerTail(self.run_dir / "simulator" / "ledger.jsonl")
@@ -787,7 +799,9 @@ class DrillRunner:
         )
         poller.start()
         # CPU and memory of the machine and of each role, 1/s, for the report's saturation finding.
-        sampler = ResourceSampler(self.run_dir / RESOURCES_FILE, drill_roles(self))
+        sampler = ResourceSampler(
+            self.run_dir / rundir.RESOURCES, drill_roles(self.cluster, self.run_dir, self._own_roles)
+        )
         sampler.start()
         # Queue depths before, during and after each fault: the report's per-fault drain time.
         depths = QueueDepthSampler(

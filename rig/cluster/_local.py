@@ -82,6 +82,7 @@ class LocalCluster(Cluster):
 
     provider = "local"
     owned = True
+    runs_here = True
 
     def __init__(self, spec: ClusterSpec | None = None) -> None:
         self.spec = spec or ClusterSpec()
@@ -176,6 +177,9 @@ class LocalCluster(Cluster):
     def management_url(self, node: int) -> str:
         n = self._node_state(node)
         return f"http://{n.host}:{n.mgmt_port}"
+
+    def vm_pids(self) -> dict[int, int | None]:
+        return {n: self.beam_pid(n) for n in self.node_indices}
 
     def beam_pid(self, node: int) -> int | None:
         return self._node_state(node).beam_pid

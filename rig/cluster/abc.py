@@ -38,6 +38,10 @@ class Cluster(ABC):
     provider: str = "abstract"
     #: False for clusters the project did not start: destructive actions need ``allow_external``.
     owned: bool = True
+    #: True when the nodes are processes the rig started on this machine (the local provider): the
+    #: drill then heals the rig after its faults, replaces a leftover vhost, samples the nodes' VMs and
+    #: stops the cluster it started; a cluster it only connects to is never touched that way.
+    runs_here: bool = False
 
     @property
     @abstractmethod
@@ -59,6 +63,11 @@ class Cluster(ABC):
 
     def amqp_url(self, node: int) -> str:
         return self.amqp_urls[self.node_indices.index(node)]
+
+    def vm_pids(self) -> dict[int, int | None]:
+        """Node -> the PID of its VM on this machine (None: not running), for providers that
+        :attr:`runs_here`; empty for the others."""
+        return {}
 
     @abstractmethod
     def start(self) -> None: ...

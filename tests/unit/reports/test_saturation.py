@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import rundir
 from reports.audit import audit_run
 from reports.faults import FaultWindow
 from reports.performance import Series
@@ -17,7 +18,6 @@ from reports.saturation import (
     NO_SAMPLES,
     NOT_SATURATED,
     NOT_SHOWN,
-    RESOURCES_PATH,
     SATURATED,
     Offered,
     ResourceSample,
@@ -329,7 +329,7 @@ def run_with_resources(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sample(k, 0.55 if k < 20 else 0.96, roles(0.6, 0.4, 0.1) if k < 20 else roles(1.1, 0.6, 0.2))
         for k in range(32)
     ]
-    write_resources(run / RESOURCES_PATH, samples)
+    write_resources(run / rundir.RESOURCES, samples)
     return run
 
 
@@ -351,7 +351,7 @@ def test_the_report_carries_the_finding_without_changing_the_verdict(
     assert "## Saturation" in md and "| machine CPU busy (of 2 cores) | 96% | 55% |" in md
     # The same run without samples: same checks, same verdict; the finding only explains.
     bare = tmp_path / "bare"
-    shutil.copytree(run_with_resources, bare, ignore=shutil.ignore_patterns(RESOURCES_PATH.name, "audit"))
+    shutil.copytree(run_with_resources, bare, ignore=shutil.ignore_patterns(rundir.RESOURCES.name, "audit"))
     plain = audit_run(bare)
     assert [(c.name, c.status) for c in plain.checks] == [(c.name, c.status) for c in report.checks]
     assert plain.exit_code == report.exit_code

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from reports.saturation import RESOURCES_PATH, read_resources
+import rundir
+from reports.saturation import read_resources
 from rig.resources import (
-    RESOURCES_FILE,
     ResourceSampler,
     drill_roles,
     read_cpu,
@@ -94,7 +94,7 @@ def test_one_sample_is_the_kernel_accounting_of_the_interval(
 def test_busy_reads_busy_idle_reads_idle_and_a_killed_process_does_not_stop_it(
     tmp_path: Path, children: dict[str, subprocess.Popen[bytes]]
 ) -> None:
-    path = tmp_path / RESOURCES_FILE
+    path = tmp_path / rundir.RESOURCES
     pids = {role: [p.pid] for role, p in children.items()}
     busy_pid = children["busy"].pid
     sampler = ResourceSampler(path, lambda: pids, interval_s=0.5)
@@ -147,7 +147,7 @@ def test_busy_reads_busy_idle_reads_idle_and_a_killed_process_does_not_stop_it(
 
 
 def test_a_failing_roles_callable_keeps_the_last_roles_and_the_sampler_going(tmp_path: Path) -> None:
-    path = tmp_path / RESOURCES_FILE
+    path = tmp_path / rundir.RESOURCES
     calls = {"n": 0}
 
     def roles() -> dict[str, list[int]]:
@@ -167,7 +167,7 @@ def test_a_failing_roles_callable_keeps_the_last_roles_and_the_sampler_going(tmp
 
 
 def test_an_unwritable_file_ends_the_thread_quietly(tmp_path: Path) -> None:
-    sampler = ResourceSampler(tmp_path / "missing-dir" / RESOURCES_FILE, lambda: {}, interval_s=0.1)
+    sampler = ResourceSampler(tmp_path / "missing-dir" / rundir.RESOURCES, lambda: {}, interval_s=0.1)
     sampler.start()
     wait_for(lambda: not sampler.is_alive(), "the sampler thread to end")
     sampler.stop()  # and stopping it after that is harmless
@@ -201,19 +201,21 @@ def test_roles_of_a_run_come_from_the_supervisor_state_and_the_runner(tmp_path: 
     }
     (tmp_path / "locust").mkdir()
     (tmp_path / "locust" / "pids.json").write_text("[5001, 5002]")
-    runner = SimpleNamespace(
-        cluster=None,
-        run_dir=tmp_path,
-        simulator=SimpleNamespace(pid=6001),
-        locust=object(),
-        pids={"links": 7001},
-    )
-    got = drill_roles(runner)()  # type: ignore[arg-type]
+    own = {"simulator": [6001], "locust": [5001, 5002], "links": [7001]}
+    got = drill_roles(None, tmp_path, lambda: own)()
     assert got["drill"] == [os.getpid()]
     assert got["simulator"] == [6001] and got["locust"] == [5001, 5002] and got["links"] == [7001]
     assert got["service.intake"] == [4002, 4003]
     assert service_roles(tmp_path / "nowhere") == {}
 
 
-def test_the_file_name_is_the_one_the_report_reads() -> None:
-    assert Path(RESOURCES_FILE) == RESOURCES_PATH
+def test_the_brokers_are_sampled_only_for_a_cluster_that_runs_here(tmp_path: Path) -> None:
+    class Here(SimpleNamespace):
+        runs_here = True
+
+        def vm_pids(self) -> dict[int, int | None]:
+            return {1: 8001, 2: None}
+
+    got = drill_roles(Here(), tmp_path, dict)()  # type: ignore[arg-type]
+    assert got["broker.1"] == [8001] and got["broker.2"] == []
+    assert not any(r.startswith("broker.") for r in drill_roles(None, tmp_path, dict)())
