@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from rig.cluster._management import ManagementClient
+from rig.cluster import ManagementClient
 from rig.cluster.abc import Cluster
 
 USER_PREFIX = "drill-"
