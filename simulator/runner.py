@@ -301,13 +301,6 @@ class Runner:
             lambda: (desk.handled, self._notifications_received), lambda: not desk.idle(), t_end
         )
         if not idle and desk is not None:
-            # The run ends while couriers still have deliveries under way: those orders are in flight at
-            # the cut (the audit's "inflight"), not lost. An order the platform dropped has nothing
-            # scheduled here, so it stays unexplained.
-            for ref in sorted(desk.pending_orders()):
-                led.write(
-                    "inflight", ref, flow="orders", reason="couriers still delivering when the run ended"
-                )
             # A courier's last status sent just before the cut is still on its way to the customer: keep
             # the receiver up until notifications are quiet. (Seen in partition-halves: "delivered" sent
             # 0.2 s before the cut, processed by the platform 60 ms later, its notifications refused by a
@@ -315,6 +308,15 @@ class Runner:
             await self._until_quiet(
                 lambda: self._notifications_received, lambda: False, self.run_s() + 3 * self.settle_s
             )
+            # The run ends while couriers still have deliveries under way: those orders are in flight at
+            # the cut (the audit's "inflight"), not lost. Taken at the cut itself, after that wait: the
+            # couriers kept taking bookings meanwhile (a freeze drill booked orders in those last seconds,
+            # and a snapshot taken before them counted them lost). An order the platform dropped has
+            # nothing scheduled here, so it stays unexplained.
+            for ref in sorted(desk.pending_orders()):
+                led.write(
+                    "inflight", ref, flow="orders", reason="couriers still delivering when the run ended"
+                )
         led.write("linger_finished", None, idle=idle)
 
     async def _until_quiet(self, state: Callable[[], object], busy: Callable[[], bool], until: float) -> bool:

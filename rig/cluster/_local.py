@@ -73,6 +73,10 @@ def _tail(path: Path, lines: int = 25) -> str:
         return f"(no {path.name})"
 
 
+#: How long a node outside the majority's cluster gets to rejoin by itself before it is restarted.
+STRAGGLER_SETTLE_S = 15.0
+
+
 class LocalCluster(Cluster):
     """N RabbitMQ nodes started by the project, each with its own loopback address, ports and data.
 
@@ -876,6 +880,8 @@ cluster_formation.discovery_retry_interval = 100
                     procs.kill_group(self._node_state(i).wrapper_pid)
                 self.start_nodes(down, wait)
                 res.done.append(f"restarted node(s) {down}")
+            else:
+                res.done.extend(self._rejoin_stragglers())
             self._wait_ready(self.node_indices, wait)
             whole = True
         except BootCrashLoop as exc:
@@ -907,6 +913,54 @@ cluster_formation.discovery_retry_interval = 100
             res.unmended.append(f"alarms: clearing failed: {str(exc).splitlines()[0]}")
         res.unmended.extend(self._lingering_alarms_and_partitions())
         return res
+
+    def _views(self) -> dict[int, set[str]]:
+        """Each up node's view of the running cluster (a node whose CLI call fails is left out)."""
+        views: dict[int, set[str]] = {}
+        for n in self.state.nodes:
+            if self.node_state(n.index) != "up":
+                continue
+            try:
+                views[n.index] = set(self.running_nodes(n.index))
+            except ClusterError:
+                continue
+        return views
+
+    def _rejoin_stragglers(self, settle_s: float = STRAGGLER_SETTLE_S) -> list[str]:
+        """Restart the node(s) left outside a majority that agrees on the cluster, once ``settle_s`` has
+        not brought them back by themselves.
+
+        Seen here with RabbitMQ 3.10: a node frozen (SIGSTOP) past the peers' node-down detection, then
+        thawed, believes it is alone ("running: itself") and never rejoins, while its two peers go on as a
+        cluster without it; pause_minority does not pause it. Restarting that one node mends it in
+        seconds. Restarting every node together (the remedy for a cluster that agrees on nothing) would
+        be a full outage the drill never asked for.
+        """
+        want = {n.name for n in self.state.nodes}
+        deadline = time.monotonic() + settle_s
+        while True:
+            views = self._views()
+            if len(views) == len(self.state.nodes) and all(v >= want for v in views.values()):
+                return []
+            names = {n.index: n.name for n in self.state.nodes}
+            # The majority: the largest group of nodes that see each other running.
+            best: set[int] = set()
+            for i, view in views.items():
+                group = {j for j, other in views.items() if names[j] in view and names[i] in other}
+                if len(group) > len(best):
+                    best = group
+            stragglers = sorted(set(views) - best) if len(best) * 2 > len(self.state.nodes) else []
+            if not stragglers or time.monotonic() >= deadline:
+                if not stragglers:
+                    return []
+                break
+            time.sleep(1.0)
+        log.warning("node(s) %s outside the cluster the others agree on: restarting them", stragglers)
+        for i in stragglers:
+            self.kill(i)
+            self._wait_port_free(i)
+        self.start_nodes(stragglers)
+        return [f"node(s) {stragglers} were outside the cluster their peers agree on: restarted them"]
 
     def _broken_nodes(self) -> list[str]:
         """One line per node that is not up, with its last boot crash; or why the up nodes are not one
