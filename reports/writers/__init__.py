@@ -9,27 +9,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import rundir
 from reports.audit import AuditReport
-from reports.writers.json_report import write_json
+from reports.writers.json_report import RunRecord, write_json
 from reports.writers.junit import write_junit
 from reports.writers.markdown import write_summary
 
-REPORT_JSON = "report.json"
-JUNIT_XML = "junit.xml"
-SUMMARY_MD = "summary.md"
-REPORT_HTML = "report.html"
+__all__ = ["RunRecord", "write_all"]
 
 
-def write_all(report: AuditReport, out_dir: Path, *, html: bool = False) -> list[Path]:
-    """Write report.json, junit.xml, summary.md (and report.html) into ``out_dir``; returns the paths."""
+def write_all(
+    report: AuditReport, out_dir: Path, *, html: bool = False, run: RunRecord | None = None
+) -> list[Path]:
+    """Write report.json, junit.xml, summary.md (and report.html) into ``out_dir``; returns the paths.
+
+    ``run``: the drill's record; a partial run says so at the top of summary.md and report.html.
+    """
+    partial = run.partial if run is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / REPORT_JSON, out_dir / JUNIT_XML, out_dir / SUMMARY_MD]
-    write_json(report, paths[0])
+    paths = [out_dir / rundir.REPORT_JSON, out_dir / rundir.JUNIT_XML, out_dir / rundir.SUMMARY_MD]
+    write_json(report, paths[0], run=run)
     write_junit(report, paths[1])
-    write_summary(report, paths[2])
+    write_summary(report, paths[2], partial=partial)
     if html:
         from reports.writers.html import write_html  # lazy: jinja2 + matplotlib only when asked
 
-        paths.append(out_dir / REPORT_HTML)
-        write_html(report, paths[3])
+        paths.append(out_dir / rundir.REPORT_HTML)
+        write_html(report, paths[3], partial=partial)
     return paths

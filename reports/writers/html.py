@@ -175,11 +175,11 @@ def _saturation(report: AuditReport) -> dict[str, Any] | None:
     }
 
 
-def report_html(report: AuditReport, *, plots: bool = True) -> str:
-    """The report as one HTML document."""
-    return _env.get_template(TEMPLATE).render(**context(report, plots=plots))
+def report_html(report: AuditReport, *, plots: bool = True, partial: str | None = None) -> str:
+    """The report as one HTML document; ``partial``: why the run was cut short (a banner at the top)."""
+    return _env.get_template(TEMPLATE).render(**context(report, plots=plots), partial=partial)
 
 
-def write_html(report: AuditReport, path: Path) -> None:
+def write_html(report: AuditReport, path: Path, *, partial: str | None = None) -> None:
     """Write report.html."""
-    write_text_atomic(path, report_html(report))
+    write_text_atomic(path, report_html(report, partial=partial))

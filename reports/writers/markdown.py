@@ -74,10 +74,11 @@ def _service_section(service: Service) -> list[str]:
     return [*out, ""]
 
 
-def summary_markdown(report: AuditReport) -> str:
-    """The summary as Markdown text."""
+def summary_markdown(report: AuditReport, *, partial: str | None = None) -> str:
+    """The summary as Markdown text; ``partial``: why the run was cut short (said first)."""
     sentences = headline(report)
-    out = [f"# {report.name}: {report.outcome.value}", "", f"**{sentences[0]}**", ""]
+    out = [f"> **PARTIAL RUN** — {partial}; the figures cover the run up to there.", ""] if partial else []
+    out += [f"# {report.name}: {report.outcome.value}", "", f"**{sentences[0]}**", ""]
     out += [f"`{report.verdict_line()}`", ""]
     span = ""
     if report.t_min is not None and report.t_max is not None:
@@ -262,6 +263,6 @@ def _samples_section(audits: Sequence[FlowAudit]) -> list[str]:
     return ["", "## Samples", "", *lines] if lines else []
 
 
-def write_summary(report: AuditReport, path: Path) -> None:
+def write_summary(report: AuditReport, path: Path, *, partial: str | None = None) -> None:
     """Write summary.md."""
-    write_text_atomic(path, summary_markdown(report))
+    write_text_atomic(path, summary_markdown(report, partial=partial))

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import rundir
 from reports.audit import audit_run
 from reports.synthetic import SyntheticFault, write_synthetic_run
-from reports.writers import REPORT_HTML, write_all
+from reports.writers import write_all
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_S = 90
@@ -72,7 +73,7 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("run")
     write_synthetic_run(run, seconds=80, rate=15, faults=FAULTS, seed=11, resources=True)
     paths = write_all(audit_run(run), run / "audit", html=True)
-    html = run / "audit" / REPORT_HTML
+    html = run / "audit" / rundir.REPORT_HTML
     assert html in paths
     return html
 

@@ -15,14 +15,10 @@ from typer.testing import CliRunner
 from chaos.probes import ProbeResult
 from chaos.runner import ExperimentResult, FaultOutcome
 from harness.cli import app
-from harness.drill.runner import (
-    ChaosThread,
-    _mark_partial,
-    chaos_check,
-    run_dir_name,
-    slo_toml,
-    traffic_check,
-)
+from harness.drill.chaos_thread import ChaosThread
+from harness.drill.checks import chaos_check, traffic_check
+from harness.drill.phases.prepare import slo_toml
+from harness.drill.run import run_dir_name
 from harness.drill.scenario import load
 from reports.slo import load_slo
 
@@ -142,14 +138,3 @@ def test_the_chaos_check(thread: ChaosThread | None, status: str, words: str) ->
     check = chaos_check(thread)
     assert check.name == "drill[chaos]"
     assert check.status == status and words in check.message, check.message
-
-
-def test_a_partial_run_says_so_at_the_top_of_its_reports(tmp_path: Path) -> None:
-    (tmp_path / "summary.md").write_text("# Audit\n")
-    (tmp_path / "report.html").write_text("<html><body>\n<h1>x</h1></body></html>")
-    _mark_partial(tmp_path, "interrupted during the traffic phase")
-    assert (
-        (tmp_path / "summary.md").read_text().startswith("> **PARTIAL RUN** — interrupted during the traffic")
-    )
-    html = (tmp_path / "report.html").read_text()
-    assert html.index("PARTIAL RUN") < html.index("<h1>")

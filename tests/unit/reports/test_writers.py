@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+import rundir
 from reports.audit import SCHEMA_VERSION, AuditConfig, AuditReport, audit_collected
 from reports.ops import Collector
 from reports.readers import SourceStats
-from reports.writers import JUNIT_XML, REPORT_JSON, SUMMARY_MD, write_all
+from reports.writers import write_all
 
 
 def rec(kind: str, id_: str, flow: str = "orders", **extra: Any) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def parse_junit(path: Path) -> ET.Element:
 def test_junit_has_one_testcase_per_check_and_failures_on_failed_ones(tmp_path: Path) -> None:
     report = make_report(*FAILING)
     write_all(report, tmp_path)
-    root = parse_junit(tmp_path / JUNIT_XML)
+    root = parse_junit(tmp_path / rundir.JUNIT_XML)
     suites = root.findall("testsuite")
     assert len(suites) == 1
     cases = suites[0].findall("testcase")
@@ -73,7 +74,7 @@ def test_junit_has_one_testcase_per_check_and_failures_on_failed_ones(tmp_path: 
 def test_junit_strict_turns_skips_into_failures(tmp_path: Path) -> None:
     report = make_report(*FAILING[2:5], strict=True)
     write_all(report, tmp_path)
-    root = parse_junit(tmp_path / JUNIT_XML)
+    root = parse_junit(tmp_path / rundir.JUNIT_XML)
     assert root.findall(".//skipped") == []
     messages = [f.get("message") or "" for f in root.iter("failure")]
     assert messages
@@ -84,8 +85,8 @@ def test_junit_strict_turns_skips_into_failures(tmp_path: Path) -> None:
 def test_junit_survives_ids_with_characters_xml_forbids(tmp_path: Path) -> None:
     report = make_report(rec("ack", "bad\x00id\x1b<&>"), rec("observe", "ok\x07"))
     write_all(report, tmp_path)
-    text = (tmp_path / JUNIT_XML).read_text()
-    root = parse_junit(tmp_path / JUNIT_XML)
+    text = (tmp_path / rundir.JUNIT_XML).read_text()
+    root = parse_junit(tmp_path / rundir.JUNIT_XML)
     assert "\x00" not in text
     body = "".join(f.text or "" for f in root.iter("failure"))
     assert "bad\ufffdid\ufffd<&>" in body
@@ -94,7 +95,7 @@ def test_junit_survives_ids_with_characters_xml_forbids(tmp_path: Path) -> None:
 def test_report_json_carries_schema_version_counts_and_checks(tmp_path: Path) -> None:
     report = make_report(*FAILING)
     write_all(report, tmp_path)
-    doc = json.loads((tmp_path / REPORT_JSON).read_text())
+    doc = json.loads((tmp_path / rundir.REPORT_JSON).read_text())
     assert doc["schema_version"] == SCHEMA_VERSION == 3
     assert (doc["verdict"], doc["exit_code"], doc["valid"]) == ("FAIL", 1, False)
     assert doc["flows"]["orders"]["counts"]["lost"] == 1
@@ -109,7 +110,7 @@ def test_report_json_carries_schema_version_counts_and_checks(tmp_path: Path) ->
 def test_summary_md_shows_verdict_checks_flows_and_reasons(tmp_path: Path) -> None:
     report = make_report(*FAILING)
     write_all(report, tmp_path)
-    text = (tmp_path / SUMMARY_MD).read_text()
+    text = (tmp_path / rundir.SUMMARY_MD).read_text()
     assert text.startswith("# audit: FAIL\n")
     assert report.verdict_line() in text
     assert "| total_queue[orders] | ❌ failed |" in text
