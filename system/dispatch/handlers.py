@@ -28,9 +28,8 @@ from system.domain.dialects import (
 from system.logs import get_logger
 from system.messaging import MalformedMessage
 from system.messaging.envelope import InboundMessage
-from system.platform.contracts import DeliveryQuoted, Driver
+from system.platform.contracts import CancelRequested, DeliveryQuoted, Driver, OrderMessage, decode_order
 from system.platform.runtime import ServiceRuntime
-from system.quoting.orders import CancelRequested, OrderMessage, decode_order
 
 from . import store
 from .decisions import (

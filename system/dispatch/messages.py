@@ -18,6 +18,7 @@ from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import (
     LifecycleEvent,
     RequoteRequested,
+    lifecycle_event_id,
     lifecycle_message,
     requote_message,
     requote_message_id,
@@ -102,7 +103,7 @@ def effect_message(job: Job, effect: Effect, now: datetime) -> OutgoingMessage:
         )
     if isinstance(effect, Booked):
         event = LifecycleEvent(
-            message_id=f"{d}:booked:dispatch",
+            message_id=lifecycle_event_id(d, Event.BOOKED, "dispatch"),
             delivery_id=d,
             order_reference=ref,
             event=Event.BOOKED,
@@ -115,7 +116,7 @@ def effect_message(job: Job, effect: Effect, now: datetime) -> OutgoingMessage:
         return lifecycle_message(event)
     assert isinstance(effect, NoCourier)
     event = LifecycleEvent(
-        message_id=f"{d}:no_courier:dispatch",
+        message_id=lifecycle_event_id(d, Event.NO_COURIER, "dispatch"),
         delivery_id=d,
         order_reference=ref,
         event=Event.NO_COURIER,

@@ -28,17 +28,11 @@ from system.domain.dialects import (
     parse_location,
     parse_status,
 )
-from system.platform.contracts import Driver, LifecycleEvent, LocationPing
+from system.platform.contracts import Driver, LifecycleEvent, LocationPing, gateway_message_id
 
 CourierMessage = CourierStatusEvent | CourierLocation
 
 _DIALECTS: frozenset[str] = frozenset(get_args(Dialect))
-
-
-def gateway_message_id(courier_message_id: str) -> str:
-    """The id of the canonical message made from the courier's message ``courier_message_id``: derived
-    from it, so a redelivered courier message yields the same outbox row and the same downstream id."""
-    return f"gw:{courier_message_id}"
 
 
 def parse_courier_message(body: bytes, dialect: Dialect) -> CourierMessage:

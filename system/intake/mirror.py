@@ -30,10 +30,9 @@ from system.domain.lifecycle import CANCELLABLE, State, progress
 from system.logs import get_logger
 from system.messaging.consumer import MalformedMessage, parse_or_park
 from system.messaging.envelope import InboundMessage
-from system.platform.contracts import StateChanged
+from system.platform.contracts import StateChanged, iso
 
 from . import store
-from .messages import iso
 
 log = get_logger(__name__)
 

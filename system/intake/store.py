@@ -44,9 +44,8 @@ from system.logs import get_logger
 from system.messaging import outbox
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import OutgoingMessage
-
-from . import messages
-from .messages import iso
+from system.platform import contracts
+from system.platform.contracts import iso
 
 log = get_logger(__name__)
 
@@ -584,7 +583,7 @@ async def _insert(
         ),
     )
     await _history(db, delivery_id, State.REQUESTED, now, "intake", request.channel)
-    message = messages.order_created(delivery_id, request, now)
+    message = contracts.order_created(delivery_id, request, now)
     await outbox.add(db, message)
     return message
 
@@ -612,7 +611,7 @@ async def _cancel(db: aiosqlite.Connection, d: Delivery, reason: str, now: float
     outcome = transition(d.track, Event.CANCELLED)
     if isinstance(outcome, Accepted):
         await _set_state(db, d.id, outcome.track, now, source, reason)
-        message = messages.cancel_requested(d.id, d.reference, d.retailer_id, reason, now)
+        message = contracts.cancel_requested(d.id, d.reference, d.retailer_id, reason, now)
         await outbox.add(db, message)
         log.info(
             "cancellation recorded",
@@ -633,7 +632,7 @@ async def _update_version(
         "UPDATE deliveries SET source_version = ?, request = ?, updated_at = ? WHERE id = ?",
         (request.source_version, request.model_dump_json(), now, d.id),
     )
-    message = messages.order_updated(d.id, request, now)
+    message = contracts.order_updated(d.id, request, now)
     # A replayed version (same event id is caught earlier; a different event with the same version
     # is stale and never gets here), so the message id is new: plain insert.
     await outbox.add(db, message)

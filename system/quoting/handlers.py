@@ -40,11 +40,17 @@ from system.intake.retailers import RetailerRegistry, RetailersUnavailable
 from system.logs import get_logger
 from system.messaging import MalformedMessage
 from system.messaging.envelope import InboundMessage
-from system.platform.contracts import RequoteRequested
+from system.platform.contracts import (
+    CancelRequested,
+    OrderCreated,
+    QuotingInput,
+    RequoteRequested,
+    decode_order,
+    decode_quoting_input,
+)
 from system.platform.runtime import ServiceRuntime
 
 from . import store
-from .orders import CancelRequested, OrderCreated, QuotingInput, decode_order, decode_quoting_input
 from .rounds import (
     Answer,
     NoCourier,

@@ -40,6 +40,7 @@ from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import (
     DeliveryQuoted,
     LifecycleEvent,
+    lifecycle_event_id,
     lifecycle_message,
     quoted_message,
     quoted_message_id,
@@ -271,7 +272,7 @@ def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[
         if round_.round_no > 1:
             return [quoted_message(quoted)]
         event = LifecycleEvent(
-            message_id=f"{d}:quoted:quoting",
+            message_id=lifecycle_event_id(d, Event.QUOTED, "quoting"),
             delivery_id=d,
             order_reference=ref,
             event=Event.QUOTED,
@@ -280,7 +281,7 @@ def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[
         )
         return [quoted_message(quoted), lifecycle_message(event)]
     event = LifecycleEvent(
-        message_id=f"{d}:no_courier:quoting",
+        message_id=lifecycle_event_id(d, Event.NO_COURIER, "quoting"),
         delivery_id=d,
         order_reference=ref,
         event=Event.NO_COURIER,

@@ -1,8 +1,8 @@
 """Tracking's decoder (everything a shard queue carries) and its handler.
 
 A shard queue gets, for the deliveries that hash to it and in the order they were published: intake's
-``order.created`` / ``order.updated`` / ``order.cancel_requested`` bodies (``orders`` is bound to
-``lifecycle``), the :class:`~system.platform.contracts.LifecycleEvent` of quoting, dispatch and the
+:class:`~system.platform.contracts.OrderCreated` / ``OrderUpdated`` / ``CancelRequested`` (``orders`` is
+bound to ``lifecycle``), the :class:`~system.platform.contracts.LifecycleEvent` of quoting, dispatch and the
 gateway, and the gateway's :class:`~system.platform.contracts.LocationPing`. The decoder tells them
 apart by ``type``; anything else is parked at once as malformed.
 
@@ -14,16 +14,25 @@ parking lot).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import aiosqlite
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from system.domain.lifecycle import Event
 from system.logs import get_logger
 from system.messaging.consumer import parse_or_park
 from system.messaging.envelope import InboundMessage
-from system.platform.contracts import Contact, Driver, LifecycleEvent, LocationPing, state_message
+from system.platform.contracts import (
+    CancelRequested,
+    Contact,
+    Driver,
+    LifecycleEvent,
+    LocationPing,
+    OrderCreated,
+    OrderUpdated,
+    state_message,
+)
 
 from . import store
 from .decide import (
@@ -39,63 +48,6 @@ from .decide import (
 )
 
 log = get_logger(__name__)
-
-
-# --- intake's order messages, as tracking reads them (system/intake/messages.py writes them) ----------
-
-
-class _Lenient(BaseModel):
-    # Intake's bodies carry more than tracking uses (the whole request): ignore the rest.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _Recipient(_Lenient):
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-
-
-class _Address(_Lenient):
-    lines: tuple[str, ...] = Field(min_length=1)
-
-
-class _Request(_Lenient):
-    recipient: _Recipient
-    pickup: _Address
-
-
-class OrderCreated(_Lenient):
-    """``order.created``: a new delivery (tracking starts it in ``requested``)."""
-
-    type: Literal["order.created"]
-    message_id: str
-    delivery_id: str
-    order_reference: str
-    retailer_id: str | None = None
-    accepted_at: AwareDatetime
-    request: _Request
-
-
-class OrderUpdated(_Lenient):
-    """``order.updated``: a newer version of the provider's order (nothing for the lifecycle)."""
-
-    type: Literal["order.updated"]
-    message_id: str
-    delivery_id: str
-    order_reference: str
-    version: int | None = None
-    updated_at: AwareDatetime
-
-
-class CancelRequested(_Lenient):
-    """``order.cancel_requested`` (routing key ``order.updated``): the retailer or customer cancelled."""
-
-    type: Literal["order.cancel_requested"]
-    message_id: str
-    delivery_id: str
-    order_reference: str
-    reason: str | None = None
-    requested_at: AwareDatetime
 
 
 Inbound = OrderCreated | OrderUpdated | CancelRequested | LifecycleEvent | LocationPing

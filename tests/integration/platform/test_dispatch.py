@@ -14,9 +14,8 @@ import pytest
 
 from system.domain.common import Money
 from system.domain.quoting import Quote
-from system.intake.messages import cancel_requested
 from system.messaging import OutgoingMessage
-from system.platform.contracts import DeliveryQuoted, quoted_message
+from system.platform.contracts import DeliveryQuoted, cancel_requested, quoted_message
 from system.platform.topology import DISPATCH_ANSWERS
 
 from .conftest import PlatformVhost

@@ -38,8 +38,8 @@ from simulator.orders import OrderGenerator
 from simulator.world import build_retailers, write_retailers_file
 from system.domain.intake import DeliveryRequest, delivery_id_for
 from system.domain.lifecycle import Event, State
-from system.intake import messages as intake_messages
 from system.messaging.envelope import PARK_REASON, PARKED_FROM, OutgoingMessage
+from system.platform import contracts as intake_messages
 from system.platform.contracts import (
     Driver,
     LifecycleEvent,

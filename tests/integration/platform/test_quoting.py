@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from system.domain.intake import DeliveryRequest
-from system.intake.messages import order_created
-from system.platform.contracts import DeliveryQuoted
+from system.platform.contracts import DeliveryQuoted, order_created
 from system.platform.topology import DELIVERY_QUOTED, QUOTES, QUOTING_ANSWERS
 
 from .conftest import PlatformVhost

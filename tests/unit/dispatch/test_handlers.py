@@ -20,10 +20,10 @@ from system.dispatch.store import SCHEMA
 from system.domain.common import Money
 from system.domain.dialects import BookingAnswer, CourierMessageInvalid
 from system.domain.quoting import Quote
-from system.intake import messages as intake_messages
 from system.messaging import MalformedMessage, inbox, outbox
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import InboundMessage
+from system.platform import contracts as intake_messages
 from system.platform.contracts import DeliveryQuoted, LifecycleEvent, quoted_message
 
 T = TypeVar("T")
@@ -337,7 +337,8 @@ async def test_order_updates_other_than_cancels_change_nothing(db: aiosqlite.Con
     d = service(Clock())
     body = (
         b'{"type": "order.updated", "message_id": "dlv_1:order.updated:v2", "delivery_id": "dlv_1",'
-        b' "order_reference": "s42-0000001", "version": 2, "request": {}}'
+        b' "order_reference": "s42-0000001", "version": 2, "updated_at": "2026-11-18T11:00:00.000Z",'
+        b' "request": {}}'
     )
     await run(db, d.on_order, _inbound(decode_order(body), "dlv_1:order.updated:v2"))
     assert await rows(db, "SELECT COUNT(*) FROM jobs") == [(0,)]

@@ -15,20 +15,22 @@ import pytest
 from system.domain.dialects import CourierMessageInvalid
 from system.domain.marketplace import load_marketplace
 from system.domain.retailers import RetailerRules
-from system.intake import messages as intake_messages
 from system.messaging import MalformedMessage
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import InboundMessage
+from system.platform import contracts as intake_messages
 from system.platform.contracts import (
     DeliveryQuoted,
     LifecycleEvent,
+    OrderCreated,
+    QuotingInput,
     RequoteRequested,
+    decode_quoting_input,
     requote_message,
     requote_message_id,
 )
 from system.quoting import store
 from system.quoting.handlers import CourierAnswer, Quoting, RegistryRules, decode_answer, decode_order
-from system.quoting.orders import OrderCreated, QuotingInput, decode_quoting_input
 from system.quoting.settings import QuotingSettings
 
 from .conftest import ASKED, BIKES, declined_doc, quote_doc, request

@@ -37,7 +37,12 @@ def _round(asked: tuple[str, ...] = ASKED, rules: RetailerRules = BIKES, **kw: o
 
 @pytest.mark.parametrize(
     "name",
-    ["system.quoting.rounds", "system.quoting.orders", "system.quoting.settings", "system.quoting.store"],
+    [
+        "system.quoting.rounds",
+        "system.platform.contracts.orders",
+        "system.quoting.settings",
+        "system.quoting.store",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     assert doctest.testmod(importlib.import_module(name)).failed == 0

@@ -16,11 +16,11 @@ import pytest
 from system.domain.common import LatLon
 from system.domain.intake import DeliveryRequest
 from system.domain.lifecycle import Event, State
-from system.intake import messages as intake_messages
 from system.messaging import outbox
 from system.messaging.consumer import MalformedMessage
 from system.messaging.db import open_db
 from system.messaging.envelope import InboundMessage, OutgoingMessage
+from system.platform import contracts as intake_messages
 from system.platform.contracts import (
     Driver,
     LifecycleEvent,
