@@ -38,8 +38,8 @@ from system.domain.intake import (
 )
 from system.domain.retailers import Retailer
 from system.logs import get_logger
+from system.platform.retailers import RetailerRegistry, RetailersUnavailable
 
-from .retailers import RetailerRegistry, RetailersUnavailable
 from .settings import IntakeSettings
 from .store import Answer, IntakeStore
 

@@ -9,10 +9,10 @@ import signal
 from aiohttp import web
 
 from system.logs import get_logger
+from system.platform.retailers import RetailerRegistry
 from system.shutdown import stop_with_deadline
 
 from .app import build_app
-from .retailers import RetailerRegistry
 from .settings import IntakeSettings
 from .store import IntakeStore
 

@@ -36,7 +36,6 @@ from system.domain.dialects import CourierMessageInvalid
 from system.domain.marketplace import Marketplace
 from system.domain.quoting import Quote, QuoteDeclined, parse_quote_answer
 from system.domain.retailers import RetailerRules
-from system.intake.retailers import RetailerRegistry, RetailersUnavailable
 from system.logs import get_logger
 from system.messaging import MalformedMessage
 from system.messaging.envelope import InboundMessage
@@ -48,6 +47,7 @@ from system.platform.contracts import (
     decode_order,
     decode_quoting_input,
 )
+from system.platform.retailers import RetailerRegistry, RetailersUnavailable
 from system.platform.runtime import ServiceRuntime
 
 from . import store

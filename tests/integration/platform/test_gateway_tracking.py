@@ -39,7 +39,7 @@ from simulator.world import build_retailers, write_retailers_file
 from system.domain.intake import DeliveryRequest, delivery_id_for
 from system.domain.lifecycle import Event, State
 from system.messaging.envelope import PARK_REASON, PARKED_FROM, OutgoingMessage
-from system.platform import contracts as intake_messages
+from system.platform import contracts
 from system.platform.contracts import (
     Driver,
     LifecycleEvent,
@@ -397,7 +397,7 @@ async def test_tracking_applies_a_delivery_in_order_and_records_every_rejection(
             await until(cond, what, procs=procs)
 
         await step(
-            intake_messages.order_created(dlv, request, time.time()),
+            contracts.order_created(dlv, request, time.time()),
             lambda: state() == ("requested", 0),
             "requested",
         )
@@ -427,9 +427,7 @@ async def test_tracking_applies_a_delivery_in_order_and_records_every_rejection(
         await step(
             courier_status("uber", "picked_up", 5, dlv, job), lambda: state() == ("picked_up", 5), "picked_up"
         )
-        cancel = intake_messages.cancel_requested(
-            dlv, request.reference, "r01", "customer_request", time.time()
-        )
+        cancel = contracts.cancel_requested(dlv, request.reference, "r01", "customer_request", time.time())
         await step(cancel, lambda: len(rejected()) == 3, "cancel too late")
         await step(
             courier_status("uber", "in_transit", 7, dlv, job),

@@ -23,7 +23,7 @@ from system.domain.quoting import Quote
 from system.messaging import MalformedMessage, inbox, outbox
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import InboundMessage
-from system.platform import contracts as intake_messages
+from system.platform import contracts
 from system.platform.contracts import DeliveryQuoted, LifecycleEvent, quoted_message
 
 T = TypeVar("T")
@@ -101,7 +101,7 @@ def cancel_answer(
 
 
 def cancel_order(delivery_id: str = "dlv_1") -> InboundMessage[Any]:
-    m = intake_messages.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
+    m = contracts.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
     return _inbound(decode_order(m.body), m.message_id)
 
 

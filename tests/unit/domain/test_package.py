@@ -13,7 +13,7 @@ import pytest
 import system.domain
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(system.domain.__path__, "system.domain."))
-FORBIDDEN = ("simulator", "chaos", "reports", "harness", "loadtests", "rig")
+FORBIDDEN = ("simulator", "chaos", "reports", "harness", "loadtests", "rig", "rundir")
 # Pure: no network, process, database or broker libraries in the domain.
 NO_IO = ("socket", "sqlite3", "aiosqlite", "aio_pika", "aiohttp", "httpx", "subprocess", "asyncio")
 

@@ -18,9 +18,9 @@ from simulator.config import Scenario
 from simulator.orders import OrderGenerator, OrderSpec
 from simulator.world import Retailer, build_retailers, write_retailers_file
 from system.intake.app import build_app
-from system.intake.retailers import RetailerRegistry
 from system.intake.settings import IntakeSettings
 from system.intake.store import IntakeStore
+from system.platform.retailers import RetailerRegistry
 
 SEED = 42  # with an even channel mix, seed 42 gives 3 Shopify, 1 ePOS and 2 REST retailers
 

@@ -14,9 +14,9 @@ from system.domain.intake import idempotency_fingerprint, normalise_rest, parse_
 from system.domain.lifecycle import Event
 from system.domain.retailers import parse_retailers
 from system.intake.app import build_app
-from system.intake.retailers import RetailerRegistry
 from system.intake.settings import IntakeSettings
 from system.intake.store import IntakeStore
+from system.platform.retailers import RetailerRegistry
 
 from .conftest import Intake, World
 

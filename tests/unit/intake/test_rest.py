@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from simulator.channels.base import WireRequest
 from system.intake.app import build_app, slow_release_middleware
-from system.intake.retailers import RetailerRegistry
 from system.intake.settings import IntakeSettings
 from system.intake.store import IntakeStore
+from system.platform.retailers import RetailerRegistry
 
 from .conftest import Intake, World
 

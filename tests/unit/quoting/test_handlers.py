@@ -18,7 +18,7 @@ from system.domain.retailers import RetailerRules
 from system.messaging import MalformedMessage
 from system.messaging.db import open_db, transaction
 from system.messaging.envelope import InboundMessage
-from system.platform import contracts as intake_messages
+from system.platform import contracts
 from system.platform.contracts import (
     DeliveryQuoted,
     LifecycleEvent,
@@ -67,7 +67,7 @@ def _service(clock: Clock, deadline_s: float = 3.0) -> Quoting:
 
 
 def created(delivery_id: str = "dlv_1", at: float = 1_000.0, **changes: Any) -> InboundMessage[QuotingInput]:
-    m = intake_messages.order_created(delivery_id, request(**changes), at=at)
+    m = contracts.order_created(delivery_id, request(**changes), at=at)
     return _inbound(decode_quoting_input(m.body), m.message_id)
 
 
@@ -88,7 +88,7 @@ def requote(
 
 
 def cancel(delivery_id: str = "dlv_1") -> InboundMessage[QuotingInput]:
-    m = intake_messages.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
+    m = contracts.cancel_requested(delivery_id, "s42-0000001", "r01", "customer_request", at=0.0)
     return _inbound(decode_quoting_input(m.body), m.message_id)
 
 
@@ -278,7 +278,7 @@ async def test_no_eligible_courier_is_decided_at_once(db: aiosqlite.Connection) 
 async def test_order_updates_other_than_cancels_change_nothing(db: aiosqlite.Connection) -> None:
     q = _service(Clock())
     await run(db, q.on_order, created())
-    m = intake_messages.order_updated("dlv_1", request(source_version=2), at=0.0)
+    m = contracts.order_updated("dlv_1", request(source_version=2), at=0.0)
     await run(db, q.on_order, _inbound(decode_order(m.body), m.message_id))
     assert (await round_row(db) or ())[0] == "collecting" and len(await outbox_rows(db)) == 3
 

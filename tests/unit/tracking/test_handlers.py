@@ -20,7 +20,7 @@ from system.messaging import outbox
 from system.messaging.consumer import MalformedMessage
 from system.messaging.db import open_db
 from system.messaging.envelope import InboundMessage, OutgoingMessage
-from system.platform import contracts as intake_messages
+from system.platform import contracts
 from system.platform.contracts import (
     Driver,
     LifecycleEvent,
@@ -96,7 +96,7 @@ def ping(seq: int, job: str = JOB, lat: float = 51.53) -> OutgoingMessage:
 
 
 def created() -> OutgoingMessage:
-    return intake_messages.order_created(DLV, request(), T0.timestamp())
+    return contracts.order_created(DLV, request(), T0.timestamp())
 
 
 class Tracking:
@@ -192,7 +192,7 @@ async def test_rejections_are_recorded_and_change_nothing(tracking: Tracking) ->
     await tracking.feed(status(Event.RETURNED, 3))  # illegal from courier_assigned
     await tracking.feed(status(Event.PICKED_UP, 4, job="zoomly-job-2"))  # a late-accepted job
     await tracking.feed(status(Event.PICKED_UP, 5))
-    await tracking.feed(intake_messages.cancel_requested(DLV, REF, "r01", "customer_request", time.time()))
+    await tracking.feed(contracts.cancel_requested(DLV, REF, "r01", "customer_request", time.time()))
     await tracking.feed(status(Event.IN_TRANSIT, 7))
     await tracking.feed(status(Event.COURIER_ASSIGNED, 6))  # late: lower seq
     await tracking.feed(status(Event.DELIVERED, 9))
@@ -235,7 +235,7 @@ async def test_a_status_before_the_booking_is_retried_then_applied(tracking: Tra
 
 async def test_anything_about_an_unknown_delivery_is_retried(tracking: Tracking) -> None:
     for m in (platform(Event.QUOTED), status(Event.DELIVERED, 9), ping(3),
-              intake_messages.order_updated(DLV, request(), time.time())):  # fmt: skip
+              contracts.order_updated(DLV, request(), time.time())):  # fmt: skip
         with pytest.raises(NotYet):
             await tracking.feed(m)
     assert await tracking.rows("SELECT COUNT(*) FROM deliveries") == [(0,)]
@@ -257,7 +257,7 @@ async def test_a_cancel_before_pickup_is_applied_and_the_courier_confirmation_is
     tracking: Tracking,
 ) -> None:
     await booked_delivery(tracking)
-    await tracking.feed(intake_messages.cancel_requested(DLV, REF, "r01", "customer_request", time.time()))
+    await tracking.feed(contracts.cancel_requested(DLV, REF, "r01", "customer_request", time.time()))
     await tracking.feed(status(Event.CANCELLED, 999))
     assert await tracking.state() == ("cancelled", 0)
     last = (await tracking.announced())[-1]
@@ -281,7 +281,7 @@ async def test_the_latest_position_is_kept_and_older_pings_ignored(tracking: Tra
 async def test_an_order_update_changes_no_state(tracking: Tracking) -> None:
     await booked_delivery(tracking)
     updated = request().model_copy(update={"source_version": 2})
-    await tracking.feed(intake_messages.order_updated(DLV, updated, time.time()))
+    await tracking.feed(contracts.order_updated(DLV, updated, time.time()))
     assert await tracking.state() == ("booked", 0)
     assert await tracking.rows("SELECT order_version FROM deliveries") == [(2,)]
     assert len(await tracking.announced()) == 3
