@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import rundir
 from chaos.faults import FAULTS, FaultError
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
@@ -36,7 +37,7 @@ def default_journal(run_dir: Path | None) -> Path:
     if env:
         return Path(env)
     spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
-    return spec.run_dir / "chaos" / "journal.jsonl"
+    return spec.run_dir / rundir.JOURNAL
 
 
 def _injector(run_dir: Path | None, journal: Path | None, allow_external: bool) -> FaultInjector:

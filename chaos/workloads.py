@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import rundir
 from rig import procs as rig_procs
 from rig.cluster.abc import Cluster
 from rig.supervisor import SystemHandle
@@ -171,7 +172,10 @@ class MessagingWorkload:
     def _log_tails(self, lines: int = 5) -> str:
         """The last lines of every consumer's log and of the supervisor's, for a start that failed."""
         out = []
-        for log in [*sorted((self.system_dir / "logs").glob("*.log")), self.system_dir / "supervisor.log"]:
+        for log in [
+            *sorted((self.system_dir / rundir.LOGS_DIR).glob("*.log")),
+            self.system_dir / rundir.SUPERVISOR_LOG,
+        ]:
             with contextlib.suppress(OSError):
                 tail = log.read_text(errors="replace").splitlines()[-lines:]
                 out.append(f"{log.name}: " + " | ".join(tail))

@@ -51,6 +51,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from locust import User, constant, events, task
 from pamqp.common import FieldTable
 
+import rundir
 from loadtests.ledger import INTERRUPTED, NullLedger, RequestLedger
 from loadtests.settings import env_float, env_int, env_str
 from loadtests.world import process_tag
@@ -206,7 +207,7 @@ def _ledger() -> RequestLedger:
     if _LEDGER is None:
         run_dir = env_str("DRILL_RUN_DIR")
         if run_dir:
-            path = Path(run_dir) / "locust" / f"amqp-{os.getpid()}.jsonl"
+            path = Path(run_dir) / rundir.LOCUST_DIR / f"amqp-{os.getpid()}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             _LEDGER = RequestLedger(path.open("a", encoding="utf-8", buffering=1 << 16))
         else:

@@ -51,6 +51,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+import rundir
+
 #: The error of an ``unknown`` outcome recorded for a request cut by the end of the run (Locust kills
 #: users mid-request; such a request has no outcome of its own and is not in Locust's stats).
 INTERRUPTED: Final = "interrupted by the end of the run"
@@ -116,7 +118,7 @@ class RequestLedger:
 
 def ledger_part_path(run_dir: Path, pid: int) -> Path:
     """Where the process ``pid`` writes its part of the ledger."""
-    return run_dir / "locust" / f"ledger-{pid}.jsonl"
+    return run_dir / rundir.locust_ledger_part(pid)
 
 
 class NullLedger(RequestLedger):

@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
+import rundir
+
 #: Seconds Locust gives running tasks to finish at the end (``--stop-timeout``): an order in flight
 #: gets its answer, so the ledger holds the outcome the platform gave rather than a cut-off request.
 STOP_TIMEOUT_S: Final = 5.0
@@ -252,7 +254,7 @@ def merge_ledgers(locust_dir: Path) -> tuple[Path | None, int]:
     A part is removed only after its bytes are in the merged file (flushed and fsynced).
     """
     parts = sorted(locust_dir.glob("ledger-*.jsonl"))
-    target = locust_dir / "ledger.jsonl"
+    target = locust_dir / rundir.LOCUST_LEDGER.name
     if not parts and not target.exists():
         return None, 0
     with target.open("ab") as out:
@@ -322,7 +324,9 @@ def _spawn(cmd: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path) -> 
 def _record_pids(out_dir: Path, procs: Sequence[subprocess.Popen[bytes]]) -> None:
     # Written before the wait: if the drill itself is SIGKILLed, an operator (or the harness) still
     # knows exactly which processes were ours. Master first.
-    (out_dir / "pids.json").write_text(json.dumps([p.pid for p in procs]) + "\n", encoding="utf-8")
+    (out_dir / rundir.LOCUST_PIDS.name).write_text(
+        json.dumps([p.pid for p in procs]) + "\n", encoding="utf-8"
+    )
 
 
 def run_locust(
@@ -347,7 +351,7 @@ def run_locust(
     wait; past it the processes are stopped and the result is whatever they wrote.
     """
     run = Path(run_dir).resolve()
-    out_dir = run / "locust"
+    out_dir = run / rundir.LOCUST_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_prefix = out_dir / "stats"
     html = out_dir / "report.html"

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import rundir
 from loadtests.settings import env_int, env_str
 from simulator.clock import SimClock
 from simulator.config import Channel, Scenario
@@ -111,7 +112,7 @@ def load_retailers() -> list[Retailer]:
     retailers = build_retailers(seed, default_scenario())
     run_dir = env_str("DRILL_RUN_DIR")
     if run_dir:
-        target = Path(run_dir) / "locust" / "retailers.json"
+        target = Path(run_dir) / rundir.LOCUST_RETAILERS
         if not target.exists():
             # Several workers may race here: write a temp file and rename (atomic on POSIX).
             tmp = target.with_name(f".retailers-{os.getpid()}.json")

@@ -77,6 +77,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+import rundir
 from reports.checks import (
     END_TO_END,
     CheckResult,
@@ -105,7 +106,7 @@ from reports.taxonomy import FlowAudit, chain_data, classify, merge_counts, reas
 from reports.timeline import Timeline
 
 SCHEMA_VERSION = 3
-CONFIG_FILE = "audit.json"
+CONFIG_FILE = str(rundir.AUDIT_CONFIG)
 
 #: The counts the verdict line prints, in order (the first three decide validity); ``abandoned`` (from
 #: the served audit) is printed right after ``lost``.
@@ -443,7 +444,7 @@ def run_name(run_dir: Path) -> str:
     """The scenario a run played: ``drill.json``'s ``scenario``, else the run directory's name without
     its leading timestamp (``20261207T010737Z-demo`` → ``demo``)."""
     try:
-        doc = json.loads((run_dir / "drill.json").read_text())
+        doc = json.loads((run_dir / rundir.DRILL).read_text())
         if isinstance(doc, dict) and isinstance(doc.get("scenario"), str) and doc["scenario"]:
             return str(doc["scenario"])
     except (OSError, ValueError):
@@ -484,7 +485,7 @@ def drain_check(run_dir: Path) -> CheckResult | None:
     A failed drain is its own failing check: ids still queued are then reported by the loss audit as
     lost unless an ``inflight`` record explains them, and this check says why.
     """
-    path = run_dir / "drain.json"
+    path = run_dir / rundir.DRAIN
     if not path.exists():
         return None
     doc = json.loads(path.read_text())

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rundir
 from reports.audit import AuditConfig, audit_run
 from reports.writers import write_all
 
@@ -137,7 +138,7 @@ def bench_audit(n: int = 1_000_000, *, workdir: Path | None = None, lost: int = 
 
         started, cpu_started = time.perf_counter(), time.process_time()
         report = audit_run(run_dir, AuditConfig())
-        write_all(report, run_dir / "audit")
+        write_all(report, run_dir / rundir.AUDIT_DIR)
         seconds = time.perf_counter() - started
         # CPU time too: on a shared 2-core machine the wall clock also measures the neighbours.
         cpu = time.process_time() - cpu_started

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+import rundir
+
 if TYPE_CHECKING:
     from reports.audit import AuditConfig, AuditReport
     from reports.slo import SloConfig
@@ -84,7 +86,7 @@ def audit(
 
     config, slo = _load(run_dir, strict)
     report = audit_run(run_dir, config, slo)
-    paths = write_all(report, out if out is not None else run_dir / "audit", html=html)
+    paths = write_all(report, out if out is not None else run_dir / rundir.AUDIT_DIR, html=html)
     _print_checks(report)
     typer.echo(f"reports: {', '.join(str(p) for p in paths)}")
     typer.echo(report.verdict_line())
@@ -109,7 +111,7 @@ def report(
 
     config, slo = _load(run_dir, strict)
     result = audit_run(run_dir, config, slo)
-    paths = write_all(result, out if out is not None else run_dir / "audit", html=True)
+    paths = write_all(result, out if out is not None else run_dir / rundir.AUDIT_DIR, html=True)
     for sentence in headline(result):
         typer.echo(sentence)
     _print_checks(result)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import rundir
 from reports.slo import SLO_PREFIX
 
 Kind = Literal["text", "count", "fraction", "ms", "s"]
@@ -88,7 +89,11 @@ def _fmt(x: object, kind: Kind) -> str:
 
 def load_report(path: Path) -> dict[str, Any]:
     """report.json of a run directory (``RUN/audit/report.json``), or the file at ``path``."""
-    candidates = [path] if path.is_file() else [path / "audit" / "report.json", path / "report.json"]
+    candidates = (
+        [path]
+        if path.is_file()
+        else [path / rundir.AUDIT_DIR / rundir.REPORT_JSON, path / rundir.REPORT_JSON]
+    )
     for candidate in candidates:
         if candidate.is_file():
             doc = json.loads(candidate.read_text(encoding="utf-8"))

@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import rundir
 from reports import _json
 
-JOURNAL_PATH: Final = Path("chaos") / "journal.jsonl"
-QUEUES_PATH: Final = Path("metrics") / "queues.jsonl"
+JOURNAL_PATH: Final = rundir.JOURNAL
+QUEUES_PATH: Final = rundir.QUEUES
 
 #: How far before a fault the queue baseline is taken (the steady state it must drain back to).
 BASELINE_WINDOW_S: Final = 30.0

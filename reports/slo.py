@@ -43,12 +43,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import rundir
 from reports.checks import CheckResult
 
 if TYPE_CHECKING:
     from reports.performance import Performance
 
-SLO_FILE: Final = "slo.toml"
+SLO_FILE: Final = str(rundir.SLO)
 #: Orders that got a courier, as a share of those accepted, that a phase of a run (or a bench step) must
 #: keep relative to the best phase's (the first step's): below it the platform accepted orders it could
 #: not serve in time — "no courier" is terminal, not lost, but it did not keep up. Used by

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rundir
 from reports.faults import JOURNAL_PATH, QUEUES_PATH
 from reports.readers.ledger import LEDGER_PATH
 
@@ -194,7 +195,7 @@ def write_synthetic_run(
     if queues:
         _write_queues(run_dir / QUEUES_PATH, seconds, windows, rng)
     if resources:
-        _write_resources(run_dir / "resources.jsonl", seconds, windows, rng)
+        _write_resources(run_dir / rundir.RESOURCES, seconds, windows, rng)
     return out
 
 

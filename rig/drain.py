@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-QUEUES_FILE = Path("metrics") / "queues.jsonl"
+import rundir
+
 # Parking lots hold what was explained (parked with a reason): they never drain and must not be waited for.
 DEFAULT_IGNORE = r"(^|\.)(parked|parking-lot)($|\.)|\.retry\."
 
@@ -114,7 +115,7 @@ def drain(
     """
     tables = RECEIVER_UP_TABLES if receiver_up else PENDING_TABLES
     skip, watch = re.compile(ignore), re.compile(only)
-    out = run_dir / QUEUES_FILE
+    out = run_dir / rundir.QUEUES
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     result = DrainResult(drained=False, seconds=0.0, samples=0)

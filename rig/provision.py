@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import rundir
 from rig.cluster import ManagementClient
 from rig.cluster.abc import Cluster
 
@@ -50,7 +51,7 @@ class Provisioned:
 
 def secrets_path(run_dir: Path) -> Path:
     """The platform secrets file of a run."""
-    return run_dir / "secrets" / "platform.json"
+    return run_dir / rundir.PLATFORM_SECRETS
 
 
 def _nodes(cluster: Cluster) -> list[str]:

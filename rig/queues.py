@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from rig.drain import QUEUES_FILE, Measurement, measure, queue_names
+import rundir
+from rig.drain import Measurement, measure, queue_names
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class QueueDepthSampler:
         sample: Callable[..., Measurement] = measure,
     ) -> None:
         self.run_dir = run_dir
-        self.path = run_dir / QUEUES_FILE
+        self.path = run_dir / rundir.QUEUES
         self._mgmt, self._auth, self._amqp = management_urls, auth, amqp_urls
         self._watch = re.compile(f"^{re.escape(vhost)}/")
         self._skip = re.compile(ignore)

@@ -51,12 +51,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import rundir
 from rig import procs as rig_procs
 
 log = logging.getLogger(__name__)
 
-STATE = "system.json"
-DESIRED = "desired.json"
+STATE = str(rundir.SYSTEM)
+DESIRED = str(rundir.DESIRED)
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 10.0
@@ -122,7 +123,7 @@ def replica_env(spec: ServiceSpec, replica: int, run_dir: Path, base: Mapping[st
     env.update(
         DRILL_REPLICA=str(replica),
         DRILL_RUN_DIR=str(run_dir),
-        DRILL_READY_FILE=str(run_dir / "ready" / f"{spec.name}.{replica}"),
+        DRILL_READY_FILE=str(run_dir / rundir.ready_marker(spec.name, replica)),
     )
     return env
 
@@ -161,7 +162,7 @@ class Supervisor:
 
     def _spawn(self, r: ReplicaState) -> None:
         spec = self.specs[r.service]
-        logs = self.run_dir / "logs"
+        logs = self.run_dir / rundir.LOGS_DIR
         logs.mkdir(parents=True, exist_ok=True)
         r.log = str(logs / f"{r.service}-{r.index}.log")
         env = replica_env(spec, r.index, self.run_dir, os.environ)
@@ -303,7 +304,7 @@ class SystemHandle:
             )
         specs = load_spec(spec_path)
         (run_dir / DESIRED).unlink(missing_ok=True)
-        with open(run_dir / "supervisor.log", "ab") as out:
+        with open(run_dir / rundir.SUPERVISOR_LOG, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "rig.supervisor", str(run_dir), str(spec_path)],
                 env={**os.environ, **(env or {})},
@@ -386,7 +387,7 @@ class SystemHandle:
 
     def ready_marker(self, service: str, index: int) -> Path:
         """The file a platform service's replica writes once it consumes (``system/platform/runtime.py``)."""
-        return self.run_dir / "ready" / f"{service}.{index}"
+        return self.run_dir / rundir.ready_marker(service, index)
 
     def is_ready(self, replica: dict[str, Any]) -> bool:
         """Whether a replica (a row of :meth:`replicas`) runs and has written its ready marker.
@@ -401,7 +402,8 @@ class SystemHandle:
         own = _read_marker(self.ready_marker(replica["service"], replica["index"]))
         if own is not None and (not own.isdigit() or int(own) == pid):
             return True
-        markers = sorted((self.run_dir / "ready").glob("*")) if (self.run_dir / "ready").is_dir() else []
+        ready = self.run_dir / rundir.READY_DIR
+        markers = sorted(ready.glob("*")) if ready.is_dir() else []
         return any(_read_marker(m) == str(pid) for m in markers)
 
     def scale(self, service: str, replicas: int) -> None:

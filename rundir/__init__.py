@@ -42,6 +42,14 @@ DESIRED: Final = Path("desired.json")
 LOGS_DIR: Final = Path("logs")
 #: Each replica's readiness marker (``<service>.<replica>``, holding its PID).
 READY_DIR: Final = Path("ready")
+#: The supervisor's own log.
+SUPERVISOR_LOG: Final = Path("supervisor.log")
+
+
+def ready_marker(service: str, replica: int) -> Path:
+    """The readiness marker of ``service``'s replica ``replica`` (``ready/<service>.<replica>``)."""
+    return READY_DIR / f"{service}.{replica}"
+
 
 # ------------------------------------------------------------------ secrets (mode 0600)
 SECRETS_DIR: Final = Path("secrets")
@@ -51,6 +59,8 @@ PLATFORM_SECRETS: Final = SECRETS_DIR / "platform.json"
 SERVICES_SECRETS: Final = SECRETS_DIR / "platform-services.json"
 #: The retailers (API keys, webhook secrets) shared by intake, quoting and the traffic.
 RETAILERS: Final = SECRETS_DIR / "retailers.json"
+#: Where intake and quoting look for the retailers when no file is named (``DRILL_RETAILERS``).
+RETAILERS_FALLBACK: Final = Path("retailers.json")
 
 # ------------------------------------------------------------------ traffic
 SIMULATOR_DIR: Final = Path("simulator")
@@ -58,13 +68,25 @@ SIMULATOR_DIR: Final = Path("simulator")
 SIMULATOR_LEDGER: Final = SIMULATOR_DIR / "ledger.jsonl"
 #: Present while the simulator has finished its run and only holds its notification receiver.
 RECEIVER_HOLDING: Final = SIMULATOR_DIR / "receiver.holding"
+#: What the simulator's run did (its summary, written at its end).
+SIMULATOR_SUMMARY: Final = SIMULATOR_DIR / "summary.json"
+#: The retailers the simulator made up when it was given none.
+SIMULATOR_RETAILERS: Final = SIMULATOR_DIR / "retailers.json"
 #: The simulator subprocess's stdout and stderr.
 SIMULATOR_OUT: Final = Path("simulator.out")
 LOCUST_DIR: Final = Path("locust")
-#: Locust's ledger of acknowledged requests.
+#: Locust's ledger of acknowledged requests (each process writes ``ledger-<pid>.jsonl``, merged here).
 LOCUST_LEDGER: Final = LOCUST_DIR / "ledger.jsonl"
 #: Locust's master and workers (a JSON list of PIDs, the master first).
 LOCUST_PIDS: Final = LOCUST_DIR / "pids.json"
+#: The retailers Locust's users made up when they were given none.
+LOCUST_RETAILERS: Final = LOCUST_DIR / "retailers.json"
+
+
+def locust_ledger_part(pid: int) -> Path:
+    """The ledger of one Locust process, merged into :data:`LOCUST_LEDGER` at the end."""
+    return LOCUST_DIR / f"ledger-{pid}.jsonl"
+
 
 # ------------------------------------------------------------------ chaos
 CHAOS_DIR: Final = Path("chaos")
@@ -80,6 +102,9 @@ RESOURCES: Final = Path("resources.jsonl")
 QUEUES: Final = Path("metrics") / "queues.jsonl"
 
 # ------------------------------------------------------------------ the audit
+#: Where ``drill audit`` and ``drill report`` write their reports by default (a drill writes them at
+#: the top of the run directory).
+AUDIT_DIR: Final = Path("audit")
 #: Where the platform's databases are, for the audit (``reports.audit.write_platform_config``).
 AUDIT_CONFIG: Final = Path("audit.json")
 REPORT_JSON: Final = Path("report.json")

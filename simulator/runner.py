@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+import rundir
 from simulator.channels.base import Encoders, WireRequest
 from simulator.clock import SimClock
 from simulator.config import Scenario
@@ -71,7 +72,7 @@ class RunSummary:
 
 #: Written into the simulator's directory (with its PID) once a ``hold_receiver`` run is over and only
 #: the notification receiver is still up, waiting for SIGINT/SIGTERM.
-HOLDING_MARKER = "receiver.holding"
+HOLDING_MARKER = rundir.RECEIVER_HOLDING.name
 
 
 def format_progress(run_s: float, offered: float, rate: float, c: Counters) -> str:
@@ -114,7 +115,7 @@ class Runner:
         self.desk: CourierDesk | None = None
         self.seed = seed
         self.target = target
-        self.dir = run_dir / "simulator"
+        self.dir = run_dir / rundir.SIMULATOR_DIR
         self.duration = duration_s if duration_s is not None else scenario.duration_s
         self.progress = progress
         self.notify_listen = notify_listen
@@ -122,7 +123,7 @@ class Runner:
         self.amqp_url = amqp_url
         retailers = build_retailers(seed, scenario)
         if retailers_file is None:
-            retailers_file = self.dir / "retailers.json"
+            retailers_file = run_dir / rundir.SIMULATOR_RETAILERS
             write_retailers_file(retailers_file, seed, retailers)
         else:
             retailers = apply_secrets_file(retailers_file, retailers)
@@ -335,7 +336,7 @@ class Runner:
     async def run(self) -> RunSummary:
         """Play the scenario for the duration; returns the summary (also written as JSON)."""
         self._loop = asyncio.get_running_loop()
-        led = Ledger.open(self.dir / "ledger.jsonl")
+        led = Ledger.open(self.dir / rundir.SIMULATOR_LEDGER.name)
         wall0 = time.time()
         clock = SimClock.from_config(self.scenario.clock, epoch=float(int(wall0)))
         encoders = Encoders(clock)
@@ -416,7 +417,9 @@ class Runner:
                              round(self.run_s(), 3), round(self._max_lag, 4), offered)  # fmt: skip
         led.write("run_finished", None, orders=n, orders_digest=summary.orders_digest, max_lag_s=summary.max_lag_s,
                   **counts)  # fmt: skip
-        (self.dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+        (self.dir / rundir.SIMULATOR_SUMMARY.name).write_text(
+            json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8"
+        )
         if runner_site is not None and self.hold_receiver:
             await self._hold(led, runner_site)
         led.close()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import rundir
 from reports.slo import BOOKED_SHARE_KEPT
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _messages_moved(run_dir: Path, step_dir: Path, t0: float, t1: float) -> int:
                 total += int(row[0])
         except sqlite3.Error:
             continue  # a DB without an outbox
-    ledger = step_dir / "simulator" / "ledger.jsonl"
+    ledger = step_dir / rundir.SIMULATOR_LEDGER
     if ledger.exists():
         with open(ledger, "rb") as fh:
             total += sum(
@@ -133,9 +134,9 @@ def run_bench(
     say(f"  {ceiling:,.0f} msgs/s")
     provisioned = provision_platform(cluster, run_dir, vhost=vhost)
     secrets = json.loads(provisioned.secrets_path.read_text())
-    retailers = run_dir / "secrets" / "retailers.json"
+    retailers = run_dir / rundir.RETAILERS
     base = free_port_base(4)
-    spec = run_dir / "services.toml"
+    spec = run_dir / rundir.SERVICES
     spec.write_text(
         re.sub(
             r"\{port:8080\+replica\}",
@@ -170,7 +171,7 @@ def run_bench(
                     "--retailers", str(retailers), "--listen", f"127.0.0.1:{base + 3}", "--amqp", couriers,
                     "--run-dir", str(step_dir), "--linger", "90s"]  # fmt: skip
             step_dir.mkdir(parents=True, exist_ok=True)
-            with open(step_dir / "simulator.out", "wb") as out:
+            with open(step_dir / rundir.SIMULATOR_OUT, "wb") as out:
                 subprocess.run(
                     argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, check=False
                 )
@@ -179,8 +180,8 @@ def run_bench(
             orders = report.flows.get("orders")
             booking = next((c for c in report.checks if c.name == ONE_BOOKING), None)
             booked = int(booking.counts.get("orders_booked", 0)) if booking is not None else 0
-            summary = json.loads((step_dir / "simulator" / "summary.json").read_text())
-            finished = '"idle": false' not in (step_dir / "simulator" / "ledger.jsonl").read_text()[-4000:]
+            summary = json.loads((step_dir / rundir.SIMULATOR_SUMMARY).read_text())
+            finished = '"idle": false' not in (step_dir / rundir.SIMULATOR_LEDGER).read_text()[-4000:]
             step = Step(
                 rate=rate,
                 orders=int(summary.get("orders", 0)),

@@ -54,6 +54,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import rundir
 from reports import _json
 from reports.ops import (
     ACK,
@@ -73,9 +74,9 @@ from reports.service import WORLD_KINDS, WorldRecord
 from reports.timeline import TIMELINE_KINDS, Timeline
 
 READER = "simulator-ledger"
-LEDGER_PATH: Final = Path("simulator") / "ledger.jsonl"
+LEDGER_PATH: Final = rundir.SIMULATOR_LEDGER
 #: The Locust load test's ledger: the same kinds and fields (loadtests/ledger.py), plus ``track_read``.
-LOCUST_LEDGER_PATH: Final = Path("locust") / "ledger.jsonl"
+LOCUST_LEDGER_PATH: Final = rundir.LOCUST_LEDGER
 
 ORDERS: Final = "orders"
 NOTIFICATION: Final = "notification"

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import rundir
 from system.messaging.settings import MessagingSettings
 from system.platform.settings import ServiceSettings, messaging_settings_for
 from system.platform.topology import INTAKE
@@ -122,14 +123,18 @@ class IntakeSettings(BaseSettings):
     @property
     def retailers_path(self) -> Path:
         """The retailers file."""
-        return self.retailers_file if self.retailers_file is not None else self.run_dir / "retailers.json"
+        return (
+            self.retailers_file
+            if self.retailers_file is not None
+            else self.run_dir / rundir.RETAILERS_FALLBACK
+        )
 
     @property
     def secrets_path(self) -> Path:
         """Where the platform secrets file is looked for."""
         if self.platform_secrets is not None:
             return self.platform_secrets
-        return self.run_dir / "secrets" / "platform.json"
+        return self.run_dir / rundir.PLATFORM_SECRETS
 
     @property
     def uses_platform_secrets(self) -> bool:
@@ -142,7 +147,7 @@ class IntakeSettings(BaseSettings):
         supervisor: the relay's ``<run dir>/ready/intake.<replica>``."""
         if self.ready_file is not None:
             return self.ready_file
-        return self.run_dir / "ready" / f"{INTAKE}.{self.replica}"
+        return self.run_dir / rundir.ready_marker(INTAKE, self.replica)
 
 
 def messaging_settings(settings: IntakeSettings | None = None) -> MessagingSettings:

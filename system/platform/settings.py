@@ -29,6 +29,7 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import rundir
 from system.messaging.settings import MessagingSettings
 
 
@@ -74,14 +75,14 @@ class ServiceSettings(BaseSettings):
         """Where the platform secrets file is looked for."""
         if self.platform_secrets is not None:
             return self.platform_secrets
-        return self.run_dir / "secrets" / "platform.json"
+        return self.run_dir / rundir.PLATFORM_SECRETS
 
     @property
     def ready_marker(self) -> Path:
         """Touched once every consumer of this replica consumes; removed at exit."""
         if self.ready_file is not None:
             return self.ready_file
-        return self.run_dir / "ready" / f"{self.service}.{self.replica}"
+        return self.run_dir / rundir.ready_marker(self.service, self.replica)
 
 
 def amqp_urls_from_secrets(doc: dict[str, Any], service: str) -> list[str]:

@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import rundir
+
 
 class QuotingSettings(BaseSettings):
     """Settings of one quoting replica."""
@@ -68,7 +70,7 @@ class QuotingSettings(BaseSettings):
 
     def retailers_path(self, run_dir: Path) -> Path:
         """The retailers file of a run."""
-        return self.retailers_file if self.retailers_file is not None else run_dir / "retailers.json"
+        return self.retailers_file if self.retailers_file is not None else run_dir / rundir.RETAILERS_FALLBACK
 
     def ask_wait_s(self, attempt: int) -> float:
         """How long ask number ``attempt`` (1 = the first) of a round waits for answers: silence from a
