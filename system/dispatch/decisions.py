@@ -24,11 +24,12 @@ Rules, and why:
   while the first one's acceptance is on its way, and if that courier refuses its release
   (``too_late:picked_up``) the order keeps two. An answer to any ask settles the still-pending attempt,
   and a repeated request for a quote gets the same answer, never a second driver (intake-api.md §3.3).
-* **No delivery keeps two couriers.** An acceptance is kept only for the current pending attempt of a
-  job still booking, or — while the job waits for new quotes and no attempt is pending — for an attempt
-  that timed out (the courier we gave up on said yes after all: better than a new round). Any other
-  acceptance (we moved on to another courier, or the job was cancelled meanwhile) *releases* that
-  courier job: a ``cancel_request`` goes to it.
+* **No delivery keeps two couriers.** An acceptance is kept for the current pending attempt of a job
+  still booking, and for an attempt that timed out while the job is still booking or quoting again: the
+  courier we gave up on said yes after all and has a driver on it, so the ask pending meanwhile is
+  superseded (its acceptance, should it come, is released while still cancellable). Any other
+  acceptance (the job is booked or cancelled already) *releases* that courier job: a ``cancel_request``
+  goes to it.
 * **Repeats change nothing**: a courier republishing its answer finds the attempt already settled.
 * **Cancel**: booked → ``cancel_request`` to the courier job; booking in flight → the job is cancelled
   (the pending attempt's acceptance, if it comes, is released); not quoted yet → remembered, and the
@@ -402,18 +403,34 @@ def on_booking_answer(
         if job_id is None:
             raise ValueError("an acceptance names its courier job")
         keep = (attempt.status is AttemptStatus.PENDING and current and job.status is JobStatus.BOOKING) or (
-            attempt.status is AttemptStatus.TIMED_OUT and job.status is JobStatus.REQUOTING
+            attempt.status is AttemptStatus.TIMED_OUT
+            and job.status in (JobStatus.REQUOTING, JobStatus.BOOKING)
         )
         if keep:
             kept = replace(attempt, status=AttemptStatus.BOOKED, courier_job_id=job_id)
+            booked = job.with_attempt(kept)
+            late = ""
+            if attempt.status is AttemptStatus.TIMED_OUT:
+                late = f" (late: kept while {job.status.value})"
+                # The courier we gave up on has a driver on it already; the one asked since has not said
+                # yes yet. Keep the first and supersede the pending ask: if it is accepted after all, that
+                # job is released while it is still cancellable. (Releasing the late one instead — its
+                # driver on the way, or done — was refused, too_late:picked_up / delivered, and left the
+                # order with two couriers; seen in the freeze drill.)
+                pending = booked.current
+                if pending is not None and pending.status is AttemptStatus.PENDING:
+                    booked = booked.with_attempt(
+                        replace(
+                            pending, status=AttemptStatus.TIMED_OUT, reason="superseded by a late acceptance"
+                        )
+                    )
             booked = replace(
-                job.with_attempt(kept),
+                booked,
                 status=JobStatus.BOOKED,
                 courier=attempt.courier,
                 courier_job_id=job_id,
                 driver=reply.driver,
             )
-            late = " (late: kept while quoting again)" if job.status is JobStatus.REQUOTING else ""
             return Decision(
                 booked, (Booked(attempt.courier, job_id, reply.driver),), f"booked {attempt.courier}{late}"
             )

@@ -334,3 +334,18 @@ def test_options_out_while_quoting_still_waits_for_couriers_is_not_a_refusal() -
     # In the next round pedalo answered (nobody pending): its refusal ends the order, refused by all.
     again = on_quoted(d.job, "dlv_1", "s1", "r01", (q("pedalo"),), T0, timeout_s=TIMEOUT, round_=2)
     assert kinds(reject(again.job, 2, "no_capacity")) == ["NoCourier"]
+
+
+def test_a_late_acceptance_while_the_next_courier_is_asked_is_kept_and_the_ask_superseded() -> None:
+    """zoomly went silent through its asks (a frozen node held its answer), dispatch asked pedalo; then
+    zoomly's acceptance arrives: its driver is on the way already, pedalo has said nothing yet. Keep
+    zoomly; pedalo's acceptance, if it comes, is released while still cancellable. (Releasing zoomly was
+    refused — too late, delivered — and left the order with two couriers in the freeze drill.)"""
+    job = on_timeout(quoted("zoomly", "pedalo").job, 1, T0, timeout_s=TIMEOUT, max_asks=1).job
+    assert job.status is JobStatus.BOOKING and job.current is not None and job.current.courier == "pedalo"
+    d = accept(job, 1, "zoomly-job")
+    assert (d.job.status, d.job.courier, kinds(d)) == (JobStatus.BOOKED, "zoomly", ["Booked"])
+    assert d.job.attempts[1].status is AttemptStatus.TIMED_OUT
+    assert d.job.attempts[1].reason == "superseded by a late acceptance"
+    late = accept(d.job, 2, "pedalo-job")
+    assert kinds(late) == ["CancelJob"] and late.job.courier == "zoomly"
