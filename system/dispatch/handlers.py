@@ -1,5 +1,5 @@
 """Dispatch's decoders, handlers (``dispatch.quotes``, ``dispatch.orders``, ``dispatch.answers``) and the
-booking-deadline sweep. Each handler loads the job, asks :mod:`.decisions` what the event does, and saves
+booking-deadline sweep. Each handler loads the job, asks :mod:`.decide` what the event does, and saves
 the new job with the effects' outbox rows, inside the consumer's open transaction (never committing).
 
 Bad input is parked with a reason: a body that fails its schema is refused by the decoder; an answer
@@ -32,7 +32,7 @@ from system.platform.contracts import CancelRequested, DeliveryQuoted, Driver, O
 from system.platform.runtime import ServiceRuntime
 
 from . import store
-from .decisions import (
+from .decide import (
     CancelJob,
     Decision,
     Job,

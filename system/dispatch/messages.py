@@ -25,7 +25,7 @@ from system.platform.contracts import (
 )
 from system.platform.topology import COURIER_REQUESTS, DELIVERY_HEADER
 
-from .decisions import (
+from .decide import (
     Book,
     Booked,
     CancelJob,

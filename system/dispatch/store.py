@@ -23,7 +23,7 @@ from system.domain.quoting import Quote
 from system.messaging import outbox
 from system.platform.contracts import Driver
 
-from .decisions import Attempt, AttemptStatus, Job, JobStatus, booking_request_id
+from .decide import Attempt, AttemptStatus, Job, JobStatus, booking_request_id
 
 # A schema change needs no migration: every run starts from a fresh run dir (a new dispatch.db).
 SCHEMA = """
@@ -214,7 +214,7 @@ async def due_attempts(
     ask (its outbox row is ``sent``), not when the ask was committed: during a broker outage the request
     waits in the outbox, and giving up on the courier then would book the next one while that request is
     still to be delivered — two acceptances for one order once the broker is back. ``timeout_s`` is the
-    first ask's wait; ask ``k`` waits ``timeout_s * 2**(k-1)`` (:func:`.decisions.ask_wait_s`).
+    first ask's wait; ask ``k`` waits ``timeout_s * 2**(k-1)`` (:func:`.decide.ask_wait_s`).
     """
     cursor = await db.execute(
         "SELECT a.delivery_id, a.number FROM attempts a JOIN outbox o ON o.message_id ="

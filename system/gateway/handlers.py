@@ -19,8 +19,8 @@ from system.messaging.consumer import MalformedMessage
 from system.messaging.envelope import InboundMessage
 from system.platform.contracts import LifecycleEvent, LocationPing, lifecycle_message
 
+from .decide import parse_courier_message, translate
 from .store import add_once
-from .translate import parse_courier_message, translate
 
 log = get_logger(__name__)
 

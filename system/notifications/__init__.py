@@ -10,7 +10,7 @@ rows (a lease per row, so two replicas never send the same row at once), posts t
 A crash between the provider's answer and ``sent`` re-sends the *same* ``notification_id`` once the
 claim expires: a re-send the provider can recognise, never a second notification.
 
-Modules: :mod:`.settings` (``DRILL_NOTIFICATIONS_*``), :mod:`.planning` (pure: what a StateChanged
+Modules: :mod:`.settings` (``DRILL_NOTIFICATIONS_*``), :mod:`.decide` (pure: what a StateChanged
 owes), :mod:`.store` (SQL), :mod:`.providers`, :mod:`.sender` (the sweep), :mod:`.handlers` (decoder and
 handler), :mod:`.ack_first` (TEST ONLY: a deliberately broken consumer for the drill to catch).
 """

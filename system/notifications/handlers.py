@@ -18,7 +18,7 @@ from system.messaging.consumer import parse_or_park
 from system.platform.contracts import StateChanged
 
 from . import store
-from .planning import owed
+from .decide import owed
 
 log = get_logger(__name__)
 

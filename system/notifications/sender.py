@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from system.logs import get_logger
 
 from . import store
-from .planning import retry_delay
+from .decide import retry_delay
 from .providers import Provider, Refused, RetryLater, SendOutcome, Sent
 from .settings import NotificationsSettings
 

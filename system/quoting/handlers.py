@@ -51,7 +51,7 @@ from system.platform.retailers import RetailerRegistry, RetailersUnavailable
 from system.platform.runtime import ServiceRuntime
 
 from . import store
-from .rounds import (
+from .decide import (
     Answer,
     NoCourier,
     Quoted,

@@ -20,7 +20,7 @@ from system.domain.quoting import Quote, QuoteDeclined
 from system.domain.retailers import RetailerRules
 from system.messaging import outbox
 
-from .rounds import Answer, Round, RoundStatus
+from .decide import Answer, Round, RoundStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quote_rounds (

@@ -32,7 +32,7 @@ from simulator.ledger import Ledger
 from simulator.notify import notification_app
 from system.domain.lifecycle import State
 from system.messaging import ConfirmingPublisher, MessagingSettings, OutgoingMessage, ParkingLot
-from system.notifications.planning import owed
+from system.notifications.decide import owed
 from system.platform.contracts import Contact, Driver, StateChanged, state_message, state_message_id
 from system.platform.topology import NOTIFICATIONS_STATES, TRACKING, platform_topology
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from system.dispatch.decisions import (
+from system.dispatch.decide import (
     Attempt,
     AttemptStatus,
     Book,
@@ -65,7 +65,7 @@ def kinds(d: Decision) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["system.dispatch.decisions", "system.dispatch.messages", "system.dispatch.settings"]
+    "name", ["system.dispatch.decide", "system.dispatch.messages", "system.dispatch.settings"]
 )
 def test_docstring_examples(name: str) -> None:
     assert doctest.testmod(importlib.import_module(name)).failed == 0

@@ -13,7 +13,7 @@ import aiosqlite
 import pytest
 
 from system.dispatch import store
-from system.dispatch.decisions import on_timeout
+from system.dispatch.decide import on_timeout
 from system.dispatch.handlers import CancelReply, Dispatch, decode_answer, decode_order, decode_quoted
 from system.dispatch.settings import DispatchSettings
 from system.dispatch.store import SCHEMA

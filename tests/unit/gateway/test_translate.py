@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import system.gateway.translate
+import system.gateway.decide
 from simulator.courier_desk import dialect_payload
 from simulator.couriers import DIALECT_BOOKED, DIALECTS, TimelineEvent
 from system.domain.common import LatLon
@@ -174,4 +174,4 @@ def test_settings_pick_the_dialect_adapters(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(system.gateway.translate).failed == 0
+    assert doctest.testmod(system.gateway.decide).failed == 0

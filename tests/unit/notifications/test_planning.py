@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from system.domain.lifecycle import State
-from system.notifications.planning import owed, retry_delay, target_of
+from system.notifications.decide import owed, retry_delay, target_of
 from system.notifications.settings import NotificationsSettings
 
 from .conftest import change

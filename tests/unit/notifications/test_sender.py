@@ -10,7 +10,7 @@ from pathlib import Path
 
 from system.domain.lifecycle import State
 from system.notifications import store
-from system.notifications.planning import owed
+from system.notifications.decide import owed
 from system.notifications.providers import Refused, RetryLater, SendOutcome, Sent
 from system.notifications.sender import Sender
 from system.notifications.settings import NotificationsSettings

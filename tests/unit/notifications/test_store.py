@@ -8,7 +8,7 @@ from pathlib import Path
 from system.domain.lifecycle import State
 from system.messaging.db import begin_immediate
 from system.notifications import store
-from system.notifications.planning import owed
+from system.notifications.decide import owed
 
 from .conftest import FakeRuntime, change, open_store, rows
 

@@ -14,7 +14,7 @@ from system.domain.marketplace import load_marketplace
 from system.domain.quoting import parse_quote_answer
 from system.domain.retailers import RetailerRules
 from system.platform.contracts import DeliveryQuoted, LifecycleEvent
-from system.quoting.rounds import (
+from system.quoting.decide import (
     NoCourier,
     Quoted,
     Round,
@@ -38,7 +38,7 @@ def _round(asked: tuple[str, ...] = ASKED, rules: RetailerRules = BIKES, **kw: o
 @pytest.mark.parametrize(
     "name",
     [
-        "system.quoting.rounds",
+        "system.quoting.decide",
         "system.platform.contracts.orders",
         "system.quoting.settings",
         "system.quoting.store",
