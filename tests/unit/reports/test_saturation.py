@@ -14,18 +14,14 @@ import rundir
 from reports.audit import audit_run
 from reports.faults import FaultWindow
 from reports.performance import Series
+from reports.readers.saturation import Offered, ResourceSample, RoleUsage, read_offered, read_resources
 from reports.saturation import (
     NO_SAMPLES,
     NOT_SATURATED,
     NOT_SHOWN,
     SATURATED,
-    Offered,
-    ResourceSample,
-    RoleUsage,
     analyse,
     measure_throughput,
-    read_offered,
-    read_resources,
 )
 from reports.slo import SloConfig
 from reports.story import headline

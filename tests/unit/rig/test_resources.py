@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import rundir
-from reports.saturation import read_resources
+from reports.readers.saturation import read_resources
 from rig.resources import (
     ResourceSampler,
     drill_roles,
