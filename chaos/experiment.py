@@ -48,15 +48,15 @@ A malformed file raises :class:`ExperimentError` naming the file, the line and t
 from __future__ import annotations
 
 import random
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chaos.faults import FAULTS
+from chaos.toml_lines import line_of
 
 PROBES = ("nodes_up", "no_alarms", "queue_depth_below", "http_ok", "http_p99_below")
 MONKEY_TARGETS: dict[str, list[str]] = {
@@ -241,44 +241,10 @@ def parse(text: str, name: str = "<experiment>") -> Experiment:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(text, loc)
+        line = line_of(text, loc)
         where = f"line {line}: " if line else ""
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             msg = "unknown key"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ExperimentError(f"{name}: {where}{field}: {msg}{more}") from exc
-
-
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best-effort line of a pydantic error location in a TOML file (tables, arrays of tables, keys)."""
-    lines = text.splitlines()
-    start, end = 0, len(lines)
-    table = str(loc[0]) if loc else ""
-    rest = list(loc[1:])
-    if rest and isinstance(rest[0], int):
-        headers = [i for i, ln in enumerate(lines) if re.match(rf"\s*\[\[\s*{re.escape(table)}\s*\]\]", ln)]
-        if rest[0] < len(headers):
-            start = headers[rest[0]]
-            nxt = [i for i, ln in enumerate(lines) if i > start and re.match(r"\s*\[", ln)]
-            end = nxt[0] if nxt else len(lines)
-            rest = rest[1:]
-        else:
-            return None
-    else:
-        hdr = [i for i, ln in enumerate(lines) if re.match(rf"\s*\[\s*{re.escape(table)}\s*\]", ln)]
-        if hdr:
-            start = hdr[0]
-            nxt = [i for i, ln in enumerate(lines) if i > start and re.match(r"\s*\[", ln)]
-            end = nxt[0] if nxt else len(lines)
-        else:
-            key_line = [i for i, ln in enumerate(lines) if re.match(rf"\s*{re.escape(table)}\s*=", ln)]
-            return key_line[0] + 1 if key_line else None
-    key = next((str(p) for p in rest if isinstance(p, str)), None)
-    if key is not None:
-        for i in range(start, end):
-            if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]) or re.search(
-                rf"[{{,]\s*{re.escape(key)}\s*=", lines[i]
-            ):
-                return i + 1
-    return start + 1

@@ -42,7 +42,7 @@ from system.domain.intake import (
 from system.domain.lifecycle import Accepted, Event, Reason, State, Track, is_terminal, transition
 from system.logs import get_logger
 from system.messaging import outbox
-from system.messaging.db import open_db, transaction
+from system.messaging.db import open_db, transaction, while_locked
 from system.messaging.envelope import OutgoingMessage
 from system.platform import contracts
 from system.platform.contracts import iso
@@ -195,7 +195,8 @@ class IntakeStore:
         """Open both connections and create the tables (idempotent; safe with racing replicas)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await open_db(self.path, synchronous=self._synchronous)
-        await _retry_locked(lambda: self._schema(self._writer))
+        # Racing replicas create the tables together: wait out the other's lock (a steady 50-ms pause).
+        await while_locked(lambda: self._schema(self._writer), tries=50, first_pause_s=0.05, max_pause_s=0.05)
         self._reader = await open_db(self.path, synchronous=self._synchronous)
 
     async def _schema(self, db: aiosqlite.Connection) -> None:
@@ -701,15 +702,3 @@ def _log_accepted(delivery_id: str, request: DeliveryRequest, message: OutgoingM
             "order_reference": request.reference,
         },
     )
-
-
-async def _retry_locked(action: Any, attempts: int = 50) -> None:
-    """Run ``action()`` again while another process holds the lock (schema creation at start)."""
-    for attempt in range(attempts):
-        try:
-            await action()
-            return
-        except sqlite3.OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -41,17 +41,24 @@ async def _switch_to_wal(db: aiosqlite.Connection) -> None:
     "database is locked" at once, without waiting for ``busy_timeout`` (CI: one of two consumers started
     together died that way).
     """
-    await _execute_while_locked(db, "PRAGMA journal_mode=WAL", tries=100, first_pause_s=0.01, max_pause_s=0.2)
+    await while_locked(
+        lambda: _execute(db, "PRAGMA journal_mode=WAL"), tries=100, first_pause_s=0.01, max_pause_s=0.2
+    )
 
 
-async def _execute_while_locked(
-    db: aiosqlite.Connection, sql: str, *, tries: int, first_pause_s: float, max_pause_s: float
+async def _execute(db: aiosqlite.Connection, sql: str) -> None:
+    await db.execute(sql)
+
+
+async def while_locked(
+    action: Callable[[], Awaitable[None]], *, tries: int, first_pause_s: float, max_pause_s: float
 ) -> None:
-    """Execute ``sql``, again after a doubling pause while SQLite answers "locked"/"busy" at once; the
-    last try's error is raised."""
+    """Run ``action()``, again after a doubling pause (``first_pause_s`` up to ``max_pause_s``) while
+    SQLite answers "locked"/"busy" at once instead of waiting for ``busy_timeout``; the last try's error
+    is raised, as is any other error at once."""
     for attempt in range(tries):
         try:
-            await db.execute(sql)
+            await action()
             return
         except sqlite3.OperationalError as exc:
             if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == tries - 1:
@@ -66,8 +73,8 @@ async def begin_immediate(db: aiosqlite.Connection, *, attempts: int = 200) -> N
     "database is locked" at once instead of waiting for ``busy_timeout``, so we wait ourselves.
     """
     # attempts + 1 tries: ``attempts`` pauses, then a last try whose error is raised.
-    await _execute_while_locked(
-        db, "BEGIN IMMEDIATE", tries=attempts + 1, first_pause_s=0.001, max_pause_s=0.05
+    await while_locked(
+        lambda: _execute(db, "BEGIN IMMEDIATE"), tries=attempts + 1, first_pause_s=0.001, max_pause_s=0.05
     )
 
 

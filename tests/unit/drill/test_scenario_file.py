@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from chaos.toml_lines import line_of
 from harness.drill.plan import plan_lines
-from harness.drill.scenario import DrillScenarioError, line_of, load, parse, parse_duration
+from harness.drill.scenario import DrillScenarioError, load, parse, parse_duration
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted(p.stem for p in (ROOT / "scenarios").glob("*.toml"))

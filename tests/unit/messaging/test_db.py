@@ -39,10 +39,13 @@ def test_other_errors_and_a_lock_that_never_ends_are_raised() -> None:
     never = _Contended(refusals=10)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         asyncio.run(
-            db_module._execute_while_locked(
-                never, "PRAGMA journal_mode=WAL", tries=5, first_pause_s=0.001, max_pause_s=0.01
+            db_module.while_locked(
+                lambda: never.execute("PRAGMA journal_mode=WAL"),
+                tries=5,
+                first_pause_s=0.001,
+                max_pause_s=0.01,
             )
-        )  # type: ignore[arg-type]
+        )
     assert never.calls == 5
 
 
