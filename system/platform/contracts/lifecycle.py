@@ -12,7 +12,7 @@ from system.domain.lifecycle import Event
 from system.messaging.envelope import OutgoingMessage
 from system.platform.topology import LIFECYCLE
 
-from .headers import delivery_headers
+from .headers import delivery_message
 
 Source = Literal["quoting", "dispatch", "gateway", "intake"]
 
@@ -64,14 +64,7 @@ class LocationPing(Frozen):
 def lifecycle_message(m: LifecycleEvent | LocationPing) -> OutgoingMessage:
     """``lifecycle`` (consistent hash on the delivery id); routing key = the event (or ``location``)."""
     key = m.event.value if isinstance(m, LifecycleEvent) else "location"
-    return OutgoingMessage.json(
-        LIFECYCLE,
-        key,
-        m,
-        message_id=m.message_id,
-        headers=delivery_headers(m.delivery_id, m.order_reference),
-        message_type=m.type,
-    )
+    return delivery_message(LIFECYCLE, key, m)
 
 
 def lifecycle_event_id(delivery_id: str, event: Event, source: Source) -> str:

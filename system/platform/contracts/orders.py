@@ -26,13 +26,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 from system.domain.intake import DeliveryRequest
 from system.messaging.envelope import OutgoingMessage
 from system.platform.topology import ORDERS
 
-from .headers import delivery_headers
+from .headers import delivery_message
 from .quotes import RequoteRequested
 
 ORDER_CREATED = "order.created"
@@ -47,6 +47,10 @@ def iso(at: float) -> str:
 
 def _instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: An instant of an order message: read as any aware datetime, written as :func:`iso` writes it.
+Instant = Annotated[AwareDatetime, PlainSerializer(_instant, return_type=str)]
 
 
 class _Order(BaseModel):
@@ -65,12 +69,8 @@ class OrderCreated(_Order):
     retailer_id: str
     channel: str | None = None
     #: when intake accepted the order (the order's deadline counts from here)
-    accepted_at: AwareDatetime
+    accepted_at: Instant
     request: DeliveryRequest
-
-    @field_serializer("accepted_at")
-    def _accepted_at(self, at: datetime) -> str:
-        return _instant(at)
 
 
 class OrderUpdated(_Order):
@@ -82,14 +82,10 @@ class OrderUpdated(_Order):
     order_reference: str
     retailer_id: str | None = None
     version: int | None = None
-    updated_at: AwareDatetime
+    updated_at: Instant
     #: the new version as intake normalised it (a ``DeliveryRequest``); no reader uses it yet, so it is
     #: not validated here: an update never parks for a detail nobody reads
     request: dict[str, Any] | None = None
-
-    @field_serializer("updated_at")
-    def _updated_at(self, at: datetime) -> str:
-        return _instant(at)
 
 
 class CancelRequested(_Order):
@@ -103,11 +99,7 @@ class CancelRequested(_Order):
     retailer_id: str | None = None
     reason: str | None = None
     state: Literal["cancelled"] = "cancelled"
-    requested_at: AwareDatetime
-
-    @field_serializer("requested_at")
-    def _requested_at(self, at: datetime) -> str:
-        return _instant(at)
+    requested_at: Instant
 
 
 OrderMessage = OrderCreated | OrderUpdated | CancelRequested
@@ -156,14 +148,7 @@ def _at(at: float) -> datetime:
 
 
 def _message(routing_key: str, m: OrderMessage) -> OutgoingMessage:
-    return OutgoingMessage.json(
-        ORDERS,
-        routing_key,
-        m,
-        message_id=m.message_id,
-        headers=delivery_headers(m.delivery_id, m.order_reference),
-        message_type=m.type,
-    )
+    return delivery_message(ORDERS, routing_key, m)
 
 
 def order_created(delivery_id: str, request: DeliveryRequest, at: float) -> OutgoingMessage:

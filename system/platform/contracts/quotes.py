@@ -12,7 +12,7 @@ from system.domain.quoting import Quote
 from system.messaging.envelope import OutgoingMessage
 from system.platform.topology import DELIVERY_QUOTED, DELIVERY_REQUOTE, QUOTES
 
-from .headers import delivery_headers
+from .headers import delivery_message
 
 
 class DeliveryQuoted(Frozen):
@@ -59,14 +59,7 @@ class RequoteRequested(Frozen):
 
 def quoted_message(m: DeliveryQuoted) -> OutgoingMessage:
     """``quotes`` → ``delivery.quoted``."""
-    return OutgoingMessage.json(
-        QUOTES,
-        DELIVERY_QUOTED,
-        m,
-        message_id=m.message_id,
-        headers=delivery_headers(m.delivery_id, m.order_reference),
-        message_type=m.type,
-    )
+    return delivery_message(QUOTES, DELIVERY_QUOTED, m)
 
 
 def quoted_message_id(delivery_id: str, round_: int = 1) -> str:
@@ -77,14 +70,7 @@ def quoted_message_id(delivery_id: str, round_: int = 1) -> str:
 
 def requote_message(m: RequoteRequested) -> OutgoingMessage:
     """``quotes`` → ``delivery.requote`` (quoting's ``quoting.orders`` queue is bound to it)."""
-    return OutgoingMessage.json(
-        QUOTES,
-        DELIVERY_REQUOTE,
-        m,
-        message_id=m.message_id,
-        headers=delivery_headers(m.delivery_id, m.order_reference),
-        message_type=m.type,
-    )
+    return delivery_message(QUOTES, DELIVERY_REQUOTE, m)
 
 
 def requote_message_id(delivery_id: str, round_: int) -> str:

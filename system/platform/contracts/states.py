@@ -11,7 +11,7 @@ from system.domain.lifecycle import State
 from system.messaging.envelope import OutgoingMessage
 from system.platform.topology import STATE_PREFIX, TRACKING
 
-from .headers import delivery_headers
+from .headers import delivery_message
 from .lifecycle import Driver
 
 
@@ -45,14 +45,7 @@ class StateChanged(Frozen):
 
 def state_message(m: StateChanged) -> OutgoingMessage:
     """``tracking`` → ``delivery.state.<state>``."""
-    return OutgoingMessage.json(
-        TRACKING,
-        f"{STATE_PREFIX}{m.state.value}",
-        m,
-        message_id=m.message_id,
-        headers=delivery_headers(m.delivery_id, m.order_reference),
-        message_type=m.type,
-    )
+    return delivery_message(TRACKING, f"{STATE_PREFIX}{m.state.value}", m)
 
 
 def state_message_id(delivery_id: str, state: State) -> str:
