@@ -135,16 +135,8 @@ class MessagingWorkload:
         spec.write_text(
             f'[[service]]\nname = "{CONSUMER}"\nreplicas = {self.consumers}\nargv = {_toml_list(argv)}\n'
         )
-        env_keep = {k: os.environ.get(k) for k in ("DRILL_MSG_AMQP_URLS", "DRILL_MSG_RECONNECT_MAX_S")}
-        os.environ.update({k: v for k, v in self._env().items() if k.startswith("DRILL_MSG_")})
-        try:
+        with rig_procs.environment({k: v for k, v in self._env().items() if k.startswith("DRILL_MSG_")}):
             self._handle = SystemHandle.start(self.system_dir, spec, timeout=60)
-        finally:
-            for k, v in env_keep.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         try:
             _wait(
                 lambda: all((self.run_dir / f"ready-{i}").exists() for i in range(self.consumers)),

@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -176,3 +176,19 @@ def environ(pid: int | None) -> dict[str, str]:
         if sep:
             out[key.decode(errors="replace")] = value.decode(errors="replace")
     return out
+
+
+@contextlib.contextmanager
+def environment(updates: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``updates`` inside the block (children started there inherit them); the old
+    values (or their absence) are back after it."""
+    old = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -16,10 +16,9 @@ from typing import Any
 from system.domain.lifecycle import Event
 from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import (
-    LifecycleEvent,
     RequoteRequested,
-    lifecycle_event_id,
     lifecycle_message,
+    platform_event,
     requote_message,
     requote_message_id,
 )
@@ -102,26 +101,10 @@ def effect_message(job: Job, effect: Effect, now: datetime) -> OutgoingMessage:
             )
         )
     if isinstance(effect, Booked):
-        event = LifecycleEvent(
-            message_id=lifecycle_event_id(d, Event.BOOKED, "dispatch"),
-            delivery_id=d,
-            order_reference=ref,
-            event=Event.BOOKED,
-            source="dispatch",
-            at=now,
-            courier=effect.courier,
-            courier_job_id=effect.courier_job_id,
-            driver=effect.driver,
-        )
-        return lifecycle_message(event)
+        booked = platform_event(
+            d, ref, Event.BOOKED, "dispatch", now,
+            courier=effect.courier, courier_job_id=effect.courier_job_id, driver=effect.driver,
+        )  # fmt: skip
+        return lifecycle_message(booked)
     assert isinstance(effect, NoCourier)
-    event = LifecycleEvent(
-        message_id=lifecycle_event_id(d, Event.NO_COURIER, "dispatch"),
-        delivery_id=d,
-        order_reference=ref,
-        event=Event.NO_COURIER,
-        source="dispatch",
-        at=now,
-        reason=effect.reason,
-    )
-    return lifecycle_message(event)
+    return lifecycle_message(platform_event(d, ref, Event.NO_COURIER, "dispatch", now, reason=effect.reason))

@@ -39,9 +39,8 @@ from system.domain.retailers import RetailerRules
 from system.messaging.envelope import OutgoingMessage
 from system.platform.contracts import (
     DeliveryQuoted,
-    LifecycleEvent,
-    lifecycle_event_id,
     lifecycle_message,
+    platform_event,
     quoted_message,
     quoted_message_id,
 )
@@ -271,25 +270,13 @@ def decision_messages(round_: Round, decision: Decision, now: datetime) -> list[
         )
         if round_.round_no > 1:
             return [quoted_message(quoted)]
-        event = LifecycleEvent(
-            message_id=lifecycle_event_id(d, Event.QUOTED, "quoting"),
-            delivery_id=d,
-            order_reference=ref,
-            event=Event.QUOTED,
-            source="quoting",
-            at=now,
-        )
-        return [quoted_message(quoted), lifecycle_message(event)]
-    event = LifecycleEvent(
-        message_id=lifecycle_event_id(d, Event.NO_COURIER, "quoting"),
-        delivery_id=d,
-        order_reference=ref,
-        event=Event.NO_COURIER,
-        source="quoting",
-        at=now,
-        reason=decision.reason,
-    )
-    return [lifecycle_message(event)]
+        return [
+            quoted_message(quoted),
+            lifecycle_message(platform_event(d, ref, Event.QUOTED, "quoting", now)),
+        ]
+    return [
+        lifecycle_message(platform_event(d, ref, Event.NO_COURIER, "quoting", now, reason=decision.reason))
+    ]
 
 
 # A valid request for the doctests above (central London, a small parcel).

@@ -7,11 +7,8 @@ services) or it wrote its PID into its marker ``<run>/ready/<service>.<replica>`
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
-from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -21,6 +18,7 @@ from harness.drill.run import DrillError, DrillRun
 from harness.drill.services import RunServices, build_services
 from rig import procs
 from rig.ports import free_port, free_port_base
+from rig.procs import environment
 from rig.supervisor import SystemHandle
 
 
@@ -28,21 +26,6 @@ class Http(Protocol):
     """What the readiness check asks of an HTTP client."""
 
     def get(self, url: str) -> Any: ...
-
-
-@contextlib.contextmanager
-def environ(updates: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``updates`` inside the block (children started there inherit them)."""
-    old = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def not_ready(run: DrillRun, services: RunServices, state: dict[str, Any] | None, client: Http) -> list[str]:
@@ -135,11 +118,11 @@ def start_system(run: DrillRun, *, handle: type[SystemHandle] = SystemHandle) ->
     # Services whose broker URLs come from the environment (the intake relay without a secrets
     # file) get intake's user; secrets travel in the environment only, never in services.toml.
     # Chaos's service faults find the system through DRILL_SYSTEM_DIR.
-    run.env.enter_context(environ({"DRILL_SYSTEM_DIR": str(run.run_dir)}))
+    run.env.enter_context(environment({"DRILL_SYSTEM_DIR": str(run.run_dir)}))
     secret_env = {"DRILL_AMQP_URLS": ",".join(amqp_urls_from_secrets(doc, "intake"))}
     t0 = time.monotonic()
     try:
-        with environ(secret_env):
+        with environment(secret_env):
             handle.start(run.run_dir, spec_path, timeout=run.m.system.ready_timeout)
     finally:
         run.system_started = True  # whatever happened, the supervisor may exist: stop it at the end

@@ -57,6 +57,7 @@ from .lifecycle import (
     gateway_message_id,
     lifecycle_event_id,
     lifecycle_message,
+    platform_event,
 )
 from .orders import (
     CANCEL_REQUESTED,
@@ -119,6 +120,7 @@ __all__ = [
     "order_created_id",
     "order_updated",
     "order_updated_id",
+    "platform_event",
     "quoted_message",
     "quoted_message_id",
     "requote_message",

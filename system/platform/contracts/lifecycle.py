@@ -3,7 +3,8 @@ delivery, and where its driver is."""
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import AwareDatetime
 
@@ -75,6 +76,23 @@ def lifecycle_event_id(delivery_id: str, event: Event, source: Source) -> str:
     'dlv_1:no_courier:dispatch'
     """
     return f"{delivery_id}:{event.value}:{source}"
+
+
+def platform_event(
+    delivery_id: str, order_reference: str, event: Event, source: Source, at: datetime, **fields: Any
+) -> LifecycleEvent:
+    """The platform's own ``event`` for a delivery (quoting's ``quoted``, dispatch's ``booked``,
+    ``no_courier`` of either) with its id (:func:`lifecycle_event_id`); ``fields``: the rest of the
+    event (``courier``, ``driver``, ``reason``, …)."""
+    return LifecycleEvent(
+        message_id=lifecycle_event_id(delivery_id, event, source),
+        delivery_id=delivery_id,
+        order_reference=order_reference,
+        event=event,
+        source=source,
+        at=at,
+        **fields,
+    )
 
 
 def gateway_message_id(courier_message_id: str) -> str:
