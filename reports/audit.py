@@ -100,7 +100,8 @@ from reports.readers.sqlite import TableMap, read_sqlite
 from reports.saturation import Saturation, analyse_run
 from reports.service import ABANDONED, Service, Window, WorldRecord, service_check
 from reports.service import classify as classify_endings
-from reports.slo import SloConfig, load_slo, slo_checks
+from reports.slo import SloConfig, load_slo
+from reports.slo_checks import slo_checks
 from reports.story import headline
 from reports.taxonomy import FlowAudit, chain_data, classify, merge_counts, reasons_total
 from reports.timeline import Timeline

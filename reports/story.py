@@ -13,7 +13,8 @@ print the same sentences, so they never tell different stories.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from reports.checks import (
     FAILED_BUT_OBSERVED,
@@ -39,7 +40,32 @@ from reports.service import (
 from reports.slo import SLO_PREFIX
 
 if TYPE_CHECKING:
-    from reports.audit import AuditReport
+    from reports.performance import Performance
+    from reports.saturation import Saturation
+    from reports.taxonomy import FlowAudit
+
+
+class Judged(Protocol):
+    """What the story reads of an audit (:class:`reports.audit.AuditReport` is one): the story stands
+    below the audit, which tells its headline."""
+
+    @property
+    def checks(self) -> list[CheckResult]: ...
+    @property
+    def flows(self) -> Mapping[str, FlowAudit]: ...
+    @property
+    def strict(self) -> bool: ...
+    @property
+    def performance(self) -> Performance | None: ...
+    @property
+    def saturation(self) -> Saturation | None: ...
+    @property
+    def service(self) -> Service | None: ...
+    @property
+    def totals(self) -> dict[str, int]: ...
+    @property
+    def outcome(self) -> Outcome: ...
+
 
 ORDERS_FLOW = "orders"
 
@@ -66,7 +92,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def loss_sentence(report: AuditReport) -> str:
+def loss_sentence(report: Judged) -> str:
     """Lost / invented / doubled, in words (orders when the run has an orders flow)."""
     orders = report.flows.get(ORDERS_FLOW)
     totals = report.totals
@@ -92,7 +118,7 @@ def loss_sentence(report: AuditReport) -> str:
     return f"No {noun} was lost."
 
 
-def availability_sentence(report: AuditReport) -> str | None:
+def availability_sentence(report: Judged) -> str | None:
     """Availability across the faults, and the slowest recovery."""
     perf = report.performance
     if perf is None:
@@ -112,7 +138,7 @@ def availability_sentence(report: AuditReport) -> str | None:
     return sentence + "."
 
 
-def latency_sentence(report: AuditReport) -> str | None:
+def latency_sentence(report: Judged) -> str | None:
     """Intake and end-to-end latency at the 99th percentile."""
     perf = report.performance
     if perf is None or not perf.measured:
@@ -149,7 +175,7 @@ def objectives_sentence(checks: list[CheckResult]) -> str | None:
     return f"All {measured} measured objectives held{tail}."
 
 
-def saturation_sentence(report: AuditReport) -> str | None:
+def saturation_sentence(report: Judged) -> str | None:
     """Where the platform saturated and whether throughput followed the load (only with resource samples)."""
     sat = report.saturation
     if sat is None or not sat.measured:
@@ -215,7 +241,7 @@ def _first_line(text: str, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def outcome_sentence(report: AuditReport) -> str:
+def outcome_sentence(report: Judged) -> str:
     """The outcome, and every check that failed, in plain words, and whose trouble it was."""
     outcome = report.outcome
     failed = [c for c in report.checks if c.status == "failed"]
@@ -269,7 +295,7 @@ def service_sentence(service: Service | None) -> str | None:
     return f"{lead} ({service.accepted:,} accepted): " + ", ".join(parts) + "."
 
 
-def headline(report: AuditReport) -> list[str]:
+def headline(report: Judged) -> list[str]:
     """The plain-words verdict, one sentence per item, most important first."""
     sentences = [outcome_sentence(report)]
     for extra in (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from simulator.channels.base import Encoders
+from simulator.channels.encoders import Encoders
 from simulator.clock import SimClock
 from simulator.config import ChannelMix, Scenario, WorldConfig
 from simulator.orders import OrderGenerator

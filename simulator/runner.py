@@ -26,7 +26,8 @@ from typing import Any
 from aiohttp import web
 
 import rundir
-from simulator.channels.base import Encoders, WireRequest
+from simulator.channels.base import WireRequest
+from simulator.channels.encoders import Encoders
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.courier_amqp import CourierAmqpAdapter

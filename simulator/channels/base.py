@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from simulator.clock import SimClock
 from simulator.geo import Address
 from simulator.orders import OrderSpec
 from simulator.world import Retailer
@@ -85,22 +84,3 @@ def address_doc(a: Address) -> dict[str, object]:
         "lat": a.point.lat,
         "lon": a.point.lon,
     }
-
-
-class Encoders:
-    """The three channel encoders sharing one clock; ``for_channel`` picks one."""
-
-    def __init__(self, clock: SimClock) -> None:
-        from simulator.channels.epos import EposEncoder
-        from simulator.channels.rest import RestEncoder
-        from simulator.channels.shopify import ShopifyEncoder
-
-        self.by_name: dict[str, ChannelEncoder] = {
-            "rest": RestEncoder(clock),
-            "shopify": ShopifyEncoder(clock),
-            "epos": EposEncoder(clock),
-        }
-
-    def for_channel(self, channel: str) -> ChannelEncoder:
-        """The encoder of ``channel``."""
-        return self.by_name[channel]

@@ -25,7 +25,8 @@ import pytest
 from rig.cluster import Cluster
 from rig.ports import port_free
 from rig.supervisor import SystemHandle
-from simulator.channels.base import Encoders, WireRequest
+from simulator.channels.base import WireRequest
+from simulator.channels.encoders import Encoders
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.orders import OrderGenerator, OrderSpec

@@ -29,7 +29,7 @@ import aio_pika
 import aiohttp
 import pytest
 
-from simulator.channels.base import Encoders
+from simulator.channels.encoders import Encoders
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.courier_desk import dialect_payload

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from simulator.channels.base import Encoders, WireRequest
+from simulator.channels.base import WireRequest
+from simulator.channels.encoders import Encoders
 from simulator.clock import SimClock
 from simulator.config import Scenario
 from simulator.orders import OrderGenerator, OrderSpec
