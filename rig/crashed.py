@@ -1,6 +1,6 @@
 """Drill runs whose runner died (``kill -9``, an OOM kill, a lost terminal) and what they left behind.
 
-A run directory (``.drill/runs/<UTC>-<name>/``, see ``harness/drill/runner.py``) holds ``pids.json``
+A run directory (``.drill/runs/<UTC>-<name>/``, its files named in :mod:`rundir`) holds ``pids.json``
 (``runner``, ``cluster``, ``links``, ``supervisor``, ``replicas``, ``simulator``, ``locust``), the chaos
 journal ``chaos/journal.jsonl``, the supervisor's ``system.json`` and ``drill.json``, whose
 ``exit_code`` is written only when the run ends. A run is *crashed* when its runner is gone and
