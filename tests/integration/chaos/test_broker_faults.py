@@ -287,7 +287,7 @@ def test_sigint_of_the_runner_undoes_its_fault(local_cluster: LocalCluster, jour
     out, errs = proc.communicate(timeout=60)
     assert proc.returncode in (0, 130), out + errs
     assert "undone" in out or "interrupted" in out, out + errs
-    assert [r["event"] for r in journal.records()] == ["apply", "applied", "undo"]
+    assert [r["event"] for r in journal.records()] == ["apply", "applied", "undoing", "undo"]
     assert journal.open_faults() == []
     wait_for(lambda: local_cluster.node_state(2) == "up", 30, "node 2 resumed")
 
