@@ -194,6 +194,7 @@ def test_a_node_frozen_past_node_down_detection_is_restarted_alone(local_cluster
     their VMs (restarting every node together would be a full outage nobody asked for)."""
     lc = local_cluster
     peers = {i: lc.beam_pid(i) for i in (2, 3)}
+
     def seen_down() -> bool:
         try:
             return lc.spec.node(1).name not in set(lc.running_nodes(2))
