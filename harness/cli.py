@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -226,20 +227,32 @@ def cluster_down(
     removes the iptables chain a partition left on the rig's addresses.
     """
     from chaos.crashed import remove_partition_chain, stop_links
-    from rig.crashed import RunError, find_runs_to_clean, stop_cluster, stop_system, stop_traffic
+    from rig.crashed import (
+        CrashedRun,
+        Outcome,
+        RunError,
+        clean_runs,
+        find_runs_to_clean,
+        stop_cluster,
+        stop_system,
+        stop_traffic,
+    )
 
     try:
         runs = find_runs_to_clean(run, explicit=run_dir is not None)
     except RunError as exc:
         raise _fail(exc) from None
-    failed: list[str] = []
-    for r in runs:
-        console.print(r.describe(), highlight=False, soft_wrap=True)
+
+    def steps(r: CrashedRun) -> list[Callable[[], Outcome]]:
         # The order a runner stops in: traffic, services, then the proxies and the brokers they used.
-        for step in (stop_traffic(r), stop_system(r), stop_links(r), stop_cluster(r, remove_partition_chain)):
-            for line in step.done:
-                console.print(f"  {line}", highlight=False, soft_wrap=True)
-            failed.extend(step.failed)
+        return [
+            lambda: stop_traffic(r),
+            lambda: stop_system(r),
+            lambda: stop_links(r),
+            lambda: stop_cluster(r, remove_partition_chain),
+        ]
+
+    failed = clean_runs(runs, steps, lambda line: console.print(line, highlight=False, soft_wrap=True))
     if run is not None:
         if failed:
             raise _fail(ClusterError("; ".join(failed)))

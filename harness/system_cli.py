@@ -182,19 +182,17 @@ def down(
     With no option it also stops what drill runs whose runner died left running: their simulator and
     Locust (SIGINT, then SIGKILL), their supervisor and replicas (only PIDs verified to be the run's).
     """
-    from rig.crashed import RunError, find_runs_to_clean, stop_system, stop_traffic
+    from rig.crashed import RunError, clean_runs, find_runs_to_clean, stop_system, stop_traffic
 
     try:
         runs = find_runs_to_clean(run, explicit=run_dir is not None)
     except RunError as exc:
         raise _fail(exc) from None
-    failed: list[str] = []
-    for r in runs:
-        console.print(r.describe(), highlight=False, soft_wrap=True)
-        for step in (stop_traffic(r), stop_system(r)):
-            for line in step.done:
-                console.print(f"  {line}", highlight=False, soft_wrap=True)
-            failed.extend(step.failed)
+    failed = clean_runs(
+        runs,
+        lambda r: [lambda: stop_traffic(r), lambda: stop_system(r)],
+        lambda line: console.print(line, highlight=False, soft_wrap=True),
+    )
     if run is None:
         try:
             SystemHandle((run_dir or DEFAULT_RUN_DIR).resolve()).stop()

@@ -27,7 +27,7 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,26 @@ def find_runs_to_clean(run: Path | None, *, explicit: bool) -> list[CrashedRun]:
         return [found]
     # A crashed run already cleaned stays crashed (it has no verdict): only those with leftovers count.
     return [] if explicit else find_crashed_runs(default_runs_dir(), with_leftovers=True)
+
+
+def clean_runs(
+    runs: list[CrashedRun],
+    steps: Callable[[CrashedRun], Iterable[Callable[[], Outcome]]],
+    say: Callable[[str], None],
+) -> list[str]:
+    """Run each crashed run's clean-up ``steps`` in order, saying what each did; returns what failed.
+
+    ``steps`` are thunks so each runs only after the one before it has stopped its part (traffic before
+    the services, the services before the brokers they use)."""
+    failed: list[str] = []
+    for r in runs:
+        say(r.describe())
+        for step in steps(r):
+            out = step()
+            for line in out.done:
+                say(f"  {line}")
+            failed.extend(out.failed)
+    return failed
 
 
 def require_crashed(run: CrashedRun) -> None:

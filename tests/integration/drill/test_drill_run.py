@@ -27,20 +27,7 @@ pytestmark = pytest.mark.timeout(240)
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# The two intake services of system/services.toml: the HTTP API and the outbox relay.
-SPEC = """\
-[[service]]
-name = "intake"
-argv = ["{python}", "-m", "system.intake"]
-replicas = 1
-env = { DRILL_INTAKE_PORT = "{port:8080+replica}" }
-
-[[service]]
-name = "intake-relay"
-argv = ["{python}", "-m", "system.intake", "relay"]
-replicas = 1
-env = { DRILL_SERVICE = "intake" }
-"""
+SPEC = (Path(__file__).parent / "scenarios" / "intake-only.toml").read_text()
 
 CHAOS = """\
 [experiment]

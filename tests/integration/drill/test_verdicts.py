@@ -24,20 +24,7 @@ from rig.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Intake and its relay only (system/services.toml's first two): enough for intake's answers.
-SPEC = """\
-[[service]]
-name = "intake"
-argv = ["{python}", "-m", "system.intake"]
-replicas = 1
-env = { DRILL_INTAKE_PORT = "{port:8080+replica}" }
-
-[[service]]
-name = "intake-relay"
-argv = ["{python}", "-m", "system.intake", "relay"]
-replicas = 1
-env = { DRILL_SERVICE = "intake" }
-"""
+SPEC = (Path(__file__).parent / "scenarios" / "intake-only.toml").read_text()
 
 CHAOS = """\
 [experiment]
