@@ -33,6 +33,7 @@ from loadtests.cli import app as load_app
 from reports.cli import bench as bench_audit_command
 from reports.cli import compare as reports_compare
 from reports.cli import report as reports_report
+from rig import procs
 from rig.cluster import (
     Cluster,
     ClusterError,
@@ -421,4 +422,6 @@ app.command(
 
 
 def main() -> None:
+    """The ``drill`` command."""
+    procs.stoppable_by_sigint()
     app(prog_name="drill")

@@ -11,6 +11,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
+def stoppable_by_sigint() -> None:
+    """Make SIGINT raise KeyboardInterrupt in this process, whatever disposition it inherited.
+
+    A non-interactive shell starts background commands (``cmd &``, as CI steps and nohup'd drills do)
+    with SIGINT ignored, and Python keeps an inherited SIG_IGN. A drill or fault runner started that way
+    would shrug off the SIGINT that must stop it, undo its faults and heal; so the entry points call
+    this first. Children then inherit the default disposition (a Python handler resets on exec)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back until the block ends, then act on them as usual.
