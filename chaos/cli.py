@@ -255,9 +255,21 @@ def hunt_command(
     import tempfile
 
     from chaos.experiment import ExperimentError, load
-    from chaos.hunt import MESSAGING_KINDS, HuntRun, Step, hunt, live_runner, run_schedule
+    from chaos.hunt import (
+        MESSAGING_KINDS,
+        HuntRun,
+        Step,
+        hunt,
+        live_runner,
+        missing_requirement,
+        run_schedule,
+    )
     from chaos.workloads import MessagingWorkload
 
+    missing = missing_requirement()
+    if missing is not None:
+        err.print(f"error: {missing}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2)
     _interrupt_on_sigterm()
     try:
         inj = _injector(run_dir, journal, False)
