@@ -412,7 +412,10 @@ app.command("report", help="Rebuild every report file (report.html included) of 
     reports_report
 )
 app.command(
-    "compare", help="What changed between two runs' report.json (verdict, loss, availability, latency)."
+    "compare",
+    help="What changed between two runs' report.json (verdict, loss, availability, latency); exit 1 when the"
+    " later run regressed (PASS → FAIL, more lost or abandoned, an SLO check failed, a p99 or failover"
+    " worse than --tolerance), 3 when either run is INCONCLUSIVE, 2 on a usage error.",
 )(reports_compare)
 app.command(
     "audit",
