@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 import rundir
-from chaos.faults import FAULTS, FaultError
+from chaos.faults import FAULTS, PROVIDERS, FaultError, unsupported
 from chaos.injector import FaultInjector
 from chaos.journal import Journal
 from rig.cluster import ClusterError, ClusterNotRunning, ClusterSpec, ExternalCluster, LocalCluster
@@ -58,12 +58,23 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _state_provider(run_dir: Path | None) -> str:
+    """The provider of the rig recorded in the run directory; ``local`` when none is recorded (what
+    ``_injector`` attaches to then)."""
+    spec = ClusterSpec(run_dir=run_dir.resolve()) if run_dir else ClusterSpec()
+    st = cluster_state.load(spec.run_dir)
+    return st.provider if st is not None else LocalCluster.provider
+
+
 @app.command("list")
 def list_faults() -> None:
-    """The fault catalogue."""
+    """The fault catalogue, with the cluster providers that can perform each fault."""
+    width = len(", ".join(PROVIDERS))
+    console.print(f"[bold]{'fault':18} {'providers':{width}}  what it does[/]", highlight=False)
     for kind, cls in sorted(FAULTS.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        console.print(f"[bold]{kind:18}[/] {doc}")
+        providers = ", ".join(p for p in PROVIDERS if p in cls.providers)
+        console.print(f"[bold]{kind:18}[/] {providers:{width}}  {doc}", highlight=False)
 
 
 @app.command("apply")
@@ -124,9 +135,20 @@ def run_experiment(
     run_dir: RunDirOpt = None,
     journal: JournalOpt = None,
     allow_external: AllowExternal = False,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Check the faults against this provider ({' | '.join(PROVIDERS)}); default: the "
+            "running rig's (its state file), else local."
+        ),
+    ] = None,
 ) -> None:
-    """Run an experiment; exit 1 when the steady state deviated or a fault failed, 130 when interrupted."""
-    from chaos.experiment import ExperimentError, load, timeline
+    """Run an experiment; exit 1 when the steady state deviated or a fault failed, 130 when interrupted.
+
+    A fault the cluster's provider cannot perform (``drill chaos list``) refuses the experiment, dry run
+    included, before anything is applied: exit 2.
+    """
+    from chaos.experiment import ExperimentError, fault_kinds, load, timeline
     from chaos.runner import ExperimentRunner
 
     try:
@@ -134,6 +156,14 @@ def run_experiment(
     except ExperimentError as exc:
         err.print(f"error: {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
+    if provider is not None and provider not in PROVIDERS:
+        err.print(f"error: unknown provider {provider!r}; known: {', '.join(PROVIDERS)}", soft_wrap=True)
+        raise typer.Exit(2)
+    refused = unsupported(fault_kinds(exp), provider or _state_provider(run_dir))
+    if refused:
+        for line in refused:
+            err.print(f"error: {file}: {line}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2)
     console.print(f"experiment: {exp.experiment.title} (seed {exp.experiment.seed})")
     for pf in timeline(exp):
         console.print(f"  {pf.describe()}", highlight=False)
@@ -255,9 +285,21 @@ def hunt_command(
     import tempfile
 
     from chaos.experiment import ExperimentError, load
-    from chaos.hunt import MESSAGING_KINDS, HuntRun, Step, hunt, live_runner, run_schedule
+    from chaos.hunt import (
+        MESSAGING_KINDS,
+        HuntRun,
+        Step,
+        hunt,
+        live_runner,
+        missing_requirement,
+        run_schedule,
+    )
     from chaos.workloads import MessagingWorkload
 
+    missing = missing_requirement()
+    if missing is not None:
+        err.print(f"error: {missing}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2)
     _interrupt_on_sigterm()
     try:
         inj = _injector(run_dir, journal, False)

@@ -194,6 +194,16 @@ class PlannedFault:
         return f"{start}  {self.fault}{tgt} for {self.duration:.1f}s{cond}"
 
 
+def fault_kinds(exp: Experiment) -> list[str]:
+    """Every fault kind the experiment can apply (its method's, then what its monkey may draw), once each.
+
+    What a provider must support before the experiment starts: a monkey's whole pool counts, not only
+    this seed's draws, so changing the seed never turns a valid experiment into a refused one.
+    """
+    kinds = [m.fault for m in exp.method] + (list(exp.monkey.kinds) if exp.monkey is not None else [])
+    return list(dict.fromkeys(kinds))
+
+
 def timeline(exp: Experiment) -> list[PlannedFault]:
     """The method, then the monkey's draws, as one list. Deterministic for a given file (and seed)."""
     out: list[PlannedFault] = []

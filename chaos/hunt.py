@@ -32,6 +32,26 @@ if TYPE_CHECKING:
     from chaos.injector import FaultInjector
     from chaos.workloads import WorkloadVerdict
 
+#: What ``drill chaos hunt`` says when hypothesis (the ``hunt`` extra) is not installed.
+MISSING_HYPOTHESIS = (
+    "drill chaos hunt needs hypothesis, which is not installed: run "
+    "`pip install -e '.[hunt]'` in the project (./drill installs it with the dev tools)"
+)
+
+
+def missing_requirement() -> str | None:
+    """Why a hunt cannot run here (hypothesis, an optional extra, is missing), or None when it can.
+
+    Checked before anything touches the rig, so a missing extra is one line, not an ImportError deep in
+    a run.
+    """
+    try:
+        import hypothesis  # noqa: F401  (only whether it imports)
+    except ImportError:
+        return MISSING_HYPOTHESIS
+    return None
+
+
 #: Fault kinds and targets for a hunt against the messaging workload on a 3-node rig.
 MESSAGING_KINDS: dict[str, tuple[str, ...]] = {
     "kill_node": ("1", "2", "3"),

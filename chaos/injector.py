@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos.faults import FAULTS, Fault, FaultError
+from chaos.faults import FAULTS, Fault, FaultError, require_supported
 from chaos.faults.partition import chain_exists, heal_chain
 from chaos.journal import Journal
 from chaos.links import LinkProxies
@@ -56,6 +56,9 @@ class FaultInjector:
         ``planned_s`` is how long the caller means to hold it (None: instant or open-ended); it is only
         journaled, so the report can set what happened against what was planned.
         """
+        if self.cluster is not None:
+            # Before the plan: a fault the provider cannot perform is refused with nothing journaled.
+            require_supported([fault.kind], self.cluster.provider)
         undo_record = fault.plan(self.cluster)
         fault_id = Journal.new_fault_id()
         self.journal.write(

@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chaos.experiment import Experiment, PlannedFault, timeline
-from chaos.faults import FAULTS
+from chaos.experiment import Experiment, PlannedFault, fault_kinds, timeline
+from chaos.faults import FAULTS, require_supported
 from chaos.injector import FaultInjector
 from chaos.probes import ProbeResult, run_probe
 
@@ -70,6 +70,10 @@ class ExperimentRunner:
     def __init__(
         self, experiment: Experiment, injector: FaultInjector, settle_timeout: float = 120.0
     ) -> None:
+        """Raises :class:`chaos.faults.UnsupportedFault` when the injector's cluster provider cannot
+        perform one of the experiment's faults: refused before the steady state is even probed."""
+        if injector.cluster is not None:
+            require_supported(fault_kinds(experiment), injector.cluster.provider)
         self.exp = experiment
         self.injector = injector
         self.settle_timeout = settle_timeout

@@ -42,13 +42,13 @@ from rig.cluster import (
     ExternalCluster,
     LocalCluster,
     ProviderUnavailable,
+    broker_urls,
     docker_available,
 )
 from rig.cluster import state as cluster_state
 from simulator.cli import bench_command as bench_simulator_command
 from simulator.cli import plan as simulator_plan
 from simulator.cli import simulate as simulator_simulate
-from system.messaging.cli import bench_app as bench_messaging_app
 from system.messaging.cli import parked_app, topology_cmd
 
 ROOT = Path(os.environ.get("DRILL_ROOT", Path(__file__).resolve().parent.parent))
@@ -370,6 +370,76 @@ def test(ctx: typer.Context) -> None:
     raise typer.Exit(rc)
 
 
+# ---------------------------------------------------------------------------------------- benches
+@bench_app.command("messaging")
+def bench_messaging(
+    count: Annotated[int, typer.Option(help="Messages per side.")] = 10_000,
+    size: Annotated[int, typer.Option(help="Body size in bytes.")] = 512,
+    run_dir: RunDirOpt = None,
+) -> None:
+    """Msgs/s of our publisher+consumer (outbox and inbox included) vs raw aio-pika; ratio last.
+
+    Brokers: DRILL_MSG_AMQP_URLS when set, else the running rig (`./drill cluster up`).
+    """
+    import aiormq
+
+    from system.messaging.bench import run_bench
+    from system.messaging.settings import MessagingSettings
+
+    try:
+        found = broker_urls(run_dir)
+    except ClusterError as exc:
+        raise _fail(exc) from None
+    console.print(f"brokers: {found.source} ({len(found.urls)} node(s))", highlight=False)
+    try:
+        run_bench(count=count, size=size, settings=MessagingSettings(amqp_urls=found.urls))
+    except (OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+        # A rig whose state file outlived its brokers, or a wrong URL: one line, not a traceback.
+        raise _fail(RuntimeError(f"cannot reach the brokers of {found.source}: {exc}"), 1) from None
+
+
+@bench_app.command("proxy")
+def bench_proxy(
+    rounds: Annotated[int, typer.Option(help="Ping-pong round trips per path.")] = 5000,
+    message_size: Annotated[int, typer.Option(help="Bytes per ping-pong message.")] = 64,
+    stream_mb: Annotated[int, typer.Option(help="MB streamed per throughput run.")] = 200,
+    repeats: Annotated[int, typer.Option(help="Interleaved runs per path.")] = 3,
+    mode: Annotated[str, typer.Option(help="Where the proxy runs: subprocess | thread.")] = "subprocess",
+    api_url: Annotated[str | None, typer.Option(help="Use this running Toxiproxy API.")] = None,
+    amqp_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also measure AMQP publish msgs/s through this broker (default: DRILL_MSG_AMQP_URLS's "
+            "first, else the running rig's first node; none: not measured)."
+        ),
+    ] = None,
+    amqp_messages: Annotated[int, typer.Option(help="Messages per AMQP run.")] = 5000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON first.")] = False,
+    run_dir: RunDirOpt = None,
+) -> None:
+    """Proxy pass-through overhead vs a direct connection; last line: the throughput ratio.
+
+    The AMQP publish figure uses the running rig, as `bench messaging` does; without one the TCP
+    figures are still measured, and stderr says how to add the AMQP one.
+    """
+    if amqp_url is None:
+        try:
+            amqp_url = broker_urls(run_dir).urls[0]
+        except ClusterError as exc:
+            err.print(f"AMQP publish not measured: {exc}", highlight=False, soft_wrap=True, markup=False)
+    bench_proxy_command(
+        rounds=rounds,
+        message_size=message_size,
+        stream_mb=stream_mb,
+        repeats=repeats,
+        mode=mode,
+        api_url=api_url,
+        amqp_url=amqp_url,
+        amqp_messages=amqp_messages,
+        as_json=as_json,
+    )
+
+
 # ---------------------------------------------------------------------------------------- demo
 @app.command()
 def demo(
@@ -403,9 +473,7 @@ app.add_typer(system_app, name="system")
 app.add_typer(load_app, name="load")
 app.command("topology")(topology_cmd)
 app.add_typer(parked_app, name="parked")
-bench_app.add_typer(bench_messaging_app, name="messaging")
 chaos_app.add_typer(proxy_app, name="proxy")
-bench_app.command("proxy")(bench_proxy_command)
 bench_app.command("platform")(drill_cli.bench_platform)
 bench_app.command("simulator")(bench_simulator_command)
 bench_app.command("audit")(bench_audit_command)
@@ -413,7 +481,10 @@ app.command("report", help="Rebuild every report file (report.html included) of 
     reports_report
 )
 app.command(
-    "compare", help="What changed between two runs' report.json (verdict, loss, availability, latency)."
+    "compare",
+    help="What changed between two runs' report.json (verdict, loss, availability, latency); exit 1 when the"
+    " later run regressed (PASS → FAIL, more lost or abandoned, an SLO check failed, a p99 or failover"
+    " worse than --tolerance), 3 when either run is INCONCLUSIVE, 2 on a usage error.",
 )(reports_compare)
 app.command(
     "audit",

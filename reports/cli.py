@@ -8,7 +8,8 @@ no loss, nothing unexpected, no duplicated effect, and every objective held: the
 
 ``report RUN_DIR`` rebuilds every report file, report.html included, from the run's raw data and prints
 the plain-words verdict; it exits 0 once the files are written (``--check`` makes it exit like
-``audit``). ``compare RUN_A RUN_B`` prints what changed between two runs' report.json; exit 0.
+``audit``). ``compare RUN_A RUN_B`` prints what changed between two runs' report.json and gates on a regression
+of B against A: exit 1 when B regressed, 3 when either run is INCONCLUSIVE, 2 on a usage error, else 0.
 """
 
 from __future__ import annotations
@@ -122,16 +123,31 @@ def report(
 
 @app.command()
 def compare(
-    run_a: Annotated[Path, typer.Argument(help="The earlier run (directory or its report.json).")],
-    run_b: Annotated[Path, typer.Argument(help="The later run (directory or its report.json).")],
+    run_a: Annotated[
+        Path, typer.Argument(help="The earlier run, the baseline (directory or its report.json).")
+    ],
+    run_b: Annotated[
+        Path, typer.Argument(help="The later run, the one gated (directory or its report.json).")
+    ],
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="How much worse B's p99 latencies and slowest failover may be, as a ratio of A's "
+            "(0.2: up to 1.2 × A).",
+        ),
+    ] = 0.2,
 ) -> None:
-    """Print what changed between two runs' report.json, with deltas B − A (exit 0).
+    """Print what changed between two runs' report.json, with deltas B − A, and gate on a regression.
 
     Verdict, loss counts, availability, latency p50/p99, SLO pass/fail, fault count; changed rows are
-    marked with *.
+    marked with *. The last line says whether B regressed. Exit 1 when it did: verdict PASS → FAIL,
+    more lost / abandoned / unexpected / duplicated effects / failed but observed, an SLO check passed →
+    failed, or a p99 or the slowest failover above (1 + tolerance) × A; exit 3 when either run is
+    INCONCLUSIVE; exit 2 on a usage error (a missing or unreadable report); exit 0 otherwise.
     """
     from reports.compare import compare as compare_reports
-    from reports.compare import load_report, render
+    from reports.compare import gate, load_report, render
 
     try:
         doc_a, doc_b = load_report(run_a), load_report(run_b)
@@ -144,6 +160,9 @@ def compare(
         ),
         nl=False,
     )
+    verdict = gate(doc_a, doc_b, tolerance)
+    typer.echo(verdict.line())
+    raise typer.Exit(verdict.exit_code)
 
 
 @app.command()

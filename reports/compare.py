@@ -8,6 +8,13 @@ Rows: verdict, loss counts, availability (requests, time), latency p50/p99 (inta
 accepted → delivered), faults and the slowest failover, then the status of every SLO check either run
 has. A delta is B − A: counts and times as numbers, availabilities in percentage points (``pp``),
 statuses as ``changed`` / ``=``.
+
+:func:`gate` makes the comparison a regression gate (``drill compare --tolerance``), with the drill's exit
+codes: 1 when the newer run B regressed against A — its verdict went from PASS to FAIL, a broken-promise
+count grew (lost, abandoned, unexpected, duplicated effects, failed but observed), an SLO check went from
+passed to failed, or a gated latency (the p99s the objectives are on, the slowest failover) grew by more
+than ``tolerance`` (0.2: B above 1.2 × A); 3 when either run is INCONCLUSIVE (its figures prove
+nothing; rerun it); 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,11 +26,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import rundir
+from reports.outcome import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, Outcome
 from reports.slo import SLO_PREFIX
 
 Kind = Literal["text", "count", "fraction", "ms", "s"]
 
 LOSS_COUNTS = ("lost", "unexpected", "duplicated_effects", "failed_but_observed", "acknowledged", "ok")
+ABANDONED = "abandoned"
+
+#: Counts where any increase is a regression: each one is a promise the platform broke.
+PROMISE_COUNTS = ("lost", ABANDONED, "unexpected", "duplicated_effects", "failed_but_observed")
+#: Times gated by ratio: the percentile the latency objectives are on (p99), and the slowest failover.
+#: p50s are shown, not gated: a median moves with the machine's load more than with a regression.
+GATED_TIMES = ("intake p99", "accepted→booked p99", "accepted→delivered p99", "slowest failover")
+#: Default ``--tolerance``: B's gated time may be up to 20 % above A's.
+DEFAULT_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,11 @@ def _slowest_failover(doc: Mapping[str, Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
+def _abandoned(doc: Mapping[str, Any]) -> Any:
+    # Not judged (None) when the run had no simulator ledger, e.g. an ops-only audit.
+    return _get(doc, "service", "counts", ABANDONED)
+
+
 def _slo_status(doc: Mapping[str, Any]) -> dict[str, str]:
     return {
         str(c.get("name")): str(c.get("status"))
@@ -134,6 +156,7 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Row]:
     """The rows of the comparison, in reading order."""
     rows = [Row("verdict", a.get("verdict"), b.get("verdict"), "text")]
     rows += [Row(k, _get(a, "totals", k), _get(b, "totals", k), "count") for k in LOSS_COUNTS]
+    rows.append(Row(ABANDONED, _abandoned(a), _abandoned(b), "count"))
     perf = ("performance",)
     rows += [
         Row("availability (requests)", _get(a, *perf, "intake", "availability"),
@@ -177,3 +200,64 @@ def render(rows: Sequence[Row], name_a: str = "A", name_b: str = "B") -> str:
         if k == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The comparison as a gate: the exit code and, one per line, why."""
+
+    exit_code: int
+    reasons: list[str]
+
+    def line(self) -> str:
+        """The closing line a CI log shows: ``REGRESSED: ...``, ``INCONCLUSIVE: ...`` or ``NO REGRESSION``."""
+        if self.exit_code == EXIT_FAIL:
+            return "REGRESSED: " + "; ".join(self.reasons)
+        if self.exit_code == EXIT_INCONCLUSIVE:
+            return "INCONCLUSIVE: " + "; ".join(self.reasons)
+        return "NO REGRESSION"
+
+
+def regressions(rows: Sequence[Row], tolerance: float = DEFAULT_TOLERANCE) -> list[str]:
+    """Why B is worse than A, one plain sentence per regressed row (empty: no regression).
+
+    A figure missing on either side (an older schema, an ops-only run) is not compared.
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, not {tolerance}")
+    found = []
+    for row in rows:
+        if row.label == "verdict":
+            if row.a == Outcome.PASS.value and row.b == Outcome.FAIL.value:
+                found.append("verdict went from PASS to FAIL")
+        elif row.label in PROMISE_COUNTS:
+            if row.delta is not None and row.delta > 0:
+                found.append(f"{row.label} went from {_fmt(row.a, row.kind)} to {_fmt(row.b, row.kind)}")
+        elif row.label.startswith(SLO_PREFIX + "["):
+            if row.a == "passed" and row.b == "failed":
+                found.append(f"{row.label} went from passed to failed")
+        elif row.label in GATED_TIMES and _number(row.a) and _number(row.b):
+            a, b = float(row.a), float(row.b)
+            if a > 0 and b > a * (1 + tolerance):
+                found.append(
+                    f"{row.label} went from {_fmt(a, row.kind)} to {_fmt(b, row.kind)} "
+                    f"(+{(b / a - 1) * 100:.0f}%, tolerance {tolerance * 100:g}%)"
+                )
+    return found
+
+
+def gate(a: Mapping[str, Any], b: Mapping[str, Any], tolerance: float = DEFAULT_TOLERANCE) -> Gate:
+    """Did run B regress against run A? The drill's exit codes: 0 no, 1 yes, 3 a run proves nothing.
+
+    An INCONCLUSIVE run (the harness could not carry out its plan) decides, as it does a drill's verdict:
+    its figures are not evidence either way.
+    """
+    inconclusive = [
+        f"run {name} is INCONCLUSIVE: rerun it"
+        for name, doc in (("A", a), ("B", b))
+        if doc.get("verdict") == Outcome.INCONCLUSIVE.value
+    ]
+    if inconclusive:
+        return Gate(EXIT_INCONCLUSIVE, inconclusive)
+    found = regressions(compare(a, b), tolerance)
+    return Gate(EXIT_FAIL if found else EXIT_PASS, found)

@@ -3,7 +3,16 @@
 alone — so ``drill chaos heal`` can undo a fault whose runner died.
 """
 
-from chaos.faults.base import FAULTS, Fault, FaultError
+from chaos.faults.base import (
+    FAULTS,
+    LOCAL_ONLY,
+    PROVIDERS,
+    Fault,
+    FaultError,
+    UnsupportedFault,
+    require_supported,
+    unsupported,
+)
 from chaos.faults.broker import (
     CloseConnections,
     DiskAlarm,
@@ -31,6 +40,8 @@ from chaos.faults.service import CrashLoop, KillReplica, PauseReplica, RestartRe
 
 __all__ = [
     "FAULTS",
+    "LOCAL_ONLY",
+    "PROVIDERS",
     "CloseConnections",
     "CrashLoop",
     "DiskAlarm",
@@ -57,4 +68,7 @@ __all__ = [
     "RollingRestart",
     "StopNode",
     "StopService",
+    "UnsupportedFault",
+    "require_supported",
+    "unsupported",
 ]

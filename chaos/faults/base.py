@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rig.cluster import Cluster, ClusterError, LocalCluster
+from rig.cluster import Cluster, ClusterError, ContainerCluster, ExternalCluster, LocalCluster
 
 
 class FaultError(Exception):
     """A fault cannot be applied (bad target, unsafe, unsupported here): the message says why."""
 
 
+class UnsupportedFault(FaultError):
+    """The cluster's provider cannot perform a fault (e.g. ``kill_node`` on an external cluster)."""
+
+
 FAULTS: dict[str, type[Fault]] = {}
+
+#: Every cluster provider of the rig (``rig/cluster``), in the order ``drill chaos list`` shows them.
+PROVIDERS: tuple[str, ...] = (LocalCluster.provider, ExternalCluster.provider, ContainerCluster.provider)
+#: Faults that signal the nodes' processes, run rabbitmqctl on them or cut this machine's network.
+LOCAL_ONLY: tuple[str, ...] = (LocalCluster.provider,)
 
 
 class Fault(ABC):
     """One fault against one target.
 
     Subclasses set ``kind``; ``instant`` faults (a kill, closing connections) have nothing to hold
-    open, but still journal an undo (a kill's undo restarts the node).
+    open, but still journal an undo (a kill's undo restarts the node). ``providers`` names the cluster
+    providers that can perform it: the local rig only unless a subclass says more, so a new fault is
+    refused on a cluster it was never written for rather than failing half-applied.
     """
 
     kind: ClassVar[str]
     instant: ClassVar[bool] = False
+    providers: ClassVar[tuple[str, ...]] = LOCAL_ONLY
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -50,6 +63,28 @@ class Fault(ABC):
     def undo(cls, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         """Put it back, from the undo record alone. Must be safe to call twice."""
         return {}
+
+
+def unsupported(kinds: Iterable[str], provider: str) -> list[str]:
+    """One sentence per fault kind that ``provider`` cannot perform (empty: all can run).
+
+    Unknown kinds are left to the callers' own validation.
+    """
+    out = []
+    for kind in dict.fromkeys(kinds):  # each kind once, in the order given
+        cls = FAULTS.get(kind)
+        if cls is not None and provider not in cls.providers:
+            out.append(
+                f"fault {kind} cannot run on the {provider} provider: it needs {' or '.join(cls.providers)}"
+            )
+    return out
+
+
+def require_supported(kinds: Iterable[str], provider: str) -> None:
+    """Raise :class:`UnsupportedFault` naming every fault ``provider`` cannot perform."""
+    problems = unsupported(kinds, provider)
+    if problems:
+        raise UnsupportedFault("; ".join(problems))
 
 
 def local(cluster: Cluster | None, what: str) -> LocalCluster:

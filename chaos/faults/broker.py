@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from chaos.faults.base import Fault, FaultError, local, resolve_node
+from chaos.faults.base import PROVIDERS, Fault, FaultError, local, resolve_node
 from rig import procs
 from rig.cluster import Cluster, ClusterError, ManagementClient
 
@@ -188,6 +188,8 @@ class CloseConnections(Fault):
 
     kind = "close_connections"
     instant = True
+    # Only the management API: works wherever it answers, a cluster we did not start included.
+    providers = PROVIDERS
 
     def apply(self, cluster: Cluster | None, undo: dict[str, Any]) -> dict[str, Any]:
         if cluster is None:

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from chaos.faults.base import Fault, FaultError
+from chaos.faults.base import PROVIDERS, Fault, FaultError
 from rig import procs
 from rig.cluster import Cluster
 from rig.supervisor import SupervisorError, SystemHandle
@@ -47,6 +47,9 @@ def _replica(target: str) -> tuple[str, int]:
 
 
 class _ReplicaFault(Fault):
+    # The platform's replicas are our processes on this machine whoever runs the brokers.
+    providers = PROVIDERS
+
     def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         sys_ = _system(self.params)
         name, idx = _replica(self.target)
@@ -191,6 +194,7 @@ class StopService(Fault):
     """
 
     kind = "stop_service"
+    providers = PROVIDERS  # our replicas, whoever runs the brokers
 
     def plan(self, cluster: Cluster | None) -> dict[str, Any]:
         sys_ = _system(self.params)

@@ -268,10 +268,9 @@ class LoadedScenario:
         """Whether the experiment can draw a client↔broker link fault (then services go through proxies)."""
         if self.experiment is None:
             return False
-        kinds = [m.fault for m in self.experiment.method]
-        if self.experiment.monkey is not None:
-            kinds += list(self.experiment.monkey.kinds)
-        return any(k.startswith("link_") for k in kinds)
+        from chaos.experiment import fault_kinds
+
+        return any(k.startswith("link_") for k in fault_kinds(self.experiment))
 
 
 def resolve_scenario_path(name_or_path: str, root: Path = ROOT) -> Path:
@@ -313,8 +312,9 @@ def parse(text: str, path: Path, root: Path = ROOT) -> LoadedScenario:
         where = f"line {line}: " if line else ""
         return DrillScenarioError(f"{name}: {where}{'.'.join(str(p) for p in loc)}: {msg}")
 
-    from chaos.experiment import ExperimentError
+    from chaos.experiment import ExperimentError, fault_kinds
     from chaos.experiment import load as load_experiment
+    from chaos.faults import unsupported
     from reports.slo import SloConfig
     from rig.supervisor import SupervisorError, load_spec
     from simulator.config import ScenarioError, load_scenario
@@ -343,6 +343,10 @@ def parse(text: str, path: Path, root: Path = ROOT) -> LoadedScenario:
             experiment = load_experiment(experiment_path)
         except ExperimentError as exc:
             raise fail(("chaos", "experiment"), str(exc)) from exc
+        # Refused here, so the dry run's plan says so and a run stops before the rig is even started.
+        refused = unsupported(fault_kinds(experiment), model.cluster.provider)
+        if refused:
+            raise fail(("chaos", "experiment"), f"{experiment_path}: " + "; ".join(refused))
 
     spec_path = _reference(model.system.spec, base, root, None)
     if spec_path is None:

@@ -26,10 +26,13 @@ from rig.cluster._local import LocalCluster, MendResult, amqp_handshake
 from rig.cluster._management import ManagementClient
 from rig.cluster._spec import ClusterSpec
 from rig.cluster.abc import Cluster, NodeStatus
+from rig.cluster.clients import AMQP_URLS_ENV, BrokerUrls, NoBrokerFound, broker_urls
 
 __all__ = [
+    "AMQP_URLS_ENV",
     "BootCrashLoop",
     "BootRetry",
+    "BrokerUrls",
     "Cluster",
     "ClusterAlreadyRunning",
     "ClusterError",
@@ -41,6 +44,7 @@ __all__ = [
     "LocalCluster",
     "ManagementClient",
     "MendResult",
+    "NoBrokerFound",
     "NodeStartTimeout",
     "NodeStatus",
     "PortInUse",
@@ -51,5 +55,6 @@ __all__ = [
     "amqp_handshake",
     "amqp_queue_depths",
     "boot_crash_reason",
+    "broker_urls",
     "docker_available",
 ]

@@ -1,7 +1,8 @@
-"""Commands: ``topology``, ``parked list|show|replay`` (``app``) and ``bench messaging`` (``bench_app``).
+"""Commands: ``topology``, ``parked list|show|replay`` (``app``).
 
 ``harness/cli.py`` mounts them. Broker URLs and the topology come from :class:`MessagingSettings`
-(``DRILL_MSG_AMQP_URLS``, ``DRILL_MSG_TOPOLOGY``).
+(``DRILL_MSG_AMQP_URLS``, ``DRILL_MSG_TOPOLOGY``). ``drill bench messaging`` is composed in
+``harness/cli.py``: it finds the running rig (``rig.cluster.broker_urls``), which ``system/`` cannot.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Annotated
 import aio_pika
 import typer
 
-from .bench import run_bench
 from .connector import ClusterConnector
 from .declare import TopologyConflict, declare_topology
 from .parking import ParkedMessage, ParkingLot
@@ -24,7 +24,6 @@ from .topology import Topology
 app = typer.Typer(help="Messaging: the topology and the parking lot.", no_args_is_help=True)
 parked_app = typer.Typer(help="Inspect and replay parked messages.", no_args_is_help=True)
 app.add_typer(parked_app, name="parked")
-bench_app = typer.Typer(help="Throughput of our messaging core vs raw aio-pika.")
 
 
 def load_topology(settings: MessagingSettings) -> Topology:
@@ -140,12 +139,3 @@ def parked_replay(
     typer.echo(f"{replayed} replayed, {unroutable} unroutable")
     if unroutable:
         raise typer.Exit(1)
-
-
-@bench_app.callback(invoke_without_command=True)
-def bench_messaging(
-    count: Annotated[int, typer.Option(help="Messages per side.")] = 10_000,
-    size: Annotated[int, typer.Option(help="Body size in bytes.")] = 512,
-) -> None:
-    """Msgs/s of our publisher+consumer (outbox and inbox included) vs raw aio-pika; ratio last."""
-    run_bench(count=count, size=size)

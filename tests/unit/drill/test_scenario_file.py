@@ -243,6 +243,25 @@ def test_external_clusters_need_their_urls(folder: Path) -> None:
     assert "for provider = 'external' only" in msg, msg
 
 
+EXTERNAL = 'nodes = 1\nprovider = "external"\namqp_urls = ["amqp://u:p@203.0.113.1:5672/"]\nmanagement_urls = ["http://203.0.113.1:15672"]'
+
+
+def test_a_fault_the_provider_cannot_perform_is_refused_with_its_name(folder: Path) -> None:
+    msg = _error(folder, GOOD.replace("nodes = 3", EXTERNAL))
+    assert "chaos.experiment:" in msg and "chaos.toml" in msg, msg
+    assert "fault kill_node cannot run on the external provider: it needs local" in msg, msg
+    # Through the management API it can: the same drill with close_connections loads and plans.
+    (folder / "chaos.toml").write_text(
+        CHAOS.replace('fault = "kill_node"\ntarget = "2"', 'fault = "close_connections"')
+    )
+    sc = _parse(folder, GOOD.replace("nodes = 3", EXTERNAL))
+    assert sc.model.cluster.provider == "external"
+    assert any(
+        "close_connections" in line
+        for line in plan_lines(sc, cluster="external", run_dir="r", starts_cluster=False)
+    )
+
+
 def test_chaos_none_means_no_experiment(folder: Path) -> None:
     sc = _parse(folder, GOOD.replace('experiment = "chaos.toml"', 'experiment = "none"'))
     assert sc.experiment is None and sc.experiment_path is None

@@ -109,11 +109,12 @@ def test_compare_shows_deltas(two_runs: tuple[Path, Path]) -> None:
     assert "slo[availability]" in rows
 
 
-def test_compare_command_prints_a_table_and_exits_0(two_runs: tuple[Path, Path]) -> None:
+def test_compare_command_prints_a_table_and_gates_on_the_loss(two_runs: tuple[Path, Path]) -> None:
     a, b = two_runs
     result = runner.invoke(app, ["compare", str(a), str(b / "audit" / "report.json")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # B lost 2 orders A did not
     lines = result.output.splitlines()
+    assert lines[-1].startswith("REGRESSED: lost went from 0 to 2")
     assert "Δ (B − A)" in lines[0]
     lost = next(line for line in lines if re.match(r"^\* lost\s", line))
     assert lost.split()[-3:] == ["0", "2", "+2"]
