@@ -49,10 +49,17 @@ from simulator.channels.rest import RestEncoder
 from simulator.channels.shopify import ShopifyEncoder
 from simulator.config import Channel
 from simulator.orders import OrderSpec
+from simulator.sender import parse_retry_after
 from simulator.world import Retailer
 
 HTTP_TIMEOUT = env_float("DRILL_HTTP_TIMEOUT", 10.0)
 RETRY_UNKNOWN = env_int("DRILL_RETRY_UNKNOWN", 1)
+# A shed create (503 + Retry-After) is sent again after the delay plus up to SHED_JITTER of it (at most
+# SHED_MAX_WAIT_S), like a webhook provider; given up after SHED_MAX_ATTEMPTS shed sends or SHED_GIVE_UP_S.
+SHED_MAX_ATTEMPTS = env_int("DRILL_SHED_MAX_ATTEMPTS", 12)
+SHED_GIVE_UP_S = env_float("DRILL_SHED_GIVE_UP_S", 60.0)
+SHED_MAX_WAIT_S = env_float("DRILL_SHED_MAX_WAIT_S", 30.0)
+SHED_JITTER = env_float("DRILL_SHED_JITTER", 0.25)
 #: Share of creates deliberately re-sent byte-identical (REST retry, webhook duplicate).
 DUPLICATE_SHARE = env_float("DRILL_DUPLICATE_SHARE", 0.05)
 #: Share of ePOS orders followed by an order.updated, and of those sent before the order.created.
@@ -140,6 +147,8 @@ class Answer:
     status: int | None
     delivery_id: str | None
     state: str | None
+    retry_after_s: float | None = None
+    reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -207,10 +216,13 @@ class IntakeUser(FastHttpUser):
             delivery_id, state, error = _parse_answer(resp.content, status)
             if status is None:
                 error = repr(getattr(resp, "error", None) or "no answer")
-            outcome = outcome_of(status)
+            retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status == 503 else None
+            outcome = outcome_of(status, retry_after)
             if outcome == "accepted" and delivery_id is None:
                 error = CONTRACT_NO_ID
-            if status not in expect:
+            if outcome == "shed":
+                resp.success()  # a deliberate "not now" the contract allows: not a failure of the platform
+            elif status not in expect:
                 resp.failure(f"HTTP {status}, expected {sorted(expect)}")
             elif outcome == "accepted" and same_id is not None and delivery_id != same_id:
                 resp.failure(f"idempotency: repeat answered {delivery_id!r}, first answer {same_id!r}")
@@ -218,6 +230,11 @@ class IntakeUser(FastHttpUser):
                 resp.failure(CONTRACT_NO_ID)
             else:
                 resp.success()
+        if outcome == "shed":
+            reason = _shed_reason(resp.content)
+            led.write(f"{kind}_shed", order.ref, **common, attempt=attempt, key=req.key, http_status=status,
+                      retry_after_s=retry_after, reason=reason, latency_ms=latency_ms)  # fmt: skip
+            return Answer(outcome, status, None, None, retry_after, reason)
         led.write(
             f"{kind}_answer",
             order.ref,
@@ -233,10 +250,32 @@ class IntakeUser(FastHttpUser):
     def create(
         self, req: WireRequest, order: OrderSpec, retailer: Retailer, *, name: str, same_id: str | None = None
     ) -> Answer:
-        """A create, retried with the same key while its outcome is unknown (as retailers do)."""
+        """A create, retried with the same key while its outcome is unknown (as retailers do), and after
+        ``Retry-After`` while it is shed (as webhook providers do) until the shed budget is spent."""
+        first = time.monotonic()
         answer = self.send(req, order, retailer, name=name, kind="order", same_id=same_id)
-        attempt = 1
-        while answer.outcome == "unknown" and attempt <= RETRY_UNKNOWN:
+        attempt, unknowns, sheds = 1, 0, 0
+        while answer.outcome in ("unknown", "shed"):
+            if answer.outcome == "unknown":
+                unknowns += 1
+                if unknowns > RETRY_UNKNOWN:
+                    break
+            else:
+                sheds += 1
+                wait = shed_wait(answer.retry_after_s or 0.0, self.rng.random())
+                waited = time.monotonic() - first
+                why = None
+                if sheds >= SHED_MAX_ATTEMPTS:
+                    why = f"shed {sheds} times"
+                elif waited + wait > SHED_GIVE_UP_S:
+                    why = f"the next try would leave after the {SHED_GIVE_UP_S:g}-s give-up deadline"
+                if why is not None:
+                    self.proc.ledger.write("order_given_up_shed", order.ref, channel=self.channel, key=req.key,
+                                           attempts=attempt, shed=sheds, reason=answer.reason,
+                                           retry_after_s=answer.retry_after_s, waited_s=round(waited, 3),
+                                           why=why)  # fmt: skip
+                    break
+                gevent.sleep(wait)  # this user only: the others go on
             attempt += 1
             answer = self.send(
                 req, order, retailer, name=name, kind="order", attempt=attempt, same_id=same_id
@@ -448,6 +487,27 @@ class EposWebhooks(IntakeUser):
     def bad_signature(self) -> None:
         """An event signed with the wrong key: 401 expected."""
         self.badly_signed("X-Epos-Signature", "epos order.created [bad signature]", "bad_signature")
+
+
+def shed_wait(retry_after_s: float, draw: float) -> float:
+    """The wait after a shed answer: ``Retry-After`` plus ``draw`` (0..1) × ``SHED_JITTER`` of it, at most
+    ``SHED_MAX_WAIT_S``, at least 0.1 s.
+
+    Example:
+        >>> shed_wait(2.0, 0.0), shed_wait(2.0, 1.0), shed_wait(0.0, 0.5), shed_wait(1e6, 0.0)
+        (2.0, 2.5, 0.1, 30.0)
+    """
+    return max(0.1, min(SHED_MAX_WAIT_S, retry_after_s * (1.0 + SHED_JITTER * draw)))
+
+
+def _shed_reason(content: bytes | None) -> str:
+    """The ``reason`` of a shed answer's JSON body (``unspecified`` when it has none)."""
+    try:
+        doc = json.loads(content) if content else None
+    except ValueError:
+        doc = None
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    return str(reason or "unspecified")
 
 
 def _parse_answer(content: bytes | None, status: int | None) -> tuple[str | None, str | None, str | None]:

@@ -15,6 +15,12 @@ file as it reads ``<run>/simulator/ledger.jsonl``:
     ``outcome`` accepted|rejected|unknown, ``http_status`` (int or null), ``delivery_id``, ``error``,
     ``latency_ms``. 2xx → accepted (a 2xx without ``id`` is accepted with
     ``error = "contract: 2xx without id"``), 4xx → rejected, anything else → unknown.
+``order_shed`` / ``order_given_up_shed``
+    intake's admission control answered a create ``503`` + ``Retry-After`` (nothing stored): the user
+    sends the same request again after the delay, as the simulator does (same fields: ``req``,
+    ``attempt``, ``key``, ``http_status``, ``retry_after_s``, ``reason``, ``latency_ms``); a request still
+    shed after ``DRILL_SHED_MAX_ATTEMPTS`` sends or ``DRILL_SHED_GIVE_UP_S`` is given up (``attempts``,
+    ``shed``, ``reason``, ``waited_s``, ``why``).
 ``duplicate_sent`` / ``duplicate_answer``
     a deliberate byte-identical re-send (REST same ``Idempotency-Key`` and body; Shopify same
     ``X-Shopify-Webhook-Id``; ePOS same ``event_id``).
@@ -57,18 +63,26 @@ import rundir
 #: users mid-request; such a request has no outcome of its own and is not in Locust's stats).
 INTERRUPTED: Final = "interrupted by the end of the run"
 
-Outcome = Literal["accepted", "rejected", "unknown"]
+Outcome = Literal["accepted", "rejected", "unknown", "shed"]
 
 FLUSH_EVERY_S: Final = 1.0
 CONTRACT_NO_ID: Final = "contract: 2xx without id"
 
 
-def outcome_of(status: int | None) -> Outcome:
-    """The ledger outcome of an HTTP status (None or 0: no answer at all)."""
+def outcome_of(status: int | None, retry_after_s: float | None = None) -> Outcome:
+    """The ledger outcome of an HTTP status (None or 0: no answer at all); a 503 with a ``Retry-After``
+    is a shed answer (docs/intake-api.md §2.6).
+
+    Example:
+        >>> outcome_of(202), outcome_of(503), outcome_of(503, 2.0), outcome_of(None)
+        ('accepted', 'unknown', 'shed', 'unknown')
+    """
     if status is not None and 200 <= status < 300:
         return "accepted"
     if status is not None and 400 <= status < 500:
         return "rejected"
+    if status == 503 and retry_after_s is not None:
+        return "shed"
     return "unknown"
 
 

@@ -31,7 +31,9 @@ report.json, ``schema_version`` 2 (top-level keys, in order)::
     service         how every accepted order ended (reports.service): {accepted, counts {delivered,
                     cancelled, failed_by_world, refused, abandoned, unfinished}, served_share,
                     abandon_reasons, samples, abandoned_why, by_window[] {label, start, end, counts,
-                    served_share}}  (null when no simulator ledger was read)
+                    served_share}, shedding {offered, requests, shed_requests, request_share,
+                    shed_orders, shed_share, accepted_after_shed, given_up_after_shed, unresolved,
+                    reasons, given_up_why}}  (null when no simulator ledger was read)
     slo             the objectives used: {availability, time_availability, window_error_rate,
                     window_p99_ms, intake_p99_ms, accepted_to_booked_p99_s,
                     accepted_to_delivered_p99_s, failover_s, drain_s}  (a null value = switched
@@ -264,6 +266,9 @@ class AuditReport:
         counts = [f"{k}={totals[k]}" for k in VERDICT_COUNTS]
         if self.abandoned is not None:
             counts.insert(1, f"abandoned={self.abandoned}")
+        if self.service is not None and self.service.shedding.shed_requests:
+            # Shed requests were never accepted: their own count, beside the loss figures.
+            counts.append(f"shed={self.service.shedding.shed_requests}")
         parts = [f"VERDICT: {self.outcome.value}", *counts]
         passed = len(self.checks) - len(failed) - len(errors) - skipped
         parts.append(f"checks={passed}/{len(self.checks)}")

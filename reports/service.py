@@ -25,6 +25,15 @@ cut) and are counted here as ``unfinished`` only.
 **served share** = (delivered + failed_by_world) / (accepted − cancelled − refused): of the orders the
 world allowed the platform to serve, how many it served (a courier took them to the door).
 
+**Shed, not accepted.** Intake's admission control may answer a new order ``503`` + ``Retry-After``
+(``order_shed`` in the ledger); the world sends it again later, and either it is accepted then (and
+judged above like any accepted order) or the world gives up (``order_given_up_shed``). A shed order was
+never accepted, so it is neither lost nor abandoned; :class:`Shedding` counts it on its own line: shed
+answers, orders shed at least once (the shed share of the orders offered), accepted after shedding,
+given up after shedding, and intake's reasons. Shed answers are not ``order_answer`` records, so they are
+outside intake's availability and latency (a deliberate answer, not an error) — this line is where they
+show.
+
 The ledger reader (:func:`reports.readers.ledger.read_ledger`) feeds :meth:`WorldRecord.feed` the kinds in
 :data:`WORLD_KINDS` during its one read; :func:`service_check` is the named check ``no_order_abandoned``.
 """
@@ -56,6 +65,9 @@ _TERMINAL: Final = frozenset({"delivered", "failed", "returned", "cancelled"})
 #: The ledger kinds :meth:`WorldRecord.feed` reads (the reader parses these for it).
 WORLD_KINDS: Final = frozenset(
     {
+        "order_sent",
+        "order_shed",
+        "order_given_up_shed",
         "order_answer",
         "duplicate_answer",
         "notification_received",
@@ -100,11 +112,80 @@ def _disposition(rec: Mapping[str, Any]) -> str | None:
     return None
 
 
+@dataclass
+class Shedding:
+    """What intake's admission control shed, from the world's side (see the module docstring)."""
+
+    #: orders whose create request was sent at least once
+    offered: int = 0
+    #: create requests sent (every attempt) and how many of them were answered (not shed)
+    requests: int = 0
+    #: shed answers to create requests (every attempt) and intake's reasons for them
+    shed_requests: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    #: orders shed at least once, then: accepted, given up, or neither (e.g. unknown at the end)
+    shed_orders: int = 0
+    accepted_after_shed: int = 0
+    given_up_after_shed: int = 0
+    unresolved: int = 0
+    #: why the world gave up (its ``why``: "shed 12 times", the deadline, the run ending)
+    given_up_why: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def shed_share(self) -> float | None:
+        """Orders shed at least once, of the orders offered (None: nothing offered)."""
+        return self.shed_orders / self.offered if self.offered else None
+
+    @property
+    def request_share(self) -> float | None:
+        """Shed answers, of every create request sent."""
+        return self.shed_requests / self.requests if self.requests else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``service.shedding`` section of report.json."""
+        return {
+            "offered": self.offered,
+            "requests": self.requests,
+            "shed_requests": self.shed_requests,
+            "request_share": self.request_share,
+            "shed_orders": self.shed_orders,
+            "shed_share": self.shed_share,
+            "accepted_after_shed": self.accepted_after_shed,
+            "given_up_after_shed": self.given_up_after_shed,
+            "unresolved": self.unresolved,
+            "reasons": dict(self.reasons.most_common()),
+            "given_up_why": dict(self.given_up_why.most_common()),
+        }
+
+
 class WorldRecord:
     """Per accepted order, what the outside world did and was told (fed from the ledger, in any order)."""
 
     def __init__(self) -> None:
         self.orders: dict[str, _Order] = {}
+        self.offered: set[str] = set()
+        self.requests = 0
+        self.shed_requests = 0
+        self.shed_reasons: Counter[str] = Counter()
+        self.shed: set[str] = set()
+        self.given_up: set[str] = set()
+        self.given_up_why: Counter[str] = Counter()
+
+    def shedding(self) -> Shedding:
+        """The shed line (see :class:`Shedding`)."""
+        accepted = {ref for ref in self.shed if self.orders.get(ref, _Order()).accepted_at is not None}
+        given_up = {ref for ref in self.given_up if ref not in accepted}
+        return Shedding(
+            offered=len(self.offered),
+            requests=self.requests,
+            shed_requests=self.shed_requests,
+            reasons=Counter(self.shed_reasons),
+            shed_orders=len(self.shed),
+            accepted_after_shed=len(accepted),
+            given_up_after_shed=len(given_up),
+            unresolved=len(self.shed - accepted - given_up),
+            given_up_why=Counter(self.given_up_why),
+        )
 
     def _order(self, ref: str) -> _Order:
         o = self.orders.get(ref)
@@ -117,6 +198,19 @@ class WorldRecord:
         kind = rec.get("kind")
         ref = rec.get("order_ref") or order_of.get(str(rec.get("delivery_id") or ""))
         if not ref:
+            return
+        if kind == "order_sent":
+            self.offered.add(str(ref))
+            self.requests += 1
+            return
+        if kind == "order_shed":
+            self.shed.add(str(ref))
+            self.shed_requests += 1
+            self.shed_reasons[str(rec.get("reason") or "unspecified")] += 1
+            return
+        if kind == "order_given_up_shed":
+            self.given_up.add(str(ref))
+            self.given_up_why[str(rec.get("why") or "unspecified")] += 1
             return
         t = float(rec.get("t") or 0.0)
         o = self._order(str(ref))
@@ -188,6 +282,8 @@ class Service:
 
     endings: list[Ending]
     by_window: list[tuple[Window, Counter[str]]] = field(default_factory=list)
+    #: what admission control shed (never accepted, so not among the endings)
+    shedding: Shedding = field(default_factory=Shedding)
 
     @property
     def counts(self) -> Counter[str]:
@@ -240,6 +336,7 @@ class Service:
                 if any(e.ending == ending for e in self.endings)
             },
             "abandoned_why": {e.order: e.why for e in self.abandoned[:20]},
+            "shedding": self.shedding.to_dict(),
             "by_window": [
                 {
                     "label": w.label,
@@ -261,7 +358,7 @@ def classify(world: WorldRecord, accepted: Iterable[str], windows: Sequence[Wind
         c: Counter[str] = Counter({e: 0 for e in ENDINGS})
         c.update(e.ending for e in endings if e.accepted_at is not None and w.start <= e.accepted_at < w.end)
         by_window.append((w, c))
-    return Service(endings, by_window)
+    return Service(endings, by_window, world.shedding())
 
 
 def service_check(service: Service | None) -> CheckResult:

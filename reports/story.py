@@ -295,11 +295,42 @@ def service_sentence(service: Service | None) -> str | None:
     return f"{lead} ({service.accepted:,} accepted): " + ", ".join(parts) + "."
 
 
+def shed_sentence(service: Service | None) -> str | None:
+    """What intake's admission control shed, on its own line (None when it shed nothing).
+
+    Example:
+        >>> from reports.service import Shedding
+        >>> from collections import Counter
+        >>> sh = Shedding(offered=400, requests=520, shed_requests=120, reasons=Counter(queue_depth=120),
+        ...               shed_orders=100, accepted_after_shed=97, given_up_after_shed=3)
+        >>> print(shed_sentence(Service([], shedding=sh)))
+        Intake shed 120 requests for load (100 of the 400 orders offered, 25%, were shed at least once; why: queue_depth 120): 97 accepted when sent again, 3 given up after shedding.
+    """
+    if service is None or not service.shedding.shed_requests:
+        return None
+    sh = service.shedding
+    why = ", ".join(f"{reason} {n:,}" for reason, n in sh.reasons.most_common())
+    share = f", {pct(sh.shed_share)}," if sh.shed_share is not None else ""
+    parts = [
+        f"{sh.accepted_after_shed:,} accepted when sent again",
+        f"{sh.given_up_after_shed:,} given up after shedding",
+    ]
+    if sh.unresolved:
+        parts.append(f"{sh.unresolved:,} neither (an unknown outcome, or the run ended)")
+    return (
+        f"Intake shed {sh.shed_requests:,} request{'' if sh.shed_requests == 1 else 's'} for load "
+        f"({sh.shed_orders:,} of the {sh.offered:,} orders offered{share} were shed at least once; why: {why}): "
+        + ", ".join(parts)
+        + "."
+    )
+
+
 def headline(report: Judged) -> list[str]:
     """The plain-words verdict, one sentence per item, most important first."""
     sentences = [outcome_sentence(report)]
     for extra in (
         service_sentence(report.service),
+        shed_sentence(report.service),
         loss_sentence(report),
         availability_sentence(report),
         latency_sentence(report),

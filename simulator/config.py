@@ -156,9 +156,14 @@ class CustomerConfig(_Model):
 
 
 class SenderConfig(_Model):
-    """The HTTP sender: concurrency, per-request timeout and retries of unknown outcomes.
+    """The HTTP sender: concurrency, per-request timeout, retries of unknown outcomes, and how a shed
+    answer (``503`` + ``Retry-After``: intake's admission control) is honoured.
 
-    A retry reuses the same ``Idempotency-Key`` / webhook id, like a real client would.
+    A retry reuses the same ``Idempotency-Key`` / webhook id, like a real client would. A shed request
+    is sent again after ``Retry-After`` (plus up to ``shed_jitter`` of it, so retailers shed together do
+    not come back together; at most ``shed_max_wait_s``), like a webhook provider would, until it is
+    answered otherwise, or ``shed_max_attempts`` sends were shed, or the next send would leave more than
+    ``shed_give_up_s`` after the first: then it is given up, and the ledger says so.
     """
 
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
@@ -166,6 +171,11 @@ class SenderConfig(_Model):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 1
     retry_backoff_s: NonNeg = 0.5
     max_backlog: Annotated[int, Field(ge=1)] = 20_000
+    honour_retry_after: bool = True
+    shed_max_attempts: Annotated[int, Field(ge=1, le=1_000)] = 12
+    shed_give_up_s: Positive = 60.0
+    shed_max_wait_s: Positive = 30.0
+    shed_jitter: Share = 0.25
 
 
 class CourierConfig(_Model):

@@ -30,6 +30,21 @@ Kinds and their own fields:
     ``latency_ms``. Rules: 2xx → accepted (a 2xx without an ``id`` is still accepted, with
     ``error = "contract: 2xx without id"``); 4xx → rejected; 5xx, timeout, refused or reset
     connection → unknown. *Never* accepted without a 2xx.
+``order_shed``
+    intake's admission control answered an ``order_sent`` with ``503`` + ``Retry-After`` (same ``req``):
+    nothing was stored, and the same request (same key) is sent again after the delay. Fields: ``req``,
+    ``attempt``, ``channel``, ``key``, ``http_status``, ``retry_after_s``, ``reason`` (intake's:
+    ``queue_depth`` | ``outbox_age``), ``latency_ms``. It takes the place of the ``order_answer`` of
+    that attempt: a shed is the platform's deliberate "not now", neither accepted nor an unknown outcome.
+    ``duplicate_shed``, ``update_shed``, ``cancel_shed``: the same for those requests (a webhook update
+    or cancel that arrives first creates the order, so it can be shed too).
+``order_given_up_shed``
+    the simulator stopped sending a shed request (``[sender] shed_max_attempts`` sends shed, the
+    ``shed_give_up_s`` deadline, retries switched off, or the run ended during the wait): ``channel``,
+    ``key``, ``attempts`` (sends in all), ``shed`` (of them shed), ``reason`` and ``retry_after_s`` of
+    the last shed answer, ``waited_s`` (since the first send), ``why``. The order was never accepted:
+    not an accepted order, so never lost or abandoned, but reported. ``update_given_up_shed``,
+    ``cancel_given_up_shed``: the same for those requests.
 ``duplicate_sent`` / ``duplicate_answer``
     a byte-identical re-delivery of a webhook (same id), made on purpose like real providers do;
     fields as for ``order_sent`` / ``order_answer``.
@@ -127,7 +142,7 @@ confirmed it; the difference is the couriers' own lateness, e.g. a stalled pump)
     ``notification_id`` was already received in this run (a re-send, not a second notification).
 ``progress``
     once a second: ``run_s``, ``offered_rate``, ``sent_rate`` (measured over the last second) and the
-    running counts ``sent``, ``accepted``, ``rejected``, ``unknown``, ``delivered``.
+    running counts ``sent``, ``accepted``, ``rejected``, ``unknown``, ``delivered``, ``shed``.
 ``run_finished``
     ``orders`` (orders played), the final counts, ``orders_digest`` (equal to the offline plan's, see
     :mod:`simulator.plan`), ``max_lag_s``.
@@ -136,7 +151,8 @@ confirmed it; the difference is the couriers' own lateness, e.g. a stalled pump)
     outcome unknown and ``error = "run ended before the answer"``.
 
 An order's outcome for the audit: accepted if any of its ``order_answer``/``duplicate_answer`` records is
-accepted; else unknown if any is unknown; else rejected.
+accepted; else unknown if any is unknown; else rejected. An order shed until given up has no answer
+record at all: its ``order_shed`` and ``order_given_up_shed`` records say what happened.
 
 Example:
     >>> import io

@@ -5,9 +5,10 @@ platform does not slow the offered load, as with real retailers), up to ``sender
 in flight; beyond that they wait in a backlog of at most ``sender.max_backlog`` orders, after which
 the generator itself waits (the lag is recorded per order as ``lag_s``).
 
-Per order: the create request(s) (with retries of unknown outcomes reusing the same key), a duplicate
-delivery for webhooks when the order is marked so, and the customer's cancellation when it is due
-before the end of the run.
+Per order: the create request(s) (with retries of unknown outcomes reusing the same key, and of shed
+answers — ``503`` + ``Retry-After`` — after the delay the platform asked for), a duplicate delivery for
+webhooks when the order is marked so, and the customer's cancellation when it is due before the end of
+the run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -54,6 +56,8 @@ class Counters:
     cancels: int = 0
     inflight: int = 0
     requests: int = 0
+    shed: int = 0  # shed answers (503 + Retry-After), every request kind and attempt
+    given_up_shed: int = 0  # orders given up after their create request was shed, attempt after attempt
 
 
 @dataclass
@@ -78,11 +82,14 @@ HOLDING_MARKER = rundir.RECEIVER_HOLDING.name
 
 def format_progress(run_s: float, offered: float, rate: float, c: Counters) -> str:
     """The live progress line."""
-    return (
+    line = (
         f"t={run_s:6.1f}s offered={offered:7.1f}/s rate={rate:7.1f}/s sent={c.sent} accepted={c.accepted} "
         f"rejected={c.rejected} unknown={c.unknown} delivered={c.delivered} dup={c.duplicates} "
         f"inflight={c.inflight}"
     )
+    if c.shed or c.given_up_shed:
+        line += f" shed={c.shed} given_up_shed={c.given_up_shed}"
+    return line
 
 
 class Runner:
@@ -138,6 +145,8 @@ class Runner:
         self._sem = asyncio.Semaphore(scenario.sender.concurrency)
         self._t0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Jitter of the waits after a shed answer: seeded, but apart from the order plan's generator.
+        self._jitter = random.Random(f"shed-{seed}")
 
     def run_s(self) -> float:
         """Wall seconds since the start of the run."""
@@ -176,6 +185,13 @@ class Runner:
                 raise
             finally:
                 self.counters.inflight -= 1
+            if ans.outcome == "shed":
+                # Not an answer to the order: the platform asked to be asked again (nothing stored).
+                self.counters.shed += 1
+                led.write(f"{kind}_shed", o.ref, req=req_no, attempt=attempt, channel=o.channel, key=req.key,
+                          http_status=ans.http_status, retry_after_s=ans.retry_after_s, reason=ans.reason,
+                          latency_ms=ans.latency_ms)  # fmt: skip
+                return ans
             led.write(f"{kind}_answer", o.ref, req=req_no, attempt=attempt, channel=o.channel,
                       outcome=ans.outcome, http_status=ans.http_status, delivery_id=ans.delivery_id,
                       error=ans.error, latency_ms=ans.latency_ms)  # fmt: skip
@@ -192,14 +208,60 @@ class Runner:
         kind: str,
         extra: dict[str, Any],
     ) -> Answer:
+        """Send ``req`` until it has an answer: unknown outcomes up to ``max_attempts`` times (backoff),
+        shed answers again after their ``Retry-After`` until the shed budget is spent (then one
+        ``<kind>_given_up_shed`` record: a shed request never silently vanishes)."""
         cfg = self.scenario.sender
-        ans = Answer("unknown", None, None, "not sent", 0.0)
-        for attempt in range(1, cfg.max_attempts + 1):
+        assert self._loop is not None
+        first = self._loop.time()
+        attempt = unknowns = sheds = 0
+        while True:
+            attempt += 1
             ans = await self._send(led, sender, o, req, kind, attempt, extra)
-            if ans.outcome != "unknown" or attempt == cfg.max_attempts:
-                break
-            await asyncio.sleep(cfg.retry_backoff_s * 2 ** (attempt - 1))
-        return ans
+            if ans.outcome == "shed":
+                sheds += 1
+                wait = self.shed_wait(ans.retry_after_s or 0.0)
+                waited = self._loop.time() - first
+                why = None
+                if not cfg.honour_retry_after:
+                    why = "retries of shed requests are off"
+                elif sheds >= cfg.shed_max_attempts:
+                    why = f"shed {sheds} times"
+                elif waited + wait > cfg.shed_give_up_s:
+                    why = f"the next try would leave after the {cfg.shed_give_up_s:g}-s give-up deadline"
+                if why is not None:
+                    self._given_up(led, o, req, kind, attempt, sheds, ans, waited, why)
+                    return ans
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    why = "the run ended while waiting to send it again"
+                    self._given_up(led, o, req, kind, attempt, sheds, ans, self._loop.time() - first, why)
+                    raise
+                continue
+            if ans.outcome != "unknown":
+                return ans
+            unknowns += 1
+            if unknowns >= cfg.max_attempts:
+                return ans
+            await asyncio.sleep(cfg.retry_backoff_s * 2 ** (unknowns - 1))
+
+    def shed_wait(self, retry_after_s: float) -> float:
+        """How long to wait after a shed answer: ``Retry-After`` plus up to ``shed_jitter`` of it, at
+        most ``shed_max_wait_s`` (and at least a tenth of a second: a ``0`` must not spin)."""
+        cfg = self.scenario.sender
+        wait = retry_after_s * (1.0 + cfg.shed_jitter * self._jitter.random())
+        return max(0.1, min(cfg.shed_max_wait_s, wait))
+
+    def _given_up(
+        self, led: Ledger, o: OrderSpec, req: WireRequest, kind: str, attempts: int, sheds: int,
+        last: Answer, waited_s: float, why: str,
+    ) -> None:  # fmt: skip
+        if kind == "order":
+            self.counters.given_up_shed += 1
+        led.write(f"{kind}_given_up_shed", o.ref, channel=o.channel, key=req.key, attempts=attempts,
+                  shed=sheds, reason=last.reason, retry_after_s=last.retry_after_s,
+                  waited_s=round(waited_s, 3), why=why)  # fmt: skip
 
     async def _play(
         self, led: Ledger, sender: HttpSender, encoders: Encoders, o: OrderSpec, offered: float
@@ -230,6 +292,8 @@ class Runner:
                     c.accepted += 1
                 elif ans.outcome == "rejected":
                     c.rejected += 1
+                elif ans.outcome == "shed":
+                    pass  # given up after shed answers: counted in given_up_shed, its own record says so
                 else:
                     c.unknown += 1
             else:
@@ -283,7 +347,7 @@ class Runner:
             last_sent, last_t = c.sent, now
             led.write("progress", None, run_s=round(now, 3), offered_rate=round(off, 3), sent_rate=round(rate, 3),
                       sent=c.sent, accepted=c.accepted, rejected=c.rejected, unknown=c.unknown,
-                      delivered=c.delivered, inflight=c.inflight)  # fmt: skip
+                      delivered=c.delivered, inflight=c.inflight, shed=c.shed)  # fmt: skip
             led.flush()
             if self.progress is not None:
                 self.progress(format_progress(now, off, rate, c))
@@ -361,6 +425,9 @@ class Runner:
         prog: asyncio.Task[None] | None = None
         # Past the end, in-flight requests get their full timeout(s) before the run gives up on them.
         grace = cfg.timeout_s * cfg.max_attempts + cfg.retry_backoff_s * 2**cfg.max_attempts + 2.0
+        if cfg.honour_retry_after:
+            # A request shed near the end is sent again until its give-up deadline (then recorded).
+            grace += cfg.shed_give_up_s + cfg.timeout_s
         completed = False
         try:
             if self.notify_listen is not None:

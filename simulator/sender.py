@@ -5,16 +5,19 @@ Classification, the rule the audit relies on:
 
 * 2xx → ``accepted`` (with the ``id`` of the JSON body as ``delivery_id``);
 * 4xx → ``rejected`` (the platform said no: 401 bad key, 409 idempotency conflict, 422 field errors…);
-* 5xx, other statuses, timeout, refused or reset connection → ``unknown``: the platform may or may not
-  have kept the order. Never ``accepted``.
+* 503 with a ``Retry-After`` header → ``shed``: intake's admission control did not take the order and
+  stored nothing (docs/intake-api.md §2.6); send it again after the delay (``retry_after_s``; the
+  body's ``reason`` says why);
+* other 5xx, other statuses, timeout, refused or reset connection → ``unknown``: the platform may or may
+  not have kept the order. Never ``accepted``.
 
 Failover between intake replicas: a refused connection (nothing was sent) goes to the next replica; a
 server that disconnects before answering (a replica shutting down) gets the request once more, on the
 next replica — safe because every request is a read or carries its idempotency key.
 
 Example:
-    >>> classify(202), classify(422), classify(503)
-    ('accepted', 'rejected', 'unknown')
+    >>> classify(202), classify(422), classify(503), classify(503, retry_after_s=2.0)
+    ('accepted', 'rejected', 'unknown', 'shed')
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 
 import aiohttp
@@ -30,13 +35,40 @@ import aiohttp
 from simulator.channels.base import WireRequest
 
 
-def classify(status: int) -> str:
-    """The outcome of an HTTP status."""
+def classify(status: int, retry_after_s: float | None = None) -> str:
+    """The outcome of an HTTP status (and of its ``Retry-After``, parsed: :func:`parse_retry_after`)."""
     if 200 <= status < 300:
         return "accepted"
     if 400 <= status < 500:
         return "rejected"
+    if status == 503 and retry_after_s is not None:
+        return "shed"
     return "unknown"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date (None: absent or
+    unreadable — then the answer is not a shed one).
+
+    Example:
+        >>> parse_retry_after("3"), parse_retry_after(None), parse_retry_after("soon")
+        (3.0, None, None)
+        >>> parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0)
+        6.0
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    base = time.time() if now is None else now
+    return max(0.0, when.timestamp() - base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +80,9 @@ class Answer:
     delivery_id: str | None
     error: str | None
     latency_ms: float
+    #: a shed answer's ``Retry-After`` (seconds) and the ``reason`` of its body
+    retry_after_s: float | None = None
+    reason: str | None = None
 
 
 class HttpSender:
@@ -109,6 +144,7 @@ class HttpSender:
                 ) as resp:
                     raw = await resp.read()
                     status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 break
             except TimeoutError:
                 return Answer("unknown", None, None, f"timeout after {self.timeout_s}s", ms())
@@ -128,9 +164,16 @@ class HttpSender:
                 return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
             except (aiohttp.ClientError, OSError) as exc:
                 return Answer("unknown", None, None, f"{type(exc).__name__}: {exc}", ms())
-        outcome = classify(status)
+        outcome = classify(status, retry_after)
         delivery_id: str | None = None
         error: str | None = None
+        if outcome == "shed":
+            try:
+                doc = json.loads(raw) if raw else None
+            except ValueError:
+                doc = None
+            reason = doc.get("reason") if isinstance(doc, dict) else None
+            return Answer(outcome, status, None, None, ms(), retry_after, str(reason or "unspecified"))
         if outcome == "accepted":
             try:
                 doc = json.loads(raw) if raw else None

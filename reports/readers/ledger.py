@@ -13,6 +13,7 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
     ledger kind                      condition                        op       flow          id; key
     order_sent, duplicate_sent       (retries and provider re-sends)  attempt  orders        order
     order_answer, duplicate_answer   outcome accepted|rejected|unknown ack|fail|unknown  orders  order
+    order_shed, duplicate_shed       503 + Retry-After: nothing stored fail     orders        order
     notification_received            not marked duplicate (a re-send  effect   notification  order;
                                      of an id already received)                (delivery, state, audience, to, channel)
                                      + audience customer (or absent)
@@ -25,7 +26,9 @@ Mapping (``t`` is kept; one ledger record gives zero, one or two ops)::
     observe/effect/expect/parked/    appending ``inflight`` at the cut)
     inflight
     run/courier/quote/update/cancel/ known, not ops                   —        counted in ``ignored``
-    progress/location kinds
+    progress/location kinds,
+    *_given_up_shed, update_shed,
+    cancel_shed
     anything else                                                     —        ``unrecognised:<kind>``
 
 Why these choices:
@@ -41,6 +44,12 @@ Why these choices:
   (``ignored["booking_answer_sent(repeat)"]``); two different jobs for one order are. Likewise a
   cancel request redelivered to the courier and accepted again releases the job once
   (``ignored["cancel_answer_sent(repeat)"]``).
+* **a shed answer is a definite fail** of that attempt: intake's admission control answers ``503`` +
+  ``Retry-After`` only when it stored nothing (docs/intake-api.md §2.6). So each shed send has its own
+  outcome (it is not an "unanswered try"), an order shed and then accepted is acknowledged (an ack beats
+  a fail), and an order shed until the world gave up is ``failed`` — correctly not accepted, never lost.
+  If such an order were observed anyway, ``failed_but_observed`` would say intake kept what it shed.
+  The shed line of the report (:class:`reports.service.Shedding`) counts them.
 * **recipient** is ``audience:to`` (``customer:+4477…``), so SMS and e-mail to one customer are two
   notifications, and the same SMS twice is a duplicated effect.
 * **delivery** in keys is ``delivery_id`` (else the order); ids are the ``order_ref`` everywhere, else
@@ -120,8 +129,16 @@ KNOWN_NOT_OPS: Final = frozenset(
         "status_sent",
         "location_sent",
         "track_read",
+        "order_given_up_shed",
+        "duplicate_given_up_shed",
+        "update_shed",
+        "update_given_up_shed",
+        "cancel_shed",
+        "cancel_given_up_shed",
     }
 )
+#: A shed answer (503 + Retry-After): the attempt's definite "not accepted" (see the docstring).
+SHED_KINDS: Final = frozenset({"order_shed", "duplicate_shed"})
 
 _SKIP_BYTES: Final = frozenset(kind.encode() for kind in KNOWN_NOT_OPS)
 #: Skipped kinds the served audit (:mod:`reports.service`) parses when it is asked for; ``status_sent``
@@ -300,6 +317,8 @@ def _to_ops(
         if op_kind is None:
             raise OpError(f"{kind} with unknown outcome {outcome!r}")
         return [Op(op_kind, _field(rec, "order_ref"), ORDERS, t)]
+    if kind in SHED_KINDS:
+        return [Op(FAIL, _field(rec, "order_ref"), ORDERS, t)]
     if kind == "notification_received":
         if rec.get("duplicate") is True:
             # The same notification_id again: the platform re-sent after an unknown outcome and the

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from reports.audit import AuditReport
-from reports.story import headline, pct, seconds, service_sentence
+from reports.story import headline, pct, seconds, service_sentence, shed_sentence
 from reports.writers._atomic import write_text_atomic
 from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
 from reports.writers.fault_rows import fault_timing
@@ -145,6 +145,7 @@ def _service(report: AuditReport) -> dict[str, Any] | None:
         "sentence": service_sentence(service) or "",
         "rows": service_rows(service),
         "why": [(e.order, e.why) for e in service.abandoned[:10]],
+        "shed": shed_sentence(service),
     }
 
 

@@ -11,7 +11,7 @@ from reports.audit import VERDICT_COUNTS, AuditReport
 from reports.performance import Performance
 from reports.saturation import Saturation
 from reports.service import Service
-from reports.story import headline, pct, seconds, service_sentence
+from reports.story import headline, pct, seconds, service_sentence, shed_sentence
 from reports.taxonomy import FlowAudit, reasons_total
 from reports.writers._atomic import write_text_atomic
 from reports.writers.fault_rows import LEGEND as FAULT_LEGEND
@@ -71,6 +71,10 @@ def _service_section(service: Service) -> list[str]:
     if service.abandoned:
         out += ["", "Abandoned (what each asked courier last said): "
                 + "; ".join(f"`{e.order}` ({e.why})" for e in service.abandoned[:10])]  # fmt: skip
+    shed = shed_sentence(service)
+    if shed:
+        # Never accepted, so not in the table above; a deliberate answer, so not in availability either.
+        out += ["", f"**Shed:** {shed}"]
     return [*out, ""]
 
 

@@ -75,7 +75,7 @@ def _invalid(errors: list[FieldError] | tuple[FieldError, ...]) -> Refused:
 
 
 def _answer(answer: Answer) -> web.Response:
-    return web.json_response(answer.body, status=answer.status)
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers or None)
 
 
 @web.middleware
@@ -245,13 +245,17 @@ async def epos_orders(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """The process is alive and its event loop answers."""
-    return web.json_response({"status": "ok"})
+    """The process is alive and its event loop answers (with admission control's state and counts)."""
+    gate = request.app[STORE].admission
+    if gate is None:
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "admission": gate.snapshot()})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to accept orders: the DB is writable and the retailers are loaded (the broker is NOT
-    checked: intake accepts orders while every broker node is down)."""
+    checked: intake accepts orders while every broker node is down; shedding is not unreadiness either —
+    a shed is an answer)."""
     problems = []
     if not await request.app[STORE].writable():
         problems.append("intake DB not writable")

@@ -45,6 +45,7 @@ from system.platform.contracts import StateChanged
 from system.platform.topology import INTAKE, INTAKE_DELIVERIES, ORDERS, platform_topology
 from system.shutdown import stop_with_deadline
 
+from .admission import LagSampler
 from .mirror import decode_state_changed, handle_state_changed
 from .settings import IntakeSettings
 from .store import IntakeStore
@@ -168,6 +169,18 @@ async def run_relay(settings: IntakeSettings, msg: MessagingSettings) -> None:
             extra={"mirror_states": settings.mirror_states, "mode": _declare_mode(settings)},
         )
     mirror_task = asyncio.create_task(mirror.run()) if mirror is not None else None
+    sampler_task: asyncio.Task[None] | None = None
+    if settings.admission_enabled:
+        # Admission control's lag (system/intake/admission.py): the HTTP replicas read it from intake.db.
+        sampler = LagSampler(
+            settings.database,
+            settings.admission_queues,
+            settings.admission_sample_s,
+            settings.admission_probe_timeout_s,
+            msg=msg,
+            synchronous=settings.sqlite_synchronous,
+        )
+        sampler_task = asyncio.create_task(sampler.run(stop))
     ready = asyncio.create_task(_mark_ready(settings, mirror))
     await stop.wait()
     t0 = time.monotonic()
@@ -183,6 +196,8 @@ async def run_relay(settings: IntakeSettings, msg: MessagingSettings) -> None:
     if not done:
         task.cancel()
     await asyncio.gather(task, reporter, ready, return_exceptions=True)
+    if sampler_task is not None:
+        await asyncio.gather(sampler_task, return_exceptions=True)
     await publisher.close()
     if mirror_task is not None:
         # The consumer finishes its batch in hand (commit, then ack) before it returns.

@@ -12,6 +12,7 @@ from system.logs import get_logger
 from system.platform.retailers import RetailerRegistry
 from system.shutdown import stop_with_deadline
 
+from .admission import AdmissionGate
 from .app import build_app
 from .settings import IntakeSettings
 from .store import IntakeStore
@@ -26,8 +27,12 @@ async def serve(settings: IntakeSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         # runner.cleanup() waits up to shutdown_timeout (10 s) for requests in flight.
         loop.add_signal_handler(sig, stop_with_deadline(stop.set, 25.0))
-    store = IntakeStore(settings.database, synchronous=settings.sqlite_synchronous)
+    gate = AdmissionGate(settings.admission_limits)
+    store = IntakeStore(settings.database, synchronous=settings.sqlite_synchronous, admission=gate)
     await store.open()
+    gating: asyncio.Task[None] | None = None
+    if settings.admission_enabled:
+        gating = asyncio.create_task(gate.run(store.lag, settings.admission_sample_s, stop))
     retailers = RetailerRegistry(settings.retailers_path, settings.retailers_reload_s)
     retailers.loaded  # noqa: B018 - load now, so a missing file is logged at start, not at the first order
     app = build_app(settings, store, retailers)
@@ -44,6 +49,7 @@ async def serve(settings: IntakeSettings) -> None:
             "port": settings.port,
             "db": str(settings.database),
             "replica": os.environ.get("DRILL_REPLICA"),
+            "admission": gate.snapshot(),
         },
     )
     marker = settings.ready_file  # only under a supervisor: the relay owns the default name
@@ -56,4 +62,6 @@ async def serve(settings: IntakeSettings) -> None:
         # Not ready any more: a rolling restart waits for the successor's marker, not this one.
         marker.unlink(missing_ok=True)
     await runner.cleanup()
+    if gating is not None:
+        await asyncio.gather(gating, return_exceptions=True)
     await store.close()

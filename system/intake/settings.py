@@ -20,15 +20,28 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import rundir
 from system.messaging.settings import MessagingSettings
 from system.platform.settings import ServiceSettings, messaging_settings_for
-from system.platform.topology import INTAKE
+from system.platform.topology import (
+    DISPATCH_ANSWERS,
+    DISPATCH_ORDERS,
+    DISPATCH_QUOTES,
+    INTAKE,
+    QUOTING_ANSWERS,
+    QUOTING_ORDERS,
+)
+
+from .decide import Limits
+
+#: The work queues a new order flows through until a courier is booked: their ready messages are the
+#: lag admission control watches (``DRILL_INTAKE_ADMISSION_QUEUES``).
+ADMISSION_QUEUES = (QUOTING_ORDERS, QUOTING_ANSWERS, DISPATCH_QUOTES, DISPATCH_ORDERS, DISPATCH_ANSWERS)
 
 
 class IntakeSettings(BaseSettings):
@@ -107,6 +120,46 @@ class IntakeSettings(BaseSettings):
         "topology (secrets file, or declare_platform_topology).",
     )
 
+    # -- admission control (system/intake/decide.py; the README's "Admission control") ------------------
+    admission_enabled: bool = Field(
+        default=True,
+        description="Shed new orders (503 + Retry-After) while the platform lags; False: accept every order.",
+    )
+    admission_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ADMISSION_QUEUES),
+        min_length=1,
+        description="Relay: the work queues whose ready messages are summed into the lag (comma separated).",
+    )
+    admission_depth_high: int = Field(
+        default=200, ge=1, description="Start shedding when the watched queues hold this many ready messages."
+    )
+    admission_depth_low: int = Field(
+        default=50, ge=0, description="Admit again once they hold no more than this many (hysteresis)."
+    )
+    admission_outbox_age_high_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Start shedding when the oldest order not yet published waited this long (the "
+        "broker answering: during an outage intake keeps accepting).",
+    )
+    admission_outbox_age_low_s: float = Field(
+        default=5.0, ge=0, description="Admit again once the oldest unpublished order is no older than this."
+    )
+    admission_retry_after_s: int = Field(
+        default=2, ge=1, le=3600, description="The Retry-After (seconds) of a shed answer."
+    )
+    admission_sample_s: float = Field(
+        default=1.0, gt=0, description="How often the relay samples the lag and each replica reads it."
+    )
+    admission_stale_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A lag sample older than this is unknown: intake admits (fails open).",
+    )
+    admission_probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="Relay: deadline of one round of passive declares."
+    )
+
     test_answer_delay_s: float = Field(
         default=0.0,
         ge=0,
@@ -114,6 +167,34 @@ class IntakeSettings(BaseSettings):
         "(scenarios/slow-intake.toml): every order answer (REST, Shopify, ePOS) waits this long first. The "
         "latency objectives must fail it, on any machine.",
     )
+
+    @field_validator("admission_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _marks_ordered(self) -> Self:
+        if self.admission_depth_low > self.admission_depth_high:
+            raise ValueError("admission_depth_low must not exceed admission_depth_high")
+        if self.admission_outbox_age_low_s > self.admission_outbox_age_high_s:
+            raise ValueError("admission_outbox_age_low_s must not exceed admission_outbox_age_high_s")
+        return self
+
+    @property
+    def admission_limits(self) -> Limits:
+        """The admission thresholds for :func:`system.intake.decide.admission`."""
+        return Limits(
+            enabled=self.admission_enabled,
+            depth_high=self.admission_depth_high,
+            depth_low=self.admission_depth_low,
+            outbox_age_high_s=self.admission_outbox_age_high_s,
+            outbox_age_low_s=self.admission_outbox_age_low_s,
+            stale_after_s=self.admission_stale_s,
+            retry_after_s=self.admission_retry_after_s,
+        )
 
     @property
     def database(self) -> Path:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +46,10 @@ from system.messaging.db import open_db, transaction, while_locked
 from system.messaging.envelope import OutgoingMessage
 from system.platform import contracts
 from system.platform.contracts import iso
+
+from .admission import SCHEMA as ADMISSION_SCHEMA
+from .admission import AdmissionGate, read_lag
+from .decide import Decision, Lag, retry_after_header
 
 log = get_logger(__name__)
 
@@ -107,12 +111,13 @@ CREATE TABLE IF NOT EXISTS webhook_events (
 
 @dataclass(frozen=True)
 class Answer:
-    """What the HTTP layer sends back: a status and its JSON body (``on_commit``: what to do once the
-    transaction that produced it has committed, e.g. log "order accepted")."""
+    """What the HTTP layer sends back: a status, its JSON body and extra headers (``on_commit``: what to
+    do once the transaction that produced it has committed, e.g. log "order accepted")."""
 
     status: int
     body: dict[str, Any]
     on_commit: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 Op = Callable[[aiosqlite.Connection], Awaitable["Answer"]]
@@ -178,8 +183,17 @@ def _accepted(d: Delivery | str, state: State | str, status: int) -> Answer:
 class IntakeStore:
     """The intake DB of one process: a write connection (transactions, one at a time) and a read one."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 64,
+        admission: AdmissionGate | None = None,
+    ) -> None:
+        """``admission``: the gate asked before a new delivery is created (None: every order admitted)."""
         self.path = path
+        self.admission = admission
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._pending: list[tuple[Op, asyncio.Future[Answer]]] = []
@@ -201,6 +215,7 @@ class IntakeStore:
 
     async def _schema(self, db: aiosqlite.Connection) -> None:
         await db.executescript(SCHEMA)
+        await db.executescript(ADMISSION_SCHEMA)
         await outbox.ensure_schema(db)
 
     async def close(self) -> None:
@@ -244,6 +259,25 @@ class IntakeStore:
         return True
 
     # -- reads --------------------------------------------------------------------------------------
+
+    async def lag(self) -> Lag | None:
+        """The relay's latest lag sample (admission control), or None."""
+        if self._reader is None:
+            raise RuntimeError("IntakeStore used before open()")
+        async with self._read_lock:
+            return await read_lag(self._reader)
+
+    def _shed(self, request: DeliveryRequest, key: str) -> Answer | None:
+        """The 503 answer for a NEW order while admission control sheds, else None (admit).
+
+        Asked only where a delivery would be created, after the idempotency and duplicate checks: a
+        retry or a duplicate of an order already accepted is not new work and gets its stored answer.
+        """
+        gate = self.admission
+        decision = gate.check() if gate is not None else None
+        if gate is None or decision is None:
+            return None
+        return _shed_answer(gate, decision, request, key)
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery ``delivery_id`` (a committed snapshot), or None."""
@@ -348,6 +382,9 @@ class IntakeStore:
                     db, request.retailer_id, "create", idempotency_key, fingerprint, delivery_id
                 )
                 return _accepted(existing, existing.state, 200)
+            shed = self._shed(request, idempotency_key)
+            if shed is not None:
+                return shed
             message = await _insert(db, delivery_id, request, fingerprint, time.time())
             await _remember_key(db, request.retailer_id, "create", idempotency_key, fingerprint, delivery_id)
             answer = _accepted(delivery_id, State.REQUESTED, 202)
@@ -419,6 +456,9 @@ class IntakeStore:
                 return _accepted(seen_id, d.state if d else outcome, 200)
             existing = await _get(db, delivery_id)
             if existing is None:
+                shed = self._shed(request, event_id)
+                if shed is not None:
+                    return shed  # nothing recorded: the provider's retry is evaluated again
                 # The first event of this order, whichever it is (an update or a cancel may come first):
                 # create the delivery from the whole order it carries.
                 created = await _insert(db, delivery_id, request, None, now)
@@ -689,6 +729,35 @@ async def _remember_event(
         " VALUES (?, ?, ?, ?, ?, ?)",
         (channel, retailer_id, event_id, delivery_id, outcome, time.time()),
     )
+
+
+def _shed_answer(gate: AdmissionGate, decision: Decision, request: DeliveryRequest, key: str) -> Answer:
+    """503 + ``Retry-After``: nothing was stored, the same request may be sent again after the delay."""
+    retry_after = retry_after_header(decision.retry_after_s)
+
+    def counted() -> None:
+        total = gate.count_shed(decision.reason)
+        log.warning(
+            "order shed",
+            extra={
+                "channel": request.channel,
+                "retailer_id": request.retailer_id,
+                "order_reference": request.reference,
+                "idempotency_key": key,
+                "reason": decision.reason,
+                "detail": decision.detail,
+                "retry_after_s": int(retry_after),
+                "shed_total": total,
+            },
+        )
+
+    body = {
+        "error": "overloaded: the order was not accepted; send it again after Retry-After seconds",
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "retry_after_s": int(retry_after),
+    }
+    return Answer(503, body, on_commit=counted, headers={"Retry-After": retry_after})
 
 
 def _log_accepted(delivery_id: str, request: DeliveryRequest, message: OutgoingMessage) -> None:

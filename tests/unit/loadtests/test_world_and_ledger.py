@@ -121,3 +121,30 @@ def test_ledger_readable_by_the_audit(tmp_path: Path) -> None:
     collector = Collector()
     stats = read_ledger(path, collector)
     assert stats.ops == 6 and not stats.errors
+
+
+def test_a_503_with_retry_after_is_shed() -> None:
+    assert [outcome_of(503, 2.0), outcome_of(500, 2.0), outcome_of(202, 2.0), outcome_of(None, 2.0)] == [
+        "shed",
+        "unknown",
+        "accepted",
+        "unknown",
+    ]
+
+
+def test_the_locust_retailers_shed_wait_in_its_own_process() -> None:
+    """Locust monkey-patches the stdlib with gevent: imported in a child process, never in pytest's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import doctest, loadtests.intake as m;"
+        "r = doctest.run_docstring_examples(m.shed_wait, vars(m), verbose=False);"
+        "assert m.shed_wait(2.0, 0.0) == 2.0 and m.shed_wait(2.0, 1.0) == 2.5 and m.shed_wait(1e9, 0) == 30.0;"
+        "assert m._shed_reason(b'{\"reason\": \"queue_depth\"}') == 'queue_depth';"
+        "assert m._shed_reason(b'garbage') == 'unspecified'; print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
