@@ -63,6 +63,9 @@ def test_deadline_stops_the_run(intake: FakeIntake, retailers_file: Path, tmp_pa
 def test_ctrl_c_of_the_caller_stops_locust(intake: FakeIntake, retailers_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     script = (
+        # The drill's entry point makes SIGINT raise whatever it inherited; so does this stand-in caller.
+        "from rig.procs import stoppable_by_sigint\n"
+        "stoppable_by_sigint()\n"
         "from loadtests.runner import run_locust\n"
         f"run_locust({str(INTAKE)!r}, {intake.url!r}, {str(run)!r}, users=3, spawn_rate=3, duration=120,"
         " workers=1, env={'DRILL_USER_RPS': '5', 'DRILL_RETAILERS': " + repr(str(retailers_file)) + "})\n"
