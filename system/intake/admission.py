@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS admission_lag (
     sampled_at   REAL NOT NULL,
     depth        INTEGER,
     deepest      TEXT,
-    outbox_age_s REAL NOT NULL
+    outbox_age_s REAL NOT NULL,
+    unbooked     INTEGER
 );
 """
 
@@ -57,22 +58,28 @@ async def write_lag(db: aiosqlite.Connection, lag: Lag) -> None:
     """Replace the lag sample (one short write transaction)."""
     async with transaction(db):
         await db.execute(
-            "INSERT OR REPLACE INTO admission_lag (id, sampled_at, depth, deepest, outbox_age_s)"
-            " VALUES (1, ?, ?, ?, ?)",
-            (lag.sampled_at, lag.depth, lag.deepest, lag.outbox_age_s),
+            "INSERT OR REPLACE INTO admission_lag (id, sampled_at, depth, deepest, outbox_age_s, unbooked)"
+            " VALUES (1, ?, ?, ?, ?, ?)",
+            (lag.sampled_at, lag.depth, lag.deepest, lag.outbox_age_s, lag.unbooked),
         )
 
 
 async def read_lag(db: aiosqlite.Connection) -> Lag | None:
     """The latest lag sample, or None when the relay never wrote one."""
     cursor = await db.execute(
-        "SELECT sampled_at, depth, deepest, outbox_age_s FROM admission_lag WHERE id = 1"
+        "SELECT sampled_at, depth, deepest, outbox_age_s, unbooked FROM admission_lag WHERE id = 1"
     )
     row = await cursor.fetchone()
     await cursor.close()
     if row is None:
         return None
-    return Lag(float(row[0]), None if row[1] is None else int(row[1]), row[2], float(row[3]))
+    return Lag(
+        float(row[0]),
+        None if row[1] is None else int(row[1]),
+        row[2],
+        float(row[3]),
+        None if row[4] is None else int(row[4]),
+    )
 
 
 async def outbox_age(db: aiosqlite.Connection, now: float) -> float:
@@ -87,6 +94,15 @@ async def outbox_age(db: aiosqlite.Connection, now: float) -> float:
     row = await cursor.fetchone()
     await cursor.close()
     return 0.0 if row is None else max(0.0, now - float(row[0]))
+
+
+async def unbooked_count(db: aiosqlite.Connection) -> int:
+    """Accepted orders with no courier yet: ``requested`` or ``quoted`` in intake's mirror of tracking's
+    states (the index on ``state`` keeps this cheap)."""
+    cursor = await db.execute("SELECT count(*) FROM deliveries WHERE state IN ('requested', 'quoted')")
+    row = await cursor.fetchone()
+    await cursor.close()
+    return 0 if row is None else int(row[0])
 
 
 def deepest_of(depths: dict[str, int]) -> tuple[int, str | None]:
@@ -123,6 +139,7 @@ class LagSampler:
         msg: MessagingSettings | None = None,
         probe: Probe | None = None,
         synchronous: str = "NORMAL",
+        count_unbooked: bool = False,
     ) -> None:
         self._db_path = db_path
         self._queues = list(queues)
@@ -131,6 +148,8 @@ class LagSampler:
         self._msg = msg
         self._probe = probe
         self._synchronous = synchronous
+        # Only with the state mirror: without it every order stays 'requested' in intake.db.
+        self._count_unbooked = count_unbooked
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self.samples = 0
@@ -169,7 +188,8 @@ class LagSampler:
         now = time.time()
         age = await outbox_age(db, now)
         depth, deepest = deepest_of(depths) if depths is not None else (None, None)
-        lag = Lag(now, depth, deepest, round(age, 3))
+        unbooked = await unbooked_count(db) if self._count_unbooked else None
+        lag = Lag(now, depth, deepest, round(age, 3), unbooked)
         await write_lag(db, lag)
         self.samples += 1
         return lag
@@ -231,6 +251,7 @@ class AdmissionGate:
                 "depth": None if lag is None else lag.depth,
                 "deepest": None if lag is None else lag.deepest,
                 "outbox_age_s": None if lag is None else lag.outbox_age_s,
+                "unbooked": None if lag is None else lag.unbooked,
                 "shed_total": self.shed_total,
             }
             if after.shed:

@@ -10,13 +10,19 @@ the intake relay (:mod:`system.intake.admission`) and written into ``intake.db``
   (``quoting.orders`` … ``dispatch.answers``), by passive ``queue.declare`` — the count each queue gives
   itself. Ready messages only: each consumer's prefetch window (``DRILL_MSG_PREFETCH``) is not in it, so
   the count grows once the consumers are saturated;
-* ``outbox_age_s``: the age of the oldest outbox row the relay has not yet published once (its backlog).
+* ``outbox_age_s``: the age of the oldest outbox row the relay has not yet published once (its backlog);
+* ``unbooked``: the orders intake accepted that have no courier yet (``requested`` or ``quoted`` in its
+  mirror of tracking's states). This is the lag that matters most: the consumers' prefetch windows hold
+  hundreds of messages unacknowledged, so the ready counts stay near zero while quoting and dispatch
+  fall minutes behind (a double-load run shed nothing on depth alone, and its orders waited 113 s, p99,
+  for a courier). By Little's law the unbooked count over the booking rate is the wait for a courier.
 
 **Fail open.** When the lag is unknown — no sample yet, a sample older than ``stale_after_s`` (the relay
 is down or stuck), or the broker did not answer the sampler (``depth`` is ``None``) — intake admits: it
 accepts into its outbox and the relay publishes later, the no-loss design that keeps intake answering
 through a full broker outage. The outbox age counts only beside a known depth for the same reason: a
-broker outage makes the outbox old, and that is not the overload admission control is for.
+broker outage makes the outbox old, and that is not the overload admission control is for; so does the
+unbooked count (orders pile up unbooked while the brokers are down).
 
 **Hysteresis.** Shedding starts when a figure reaches its high mark and stops only once every figure is
 below its low mark, so admission does not flap around one threshold.
@@ -33,6 +39,8 @@ Example:
     'ok'
     >>> admission(Lag(100.0, None, None, 90.0), limits, shedding=True, now=100.5).reason
     'lag_unknown'
+    >>> admission(Lag(100.0, 0, None, 0.0, unbooked=320), limits, shedding=False, now=100.5).detail
+    '320 accepted orders wait for a courier; mark 300'
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ LAG_UNKNOWN: Final = "lag_unknown"
 LAG_STALE: Final = "lag_stale"
 QUEUE_DEPTH: Final = "queue_depth"
 OUTBOX_AGE: Final = "outbox_age"
+UNBOOKED: Final = "unbooked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +65,15 @@ class Lag:
 
     ``sampled_at``: unix time of the sample. ``depth``: ready messages over the watched queues (None:
     the broker did not answer). ``deepest``: the queue holding most of them. ``outbox_age_s``: age of
-    the oldest outbox row not yet published (0 when there is none).
+    the oldest outbox row not yet published (0 when there is none). ``unbooked``: accepted orders with
+    no courier yet (None: not measured, intake does not mirror tracking's states).
     """
 
     sampled_at: float
     depth: int | None
     deepest: str | None
     outbox_age_s: float
+    unbooked: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,8 @@ class Limits:
     depth_low: int = 50
     outbox_age_high_s: float = 30.0
     outbox_age_low_s: float = 5.0
+    unbooked_high: int = 300
+    unbooked_low: int = 150
     stale_after_s: float = 5.0
     retry_after_s: int = 2
 
@@ -109,10 +122,17 @@ def admission(lag: Lag | None, limits: Limits, *, shedding: bool, now: float) ->
     # must reach its high mark to start.
     over_depth = lag.depth > depth_mark if shedding else lag.depth >= depth_mark
     over_age = lag.outbox_age_s > age_mark if shedding else lag.outbox_age_s >= age_mark
+    unbooked_mark = limits.unbooked_low if shedding else limits.unbooked_high
+    over_unbooked = lag.unbooked is not None and (
+        lag.unbooked > unbooked_mark if shedding else lag.unbooked >= unbooked_mark
+    )
     if over_depth:
         where = f" (most in {lag.deepest})" if lag.deepest else ""
         detail = f"{lag.depth} messages wait in the platform's work queues{where}; mark {depth_mark}"
         return Decision(True, QUEUE_DEPTH, detail, limits.retry_after_s)
+    if over_unbooked:
+        detail = f"{lag.unbooked} accepted orders wait for a courier; mark {unbooked_mark}"
+        return Decision(True, UNBOOKED, detail, limits.retry_after_s)
     if over_age:
         detail = f"the oldest unpublished order waited {lag.outbox_age_s:.1f} s; mark {age_mark:g} s"
         return Decision(True, OUTBOX_AGE, detail, limits.retry_after_s)

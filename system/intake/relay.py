@@ -179,6 +179,7 @@ async def run_relay(settings: IntakeSettings, msg: MessagingSettings) -> None:
             settings.admission_probe_timeout_s,
             msg=msg,
             synchronous=settings.sqlite_synchronous,
+            count_unbooked=settings.mirror_states,
         )
         sampler_task = asyncio.create_task(sampler.run(stop))
     ready = asyncio.create_task(_mark_ready(settings, mirror))

@@ -145,6 +145,14 @@ class IntakeSettings(BaseSettings):
     admission_outbox_age_low_s: float = Field(
         default=5.0, ge=0, description="Admit again once the oldest unpublished order is no older than this."
     )
+    admission_unbooked_high: int = Field(
+        default=300,
+        ge=1,
+        description="Start shedding when this many accepted orders wait for a courier (needs mirror_states).",
+    )
+    admission_unbooked_low: int = Field(
+        default=150, ge=0, description="Admit again once no more than this many wait for a courier."
+    )
     admission_retry_after_s: int = Field(
         default=2, ge=1, le=3600, description="The Retry-After (seconds) of a shed answer."
     )
@@ -181,6 +189,8 @@ class IntakeSettings(BaseSettings):
             raise ValueError("admission_depth_low must not exceed admission_depth_high")
         if self.admission_outbox_age_low_s > self.admission_outbox_age_high_s:
             raise ValueError("admission_outbox_age_low_s must not exceed admission_outbox_age_high_s")
+        if self.admission_unbooked_low > self.admission_unbooked_high:
+            raise ValueError("admission_unbooked_low must not exceed admission_unbooked_high")
         return self
 
     @property
@@ -192,6 +202,8 @@ class IntakeSettings(BaseSettings):
             depth_low=self.admission_depth_low,
             outbox_age_high_s=self.admission_outbox_age_high_s,
             outbox_age_low_s=self.admission_outbox_age_low_s,
+            unbooked_high=self.admission_unbooked_high,
+            unbooked_low=self.admission_unbooked_low,
             stale_after_s=self.admission_stale_s,
             retry_after_s=self.admission_retry_after_s,
         )

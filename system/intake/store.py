@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_reference ON deliveries (retailer_id, reference);
+-- Admission control counts the orders with no courier yet (system/intake/admission.py) every second.
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
 -- One row per state the delivery entered (intake writes 'requested' and 'cancelled'; the tracking
 -- service appends the rest through IntakeStore.apply_lifecycle_event).
 CREATE TABLE IF NOT EXISTS delivery_history (

@@ -22,6 +22,7 @@ from system.intake.decide import (
     OK,
     OUTBOX_AGE,
     QUEUE_DEPTH,
+    UNBOOKED,
     Lag,
     Limits,
     admission,
@@ -34,12 +35,20 @@ from system.platform.retailers import RetailerRegistry
 
 from .conftest import Intake, World
 
-LIMITS = Limits(depth_high=100, depth_low=20, outbox_age_high_s=30.0, outbox_age_low_s=5.0, retry_after_s=3)
+LIMITS = Limits(
+    depth_high=100,
+    depth_low=20,
+    outbox_age_high_s=30.0,
+    outbox_age_low_s=5.0,
+    unbooked_high=300,
+    unbooked_low=150,
+    retry_after_s=3,
+)
 NOW = 1_000.0
 
 
-def lag(depth: int | None, age: float = 0.0, at: float = NOW) -> Lag:
-    return Lag(at, depth, "quoting.answers" if depth else None, age)
+def lag(depth: int | None, age: float = 0.0, at: float = NOW, unbooked: int | None = None) -> Lag:
+    return Lag(at, depth, "quoting.answers" if depth else None, age, unbooked)
 
 
 # -- the pure decision ---------------------------------------------------------------------------------
@@ -61,6 +70,14 @@ def lag(depth: int | None, age: float = 0.0, at: float = NOW) -> Lag:
         (lag(None, age=300.0), True, False, LAG_UNKNOWN),
         (lag(10_000, at=NOW - 5.1), True, False, LAG_STALE),  # the relay stopped sampling: fail open
         (None, True, False, LAG_UNKNOWN),
+        # Orders waiting for a courier while every queue looks empty (the prefetch windows hold them).
+        (lag(0, unbooked=299), False, False, OK),
+        (lag(0, unbooked=300), False, True, UNBOOKED),
+        (lag(0, unbooked=151), True, True, UNBOOKED),
+        (lag(0, unbooked=150), True, False, OK),
+        (lag(0, unbooked=200), False, False, OK),  # between the marks, admitting: keep admitting
+        (lag(None, unbooked=5_000), False, False, LAG_UNKNOWN),  # brokers down: orders pile up, admit
+        (lag(0), True, False, OK),  # not measured (no state mirror): not a reason to shed
     ],
 )
 def test_admission_decision(sample: Lag | None, shedding: bool, shed: bool, reason: str) -> None:
@@ -150,6 +167,35 @@ async def test_sampler_writes_depth_deepest_queue_and_outbox_age(tmp_path: Path)
         await store.close()
 
 
+async def test_sampler_counts_the_accepted_orders_with_no_courier_yet(tmp_path: Path) -> None:
+    store = IntakeStore(tmp_path / "intake.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        with sqlite3.connect(store.path) as conn:
+            for i, state in enumerate(["requested"] * 3 + ["quoted"] * 2 + ["booked", "delivered", "failed"]):
+                conn.execute(
+                    "INSERT INTO deliveries (id, order_key, retailer_id, channel, reference, state, request,"
+                    " created_at, updated_at) VALUES (?, ?, 'r01', 'rest', ?, ?, '{}', 0, 0)",
+                    (f"dlv_{i}", f"k{i}", f"s-{i}", state),
+                )
+
+        async def probe(queues: Sequence[str]) -> dict[str, int]:
+            return dict.fromkeys(queues, 0)
+
+        db = await open_db(store.path)
+        try:
+            counted = LagSampler(store.path, ["quoting.orders"], 1.0, 1.0, probe=probe, count_unbooked=True)
+            assert (await counted.sample_once(db)).unbooked == 5
+            plain = LagSampler(store.path, ["quoting.orders"], 1.0, 1.0, probe=probe)
+            assert (await plain.sample_once(db)).unbooked is None  # no state mirror: not measured
+        finally:
+            await db.close()
+        last = await store.lag()
+        assert last is not None and last.unbooked is None
+    finally:
+        await store.close()
+
+
 async def test_sampler_writes_an_unknown_depth_when_the_broker_does_not_answer(tmp_path: Path) -> None:
     store = IntakeStore(tmp_path / "intake.db", synchronous="NORMAL")
     await store.open()
@@ -185,7 +231,7 @@ async def test_lag_row_round_trips(tmp_path: Path) -> None:
     db = await open_db(store.path)
     try:
         assert await read_lag(db) is None
-        for sample in (Lag(1.0, 5, "quoting.orders", 0.5), Lag(2.0, None, None, 3.0)):
+        for sample in (Lag(1.0, 5, "quoting.orders", 0.5, 240), Lag(2.0, None, None, 3.0)):
             await write_lag(db, sample)
             assert await read_lag(db) == sample
     finally:
