@@ -293,7 +293,10 @@ class Runner:
                 elif ans.outcome == "rejected":
                     c.rejected += 1
                 elif ans.outcome == "shed":
-                    pass  # given up after shed answers: counted in given_up_shed, its own record says so
+                    # Given up after shed answers (counted in given_up_shed, its own record says so). The
+                    # retailer was told no: it sends nothing more about this order (an ePOS update of it
+                    # would create the delivery after all, an order the retailer had given up).
+                    return
                 else:
                     c.unknown += 1
             else:

@@ -254,7 +254,7 @@ class Quoting:
             log.info("requote already handled", extra={**context, "status": round_.status.value})
             return
         refused = set(req.refused) | await store.declined(db, d)
-        refused |= await store.unreachable(db, round_.asked, self.settings.courier_down_after_s)
+        refused |= await store.unreachable(db, round_.asked, self.settings.courier_down_after_s, now)
         asked = tuple(c for c in round_.asked if c not in refused)
         deadline = now + self.settings.quote_deadline_s
         if not await store.start_next_round(db, round_, asked, deadline):
@@ -361,12 +361,12 @@ class Quoting:
         return decided
 
     async def _silent(
-        self, db: aiosqlite.Connection, round_: Round
+        self, db: aiosqlite.Connection, round_: Round, now: float
     ) -> tuple[list[Answer], set[str], set[str]]:
         """(answers in time, silent couriers, the silent ones that are unreachable)."""
         answers = await store.answers_in_time(db, round_.delivery_id, round_.round_no)
         silent = set(round_.asked) - {a.courier for a in answers}
-        down = await store.unreachable(db, silent, self.settings.courier_down_after_s)
+        down = await store.unreachable(db, silent, self.settings.courier_down_after_s, now)
         return answers, silent, down
 
     async def _ask_silent_again(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
@@ -380,7 +380,7 @@ class Quoting:
         answer is down (unreachable), and counts as a refusal."""
         if not round_.asked or now >= round_.book_by:
             return False
-        answers, silent, down = await self._silent(db, round_)
+        answers, silent, down = await self._silent(db, round_, now)
         again = tuple(c for c in round_.asked if c in silent - down)
         if not again or isinstance(decide(round_, answers, store.utc(now), self.market), Quoted):
             return False
@@ -405,7 +405,7 @@ class Quoting:
 
     async def _decide(self, db: aiosqlite.Connection, round_: Round, now: float) -> bool:
         """Rank what arrived in time and publish the outcome, once (False: decided or cancelled already)."""
-        answers, silent, down = await self._silent(db, round_)
+        answers, silent, down = await self._silent(db, round_, now)
         at = store.utc(now)
         decision = decide(round_, answers, at, self.market)
         if isinstance(decision, Quoted):

@@ -259,10 +259,18 @@ async def note_answer(db: aiosqlite.Connection, courier: str, now: float) -> Non
     )
 
 
-async def unreachable(db: aiosqlite.Connection, couriers: Iterable[str], down_after_s: float) -> set[str]:
+async def unreachable(
+    db: aiosqlite.Connection, couriers: Iterable[str], down_after_s: float, now: float
+) -> set[str]:
     """Those of ``couriers`` that answered nothing (since they were first asked) for ``down_after_s``
     before the freshest answer of any courier. Relative to that answer, not to the clock: when a broker
-    outage silences everyone, nobody becomes unreachable."""
+    outage silences everyone, nobody becomes unreachable.
+
+    A courier that has never answered anything is also unreachable once ``down_after_s`` have passed on
+    the clock since its first ask, if another courier answered after that ask: the freshest answer
+    stops moving when no other order is being quoted (the last orders of a run, a quiet hour), and a
+    round would otherwise wait until the order's deadline for a courier nobody runs. A courier that has
+    answered before keeps the relative rule alone, so an outage never makes it unreachable."""
     wanted = set(couriers)
     if not wanted:
         return set()
@@ -272,7 +280,17 @@ async def unreachable(db: aiosqlite.Connection, couriers: Iterable[str], down_af
     freshest = row[0] if row is not None else None
     if freshest is None:
         return set()
-    cursor = await db.execute("SELECT courier, coalesce(last_answer_at, first_asked_at) FROM couriers")
+    cursor = await db.execute("SELECT courier, first_asked_at, last_answer_at FROM couriers")
     rows = await cursor.fetchall()
     await cursor.close()
-    return {str(c) for c, since in rows if c in wanted and since < freshest - down_after_s}
+    out = set()
+    for c, first_asked, last_answer in rows:
+        if c not in wanted:
+            continue
+        since = first_asked if last_answer is None else last_answer
+        never_answered_while_others_did = (
+            last_answer is None and freshest > first_asked and now - first_asked >= down_after_s
+        )
+        if since < freshest - down_after_s or never_answered_while_others_did:
+            out.add(str(c))
+    return out

@@ -588,7 +588,48 @@ async def test_a_broker_outage_that_silences_every_courier_makes_none_unreachabl
     async with transaction(db):
         assert await q.decide_due(db) == 0
     assert (await round_row(db) or ())[0] == "collecting"
-    assert await store.unreachable(db, ASKED, 30.0) == set()
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
+
+
+async def test_a_courier_that_never_answered_is_unreachable_when_no_other_order_moves_the_freshest_answer(
+    db: aiosqlite.Connection,
+) -> None:
+    """The last order of a double-load run waited 150 s for a marketplace courier nobody plays: its
+    quotes were all unsuitable, and with no other order being quoted the freshest answer stopped moving,
+    so the relative rule alone never called the silent courier down."""
+    clock = Clock(1_000.0)
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=1800.0, courier_down_after_s=30.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
+    await run(db, q.on_order, created())  # zoomly, dashly and pedalo asked at 1000
+    clock.now = 1_001.0
+    await run(db, q.on_answer, answer(declined_doc("dashly")))
+    await run(db, q.on_answer, answer(declined_doc("pedalo")))  # the last answer anyone gives
+    clock.now = 1_003.0
+    async with transaction(db):
+        assert await q.decide_due(db) == 0  # zoomly asked again: 3 s is no proof it is down
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
+    clock.now = 1_031.0  # 31 s since zoomly's first ask, others answered after it, nothing from zoomly
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == {"zoomly"}
+    async with transaction(db):
+        assert await q.decide_due(db) >= 1
+    status, _, _, outcome = await round_row(db) or ()
+    assert status == "no_courier" and "1 unreachable: zoomly" in outcome
+
+
+async def test_a_courier_that_answered_before_is_not_unreachable_on_the_clock_alone(
+    db: aiosqlite.Connection,
+) -> None:
+    clock = Clock(1_000.0)
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=1800.0, courier_down_after_s=30.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
+    await run(db, q.on_order, created())
+    for courier in ("zoomly", "dashly", "pedalo"):
+        await run(db, q.on_answer, answer(declined_doc(courier)))  # every courier has answered once
+    await run(db, q.on_order, created("dlv_2"))
+    clock.now = 1_001.0
+    await run(db, q.on_answer, answer(declined_doc("pedalo", delivery_id="dlv_2")))
+    clock.now = 1_500.0  # then a broker outage silences everyone: nobody is down
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
 
 
 async def test_a_quoted_round_names_the_silent_reachable_couriers_as_pending(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from aiohttp import web
 
 from simulator.channels.base import WireRequest
+from simulator.channels.encoders import Encoders
+from simulator.clock import SimClock
 from simulator.config import load_scenario
 from simulator.ledger import Ledger
 from simulator.runner import Counters, Runner, format_progress
@@ -180,3 +183,16 @@ def test_the_progress_line_shows_sheds_only_when_there_are_some() -> None:
     assert format_progress(1.0, 10.0, 10.0, Counters(shed=4, given_up_shed=1)).endswith(
         " shed=4 given_up_shed=1"
     )
+
+
+async def test_a_retailer_that_gave_up_on_a_shed_order_sends_nothing_more_about_it(tmp_path: Path) -> None:
+    """double-load: an ePOS order given up after 12 sheds was then created by its order.updated (an
+    update of an unknown order creates it), and the audit rightly called it failed yet observed."""
+    runner = _runner(tmp_path, shed_max_attempts=2, shed_jitter=0.0)
+    base = next(o for o in runner.generator if o.channel == "epos")
+    order = dataclasses.replace(base, update=True, duplicate=True, cancel_after_s=0.0)
+    out = io.StringIO()
+    clock = SimClock.from_config(runner.scenario.clock, epoch=1_800_000_000.0)
+    await runner._play(Ledger(out), ScriptedSender([SHED]), Encoders(clock), order, 1.0)  # type: ignore[arg-type]
+    kinds = [json.loads(line)["kind"] for line in out.getvalue().splitlines()]
+    assert kinds == ["order_sent", "order_shed"] * 2 + ["order_given_up_shed"]
