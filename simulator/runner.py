@@ -427,10 +427,14 @@ class Runner:
         tasks: set[asyncio.Task[None]] = set()
         prog: asyncio.Task[None] | None = None
         # Past the end, in-flight requests get their full timeout(s) before the run gives up on them.
-        grace = cfg.timeout_s * cfg.max_attempts + cfg.retry_backoff_s * 2**cfg.max_attempts + 2.0
-        if cfg.honour_retry_after:
-            # A request shed near the end is sent again until its give-up deadline (then recorded).
-            grace += cfg.shed_give_up_s + cfg.timeout_s
+        base_grace: float = cfg.timeout_s * cfg.max_attempts + cfg.retry_backoff_s * 2**cfg.max_attempts + 2.0
+        shed_grace: float = cfg.shed_give_up_s + cfg.timeout_s if cfg.honour_retry_after else 0.0
+
+        def grace() -> float:
+            # A request shed near the end is sent again until its give-up deadline (then recorded); only
+            # a run that was shed waits for that, or a slow platform's backlog would wait a minute more.
+            return base_grace + (shed_grace if self.counters.shed else 0.0)
+
         completed = False
         try:
             if self.notify_listen is not None:
@@ -446,7 +450,7 @@ class Runner:
                     delay = o.at - self.run_s()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    elif self.run_s() > self.duration + grace:
+                    elif self.run_s() > self.duration + grace():
                         break  # hopelessly behind: stop generating, the rest is never sent
                     while len(tasks) >= cfg.max_backlog:
                         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -459,7 +463,7 @@ class Runner:
                     t.add_done_callback(tasks.discard)
                 if tasks:
                     _, pending = await asyncio.wait(
-                        tasks, timeout=max(0.1, self.duration + grace - self.run_s())
+                        tasks, timeout=max(0.1, self.duration + grace() - self.run_s())
                     )
                     for t in pending:
                         t.cancel()
