@@ -8,10 +8,10 @@ there first; the conditional update in :func:`.store.close_round` makes it happe
 Nothing is given up because the platform was slow: a round with no suitable quote yet and couriers still
 silent asks those couriers again until the order's deadline (``book_by``), and dispatch's
 :class:`~system.platform.contracts.RequoteRequested` (its options ran out for transient reasons) starts
-the next round. A silent courier is *unreachable* — a refusal, like a decline — once it has answered
-nothing for ``courier_down_after_s`` while other couriers answered (:func:`.store.unreachable`): a courier
-that is down for hours must not hold orders back, while a broker outage, which silences every courier,
-makes none of them unreachable. ``no_courier`` means every asked courier refused (declined, quoted nothing
+the next round. A silent courier is *unreachable* — a refusal, like a decline — once another courier has
+answered an ask made ``courier_down_after_s`` after its oldest unanswered one (:func:`.store.unreachable`):
+a courier that is down for hours must not hold orders back, while a broker outage, which silences every
+courier and then returns their queued answers in any order, makes none of them unreachable. ``no_courier`` means every asked courier refused (declined, quoted nothing
 the retailer's rules allow, or is unreachable), or the deadline passed; a ``quoted`` round names the
 silent reachable couriers (``pending``), so dispatch quotes again rather than end the order when its
 options run out while they might still answer.
@@ -228,7 +228,11 @@ class Quoting:
         deadline is worthless (the round moves on without it): the broker drops it (per-message TTL), so
         a courier that is down or never consumes does not pile up requests."""
         ttl_ms = int(self.settings.ask_wait_s(round_.attempt) * 1000)
-        await store.note_asked(db, couriers, now)
+        await store.note_asked(
+            db,
+            {c: quote_request_id(round_.delivery_id, c, round_.attempt, round_.round_no) for c in couriers},
+            now,
+        )
         for courier in couriers:
             await store.add_once(
                 db,
@@ -318,10 +322,10 @@ class Quoting:
         now = self.clock()
         context = {"message_id": message.message_id, "delivery_id": d, "courier": courier}
         if replied[0] < round_.round_no:
-            await store.note_answer(db, courier, now)
+            await store.note_answer(db, courier, a.in_reply_to, now)
             log.info("answer to an earlier round ignored", extra={**context, "round": replied[0]})
             return
-        await store.note_answer(db, courier, now)
+        await store.note_answer(db, courier, a.in_reply_to, now)
         late = round_.status is not RoundStatus.COLLECTING
         if not await store.record_answer(
             db, d, round_.round_no, message.message_id, a.answer, late=late, now=now

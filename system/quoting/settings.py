@@ -45,9 +45,10 @@ class QuotingSettings(BaseSettings):
     courier_down_after_s: float = Field(
         default=30.0,
         gt=0,
-        description="A courier is unreachable when it has answered nothing for this long while other "
-        "couriers answered (measured against the freshest answer from any courier, so a broker outage that "
-        "silences everyone makes nobody unreachable). A silent unreachable courier counts as a refusal; a "
+        description="A courier is unreachable when another courier has answered an ask made this long "
+        "after its oldest unanswered ask (measured between asks, so a broker outage that silences everyone, "
+        "then returns the queued answers in any order, makes nobody unreachable). A silent unreachable "
+        "courier counts as a refusal; a "
         "silent reachable one is asked again, and keeps an order without options from ending no_courier.",
     )
     max_asked: int = Field(

@@ -52,9 +52,15 @@ CREATE TABLE IF NOT EXISTS quote_answers (
     PRIMARY KEY (delivery_id, round_no, courier)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS couriers (
-    courier        TEXT PRIMARY KEY,
-    first_asked_at REAL NOT NULL,
-    last_answer_at REAL
+    courier         TEXT PRIMARY KEY,
+    first_asked_at  REAL NOT NULL,
+    last_answer_at  REAL,
+    silent_since    REAL,
+    answered_ask_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quote_asks (
+    request_id TEXT PRIMARY KEY,
+    asked_at   REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS early_cancels (
     delivery_id TEXT PRIMARY KEY,
@@ -243,54 +249,76 @@ def utc(at: float) -> datetime:
     return datetime.fromtimestamp(at, UTC)
 
 
-async def note_asked(db: aiosqlite.Connection, couriers: tuple[str, ...], now: float) -> None:
-    """Remember when each courier was first asked for anything (its reachability counts from there)."""
+async def note_asked(db: aiosqlite.Connection, requests: dict[str, str], now: float) -> None:
+    """Remember an ask: ``requests`` maps each courier asked to its request id. A courier's silence counts
+    from the first ask it has not answered (``silent_since``); each request's time is kept so that an
+    answer tells which ask it came back for."""
     await db.executemany(
-        "INSERT OR IGNORE INTO couriers (courier, first_asked_at) VALUES (?, ?)", [(c, now) for c in couriers]
+        "INSERT INTO couriers (courier, first_asked_at, silent_since) VALUES (?, ?, ?)"
+        " ON CONFLICT (courier) DO UPDATE SET silent_since = coalesce(silent_since, excluded.silent_since)",
+        [(c, now, now) for c in requests],
+    )
+    await db.executemany(
+        "INSERT OR IGNORE INTO quote_asks (request_id, asked_at) VALUES (?, ?)",
+        [(r, now) for r in requests.values()],
     )
 
 
-async def note_answer(db: aiosqlite.Connection, courier: str, now: float) -> None:
-    """A courier answered something: it is reachable as of ``now``."""
+async def note_answer(db: aiosqlite.Connection, courier: str, in_reply_to: str, now: float) -> None:
+    """A courier answered request ``in_reply_to``: it is reachable as of ``now`` (no longer silent), and
+    the transport worked for asks as recent as that request."""
+    cursor = await db.execute("SELECT asked_at FROM quote_asks WHERE request_id = ?", (in_reply_to,))
+    row = await cursor.fetchone()
+    await cursor.close()
+    asked_at = None if row is None else float(row[0])
     await db.execute(
-        "INSERT INTO couriers (courier, first_asked_at, last_answer_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (courier) DO UPDATE SET last_answer_at = max(coalesce(last_answer_at, 0), excluded.last_answer_at)",
-        (courier, now, now),
+        "INSERT INTO couriers (courier, first_asked_at, last_answer_at, answered_ask_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (courier) DO UPDATE SET"
+        " last_answer_at = max(coalesce(last_answer_at, 0), excluded.last_answer_at),"
+        " silent_since = NULL,"
+        " answered_ask_at = max(coalesce(answered_ask_at, 0), coalesce(excluded.answered_ask_at, 0))",
+        (courier, now, now, asked_at),
     )
 
 
 async def unreachable(
     db: aiosqlite.Connection, couriers: Iterable[str], down_after_s: float, now: float
 ) -> set[str]:
-    """Those of ``couriers`` that answered nothing (since they were first asked) for ``down_after_s``
-    before the freshest answer of any courier. Relative to that answer, not to the clock: when a broker
-    outage silences everyone, nobody becomes unreachable.
+    """Those of ``couriers`` that are down: silent since an ask made ``down_after_s`` or more before an ask
+    another courier has answered. Measured between asks, not on the clock and not between answers: a
+    broker outage silences everyone, and when it ends the queued answers come back in no useful order (one
+    courier's backlog before another's), so an answer received late says nothing; an answer to an ask made
+    30 s after ours says the transport carried asks long after ours, and ours is still unanswered.
 
     A courier that has never answered anything is also unreachable once ``down_after_s`` have passed on
-    the clock since its first ask, if another courier answered after that ask: the freshest answer
-    stops moving when no other order is being quoted (the last orders of a run, a quiet hour), and a
-    round would otherwise wait until the order's deadline for a courier nobody runs. A courier that has
-    answered before keeps the relative rule alone, so an outage never makes it unreachable."""
+    the clock since its first ask, if another courier answered after that ask: when no other order is
+    being quoted (the last orders of a run, a quiet hour) nobody is asked later, and a round would
+    otherwise wait until the order's deadline for a courier nobody runs. A courier that has answered
+    before keeps the rule between asks alone, so an outage never makes it unreachable."""
     wanted = set(couriers)
     if not wanted:
         return set()
-    cursor = await db.execute("SELECT max(last_answer_at) FROM couriers")
+    cursor = await db.execute("SELECT max(last_answer_at), max(answered_ask_at) FROM couriers")
     row = await cursor.fetchone()
     await cursor.close()
-    freshest = row[0] if row is not None else None
+    freshest, latest_answered_ask = (None, None) if row is None else row
     if freshest is None:
         return set()
-    cursor = await db.execute("SELECT courier, first_asked_at, last_answer_at FROM couriers")
+    cursor = await db.execute("SELECT courier, first_asked_at, last_answer_at, silent_since FROM couriers")
     rows = await cursor.fetchall()
     await cursor.close()
     out = set()
-    for c, first_asked, last_answer in rows:
+    for c, first_asked, last_answer, silent_since in rows:
         if c not in wanted:
             continue
-        since = first_asked if last_answer is None else last_answer
+        outlasted = (
+            silent_since is not None
+            and latest_answered_ask is not None
+            and latest_answered_ask >= silent_since + down_after_s
+        )
         never_answered_while_others_did = (
             last_answer is None and freshest > first_asked and now - first_asked >= down_after_s
         )
-        if since < freshest - down_after_s or never_answered_while_others_did:
+        if outlasted or never_answered_while_others_did:
             out.add(str(c))
     return out

@@ -558,7 +558,8 @@ async def test_a_courier_silent_while_others_answer_is_unreachable_and_counts_as
     await run(db, q.on_order, created())  # zoomly, dashly and pedalo asked at 1000
     await run(db, q.on_answer, answer(declined_doc("dashly")))
     await run(db, q.on_answer, answer(declined_doc("pedalo")))
-    # zoomly stays silent: reachable until the freshest answer of anyone is 30 s past its first ask.
+    # zoomly stays silent: reachable until an ask made 30 s after its first one is answered (or 30 s pass
+    # on the clock with others answering, as it never answered anything).
     clock.now = 1_003.0
     async with transaction(db):
         assert await q.decide_due(db) == 0  # asked again: still reachable
@@ -591,7 +592,7 @@ async def test_a_broker_outage_that_silences_every_courier_makes_none_unreachabl
     assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
 
 
-async def test_a_courier_that_never_answered_is_unreachable_when_no_other_order_moves_the_freshest_answer(
+async def test_a_courier_that_never_answered_is_unreachable_when_no_other_order_is_quoted(
     db: aiosqlite.Connection,
 ) -> None:
     """The last order of a double-load run waited 150 s for a marketplace courier nobody plays: its
@@ -630,6 +631,39 @@ async def test_a_courier_that_answered_before_is_not_unreachable_on_the_clock_al
     await run(db, q.on_answer, answer(declined_doc("pedalo", delivery_id="dlv_2")))
     clock.now = 1_500.0  # then a broker outage silences everyone: nobody is down
     assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
+
+
+async def test_answers_coming_back_after_an_outage_in_any_order_make_nobody_unreachable(
+    db: aiosqlite.Connection,
+) -> None:
+    """Demo run (fresh clone 5): vanguard answered, was asked again at the start of a full outage, and the
+    answers queued during the outage came back after it, another order's first: measured between answers,
+    vanguard had been silent 30 s while others answered, and its order ended no_courier one second before
+    vanguard's answers arrived. Measured between asks, it is down only once someone answers an ask made
+    30 s after vanguard's unanswered one."""
+    clock = Clock(1_000.0)
+    settings = QuotingSettings(quote_deadline_s=3.0, booking_deadline_s=1800.0, courier_down_after_s=30.0)
+    q = Quoting(settings, MARKET, Rules(), clock)
+    await run(db, q.on_order, created())  # zoomly, dashly and pedalo asked at 1000
+    for courier in ("zoomly", "dashly", "pedalo"):
+        await run(db, q.on_answer, answer(declined_doc(courier)))  # everyone answers at 1000
+    clock.now = 1_010.0
+    await run(db, q.on_order, created("dlv_2"))  # asked at 1010; then the brokers stop
+    clock.now = 1_020.0
+    await run(db, q.on_order, created("dlv_3"))  # accepted during the outage, asked at 1020
+    clock.now = 1_045.0  # the outage ends: dlv_3's answers come back first
+    await run(db, q.on_answer, answer(declined_doc("dashly", delivery_id="dlv_3")))
+    await run(db, q.on_answer, answer(declined_doc("pedalo", delivery_id="dlv_3")))
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
+    await run(db, q.on_answer, answer(declined_doc("zoomly", delivery_id="dlv_2")))  # its backlog, later
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == set()
+    # zoomly then goes quiet for good: once an ask made 30 s after its unanswered one is answered, it is down.
+    clock.now = 1_050.0
+    await run(db, q.on_order, created("dlv_4"))  # asked at 1050
+    clock.now = 1_080.0
+    await run(db, q.on_order, created("dlv_5"))  # asked at 1080
+    await run(db, q.on_answer, answer(declined_doc("dashly", delivery_id="dlv_5")))
+    assert await store.unreachable(db, ASKED, 30.0, clock.now) == {"zoomly", "pedalo"}
 
 
 async def test_a_quoted_round_names_the_silent_reachable_couriers_as_pending(
