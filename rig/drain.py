@@ -26,7 +26,8 @@ from typing import Any
 import rundir
 
 # Parking lots hold what was explained (parked with a reason): they never drain and must not be waited for.
-DEFAULT_IGNORE = r"(^|\.)(parked|parking-lot)($|\.)|\.retry\."
+# Retry tiers are waited for: a message there is on its way back to its work queue within the tier's delay.
+DEFAULT_IGNORE = r"(^|\.)(parked|parking-lot)($|\.)"
 
 
 @dataclass

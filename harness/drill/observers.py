@@ -41,7 +41,7 @@ from rig.supervisor import SystemHandle
 SIMULATOR_GRACE_S = 180.0
 LIVE_EVERY_S = 0.5
 LOG_EVERY_S = 5.0
-#: Not waited for by the drain nor sampled: parking lots and retry tiers (rig.drain's default), and the
+#: Not waited for by the drain nor sampled: parking lots (rig.drain's default), and the
 #: couriers' request queues — the couriers are the simulator, gone once the traffic is over, so what the
 #: platform asks them afterwards stays there by definition.
 DRAIN_IGNORE = DEFAULT_IGNORE + r"|^courier\."

@@ -50,6 +50,16 @@ log = logging.getLogger(__name__)
 
 MARKER = ".drill-run-dir"
 PLUGINS = "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]."
+#: What rabbitmq.conf cannot say. A quorum queue's at-least-once dead-letter worker that cannot deliver a
+#: message (its target queue has no leader yet, e.g. while the cluster comes back from a full outage)
+#: keeps it and tries again only after this many milliseconds: 180,000 by default, so a message parked
+#: for a second in a retry tier came back three minutes later, after the demo had ended, and the audit
+#: called its order lost. 5 s, like the platform's own publish retries. (3.10 reads the first key,
+#: later versions the ``_ms`` one; an unknown key is ignored.)
+ADVANCED_CONFIG = (
+    "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, 5000},\n"
+    "           {dead_letter_worker_publisher_confirm_timeout_ms, 5000}]}].\n"
+)
 ADMIN_USER = "drill-admin"
 # Tries of one rabbitmqctl call made on every running node (alarms): transient CLI failures under load.
 CTL_ATTEMPTS = 3
@@ -284,6 +294,7 @@ cluster_formation.discovery_retry_interval = 100
 """
         (n.dir / "rabbitmq.conf").write_text(conf)
         (n.dir / "rabbitmq.conf").chmod(0o600)
+        (n.dir / "advanced.config").write_text(ADVANCED_CONFIG)
         (n.dir / "enabled_plugins").write_text(PLUGINS + "\n")
         (n.dir / "rabbitmq-env.conf").write_text("# intentionally empty: the drill sets the env itself\n")
 
