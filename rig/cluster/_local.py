@@ -20,13 +20,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import procs
-from rig.cluster import _boot
+from rig.cluster import _boot, _roots, versions
 from rig.cluster import state as cluster_state
 from rig.cluster._boot import BootRetry
 from rig.cluster._errors import (
@@ -40,6 +42,7 @@ from rig.cluster._errors import (
     RunDirUnusable,
     UnknownNode,
 )
+from rig.cluster._launch import Launch
 from rig.cluster._management import ManagementClient
 from rig.cluster._spec import ClusterSpec, NodeSpec
 from rig.cluster.abc import Cluster, NodeStatus
@@ -88,8 +91,10 @@ class LocalCluster(Cluster):
     owned = True
     runs_here = True
 
-    def __init__(self, spec: ClusterSpec | None = None) -> None:
+    def __init__(self, spec: ClusterSpec | None = None, *, say: Callable[[str], None] | None = None) -> None:
         self.spec = spec or ClusterSpec()
+        #: Where progress lines a user waits on go (building a broker's Debian root): stderr by default.
+        self.say: Callable[[str], None] = say or _stderr
         self._state: ClusterState | None = cluster_state.load(self.spec.run_dir)
         self._state_stamp = self._file_stamp()  # the state file as this handle last read or wrote it
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -108,7 +113,12 @@ class LocalCluster(Cluster):
         st = cluster_state.load(spec.run_dir)
         if st is not None and st.port_base is not None:
             spec = spec.model_copy(
-                update={"port_base": st.port_base, "address_block": st.address_block, "nodes": len(st.nodes)}
+                update={
+                    "port_base": st.port_base,
+                    "address_block": st.address_block,
+                    "nodes": len(st.nodes),
+                    "broker": st.broker,
+                }
             )
         cluster = cls(spec)
         if cluster._state is None:
@@ -188,9 +198,46 @@ class LocalCluster(Cluster):
     def beam_pid(self, node: int) -> int | None:
         return self._node_state(node).beam_pid
 
+    @property
+    def launch(self) -> Launch:
+        """How this rig's programs run: in the Debian root its state names, else from the host's bin dir
+        (the spec's broker is resolved, and its root built, by :meth:`_resolve_broker` at start)."""
+        run_dir = self.spec.run_dir.resolve()
+        if self._state is not None and self._state.broker_root:
+            return Launch(Path(self._state.broker_root), versions.DEBIAN_BIN, run_dir)
+        return Launch(None, self.spec.rabbitmq_bin, run_dir)
+
+    def _resolve_broker(self) -> versions.Broker:
+        """The spec's broker setting made real: the host's package, or a Debian root (built on first use)."""
+        broker = versions.resolve(
+            self.spec.broker,
+            host_codename=versions.host_codename(),
+            brokers_dir=self.spec.brokers_dir.resolve(),
+            bin_dir=self.spec.rabbitmq_bin,
+        )
+        if broker.root is not None and broker.codename is not None:
+            _roots.ensure_root(
+                broker.codename, broker.root.parent, say=self.say, mirror=self.spec.debian_mirror
+            )
+        return broker
+
+    def broker_version(self) -> str | None:
+        """The RabbitMQ version a running node reports (management ``overview``); None when none answers."""
+        for n in self.state.nodes:
+            if self.node_state(n.index) != "up":
+                continue
+            try:
+                with ManagementClient(self.management_url(n.index), *self.admin, timeout=3.0) as mc:
+                    return str(mc.get("overview")["rabbitmq_version"])
+            except Exception as exc:  # a node shutting down may refuse: ask the next
+                log.debug("overview of node %s failed: %s", n.index, exc)
+        return None
+
     # ------------------------------------------------------------------ preflight
-    def _preflight(self) -> None:
-        server = self.spec.rabbitmq_bin / "rabbitmq-server"
+    def _preflight(self) -> versions.Broker:
+        broker = self._resolve_broker()
+        launch = Launch(broker.root, broker.bin_dir, self.spec.run_dir.resolve())
+        server = launch.server_binary()
         if not os.access(server, os.X_OK):
             raise RabbitMQNotInstalled(
                 f"rabbitmq-server not found at {server}; install it with `apt-get install -y rabbitmq-server` "
@@ -225,6 +272,8 @@ class LocalCluster(Cluster):
                 f"port(s) already in use: {'; '.join(taken)}; stop what holds them or pick other ports "
                 "with --port-base / DRILL_CLUSTER_PORT_BASE"
             )
+        launch.prepare()
+        return broker
 
     def _prepare_run_dir(self) -> None:
         run_dir = self.spec.run_dir
@@ -366,8 +415,8 @@ cluster_formation.discovery_retry_interval = 100
         # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
         with procs.interrupts_deferred():
             proc = subprocess.Popen(
-                [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
-                env=self._node_env(n),
+                self.launch.command("rabbitmq-server"),
+                env=self.launch.env(self._node_env(n)),
                 cwd=n.dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -390,10 +439,15 @@ cluster_formation.discovery_retry_interval = 100
     def ctl(self, node: int, *args: str, timeout: float = 30.0, tool: str = "rabbitmqctl") -> str:
         """Run a RabbitMQ CLI tool against one node; every call has a timeout (a partition can hang it)."""
         n = self._node_state(node)
-        cmd = [str(self.spec.rabbitmq_bin / tool), "--longnames", "-n", n.name, *args]
+        cmd = self.launch.command(tool, "--longnames", "-n", n.name, *args)
         try:
             res = subprocess.run(
-                cmd, env=self._base_env(), capture_output=True, text=True, timeout=timeout, check=False
+                cmd,
+                env=self.launch.env(self._base_env()),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise ClusterError(
@@ -579,7 +633,7 @@ cluster_formation.discovery_retry_interval = 100
         Any failure, Ctrl-C included, stops whatever was started before the error propagates.
         """
         t0 = time.monotonic()
-        self._preflight()
+        broker = self._preflight()
         password = secrets.token_urlsafe(18)
         self._state = ClusterState(
             provider="local",
@@ -602,6 +656,8 @@ cluster_formation.discovery_retry_interval = 100
             started_at=time.time(),
             port_base=self.spec.port_base,
             address_block=self.spec.address_block,
+            broker=broker.setting,
+            broker_root=str(broker.root) if broker.root is not None else None,
         )
         try:
             self._save()
@@ -776,10 +832,11 @@ cluster_formation.discovery_retry_interval = 100
             for t in out:
                 h = health.get(t.name)
                 if h is not None:
-                    t.mem_alarm, t.disk_free_alarm, t.partitions = (
+                    t.mem_alarm, t.disk_free_alarm, t.partitions, t.version = (
                         h.mem_alarm,
                         h.disk_free_alarm,
                         h.partitions,
+                        h.version,
                     )
                     if t.state == "up" and not h.running:
                         t.state = "starting"
@@ -1033,6 +1090,10 @@ class MendResult:
     @property
     def ok(self) -> bool:
         return not self.unmended
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _by_node(retries: list[BootRetry]) -> dict[int, list[str]]:
