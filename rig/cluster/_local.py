@@ -234,9 +234,12 @@ class LocalCluster(Cluster):
         return None
 
     # ------------------------------------------------------------------ preflight
+    def launch_of(self, broker: versions.Broker) -> Launch:
+        return Launch(broker.root, broker.bin_dir, self.spec.run_dir.resolve())
+
     def _preflight(self) -> versions.Broker:
         broker = self._resolve_broker()
-        launch = Launch(broker.root, broker.bin_dir, self.spec.run_dir.resolve())
+        launch = self.launch_of(broker)
         server = launch.server_binary()
         if not os.access(server, os.X_OK):
             raise RabbitMQNotInstalled(
@@ -302,7 +305,7 @@ class LocalCluster(Cluster):
             shutil.rmtree(n.dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ files and env
-    def _write_node_files(self, n: NodeSpec, password: str) -> None:
+    def _write_node_files(self, n: NodeSpec, password: str, line: versions.BrokerVersion) -> None:
         (n.dir / "log").mkdir(parents=True, exist_ok=True)
         (n.dir / "mnesia").mkdir(parents=True, exist_ok=True)
         peers = "\n".join(
@@ -328,8 +331,8 @@ loopback_users = none
 collect_statistics_interval = 1000
 cluster_formation.peer_discovery_backend = classic_config
 {peers}
-cluster_formation.discovery_retry_limit = 1
-cluster_formation.discovery_retry_interval = 100
+cluster_formation.discovery_retry_limit = {line.discovery_retry_limit}
+cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
 """
         (n.dir / "rabbitmq.conf").write_text(conf)
         (n.dir / "rabbitmq.conf").chmod(0o600)
@@ -634,6 +637,9 @@ cluster_formation.discovery_retry_interval = 100
         """
         t0 = time.monotonic()
         broker = self._preflight()
+        installed = versions.installed_version(self.launch_of(broker).server_binary().parent)
+        line = versions.line_of(installed)
+        log.info("broker %s: RabbitMQ %s installed (%s rules)", broker.setting, installed, line.name)
         password = secrets.token_urlsafe(18)
         self._state = ClusterState(
             provider="local",
@@ -662,7 +668,7 @@ cluster_formation.discovery_retry_interval = 100
         try:
             self._save()
             for n in self.spec.all_nodes():
-                self._write_node_files(n, password)
+                self._write_node_files(n, password, line)
             self._spawn_epmd()
             for i in self.node_indices:
                 self._boot(i)

@@ -22,8 +22,8 @@ that covers it):
   ``drill parked list`` returns what it looked at (a redelivery): on 4.x a parked message would vanish
   after 20 looks. The platform's topology therefore states a limit for every quorum queue
   (``system/messaging/topology.py``: work queues 20, every other queue
-  ``UNLIMITED_DELIVERY_LIMIT``). 3.10 refuses a negative ``x-delivery-limit``, 4.x reads -1 as "no
-  limit": the declaring code renders the arguments for the version the broker announces in its AMQP
+  ``UNLIMITED_DELIVERY_LIMIT``). 4.x reads -1 as "no limit"; 3.10 accepts -1 but drops the message at
+  its first return (measured), and has no limit without the argument: the declaring code renders the arguments for the version the broker announces in its AMQP
   handshake (``system/messaging/broker.py``: the platform imports nothing from the rig, so that one rule
   lives there; :data:`BROKERS` records the same facts for the rig's tests).
 - The CLI must be the server's own version (its Erlang distribution and commands): every CLI call of the
@@ -66,15 +66,39 @@ class BrokerVersion:
     debian: str  # its number, for messages
     #: The quorum-queue delivery limit a queue gets when it states none (None: unlimited).
     default_delivery_limit: int | None
-    #: Whether ``x-delivery-limit: -1`` means "no limit" (4.x); 3.x refuses a negative limit, and
-    #: :func:`system.messaging.broker.for_broker` leaves it out there.
+    #: Boot-time peer discovery (classic_config): how often, and how far apart (ms), a booting node asks
+    #: its peers again. 3.10: once, 100 ms — its first node would otherwise retry 10 x 500 ms against
+    #: peers still booting (13-19 s to form instead of ~8). 4.0 elects a seed node (the first listed) and
+    #: the others join it, but give up and boot standalone when the seed's database is not ready yet
+    #: ("could not discover and join another node; proceeding as a standalone node": measured here in 2
+    #: of 8 starts with 3.10's values): they must keep asking for a while.
+    discovery_retry_limit: int
+    discovery_retry_interval_ms: int
+    #: Whether ``x-delivery-limit: -1`` means "no limit" (4.x). 3.10 accepts -1 and drops the message at
+    #: its first return: :func:`system.messaging.broker.for_broker` leaves the argument out there.
     accepts_unlimited: bool
 
 
 #: Every version ``--broker`` accepts besides ``system``.
 BROKERS: dict[str, BrokerVersion] = {
-    "3.10": BrokerVersion("3.10", "bookworm", "12", default_delivery_limit=None, accepts_unlimited=False),
-    "4.0": BrokerVersion("4.0", "trixie", "13", default_delivery_limit=20, accepts_unlimited=True),
+    "3.10": BrokerVersion(
+        "3.10",
+        "bookworm",
+        "12",
+        default_delivery_limit=None,
+        discovery_retry_limit=1,
+        discovery_retry_interval_ms=100,
+        accepts_unlimited=False,
+    ),
+    "4.0": BrokerVersion(
+        "4.0",
+        "trixie",
+        "13",
+        default_delivery_limit=20,
+        discovery_retry_limit=120,
+        discovery_retry_interval_ms=250,
+        accepts_unlimited=True,
+    ),
 }
 
 #: What the setting accepts, for help texts and validation.
@@ -141,6 +165,22 @@ def resolve(
     if version.codename == host_codename:
         return Broker(setting, version.codename, None, bin_dir)
     return Broker(setting, version.codename, brokers_dir / version.codename, DEBIAN_BIN)
+
+
+#: What a line the table does not know gets (a host whose package is 3.13 or 4.1): the newer behaviour.
+NEWEST = BROKERS["4.0"]
+
+
+def installed_version(server_dir: Path) -> str | None:
+    """The version of the RabbitMQ whose scripts are in ``server_dir`` (as the host sees it), from the
+    release directory Debian's package installs beside them (``../lib/rabbitmq_server-4.0.5``)."""
+    found = sorted((server_dir.parent / "lib").glob("rabbitmq_server-*"))
+    return found[-1].name.removeprefix("rabbitmq_server-") if found else None
+
+
+def line_of(installed: str | None) -> BrokerVersion:
+    """The table's row for an installed version; :data:`NEWEST` for one it does not list or cannot read."""
+    return (version_of(installed) if installed else None) or NEWEST
 
 
 def version_of(reported: str) -> BrokerVersion | None:

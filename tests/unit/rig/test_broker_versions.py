@@ -316,3 +316,17 @@ def test_the_version_comes_from_the_brokers_handshake() -> None:
     assert server_version(raw) == "3.10.8"  # type: ignore[arg-type]
     assert server_version(SimpleNamespace(transport=None)) == ""  # type: ignore[arg-type]
     assert major("4.0.5") == 4 and major("") is None
+
+
+def test_the_installed_version_picks_the_rules_of_its_line(tmp_path: Path) -> None:
+    from rig.cluster.versions import NEWEST, installed_version, line_of
+
+    (tmp_path / "bin").mkdir()
+    assert installed_version(tmp_path / "bin") is None and line_of(None) is NEWEST
+    (tmp_path / "lib" / "rabbitmq_server-3.10.8").mkdir(parents=True)
+    assert installed_version(tmp_path / "bin") == "3.10.8"
+    assert line_of("3.10.8") is BROKERS["3.10"] and line_of("4.0.5") is BROKERS["4.0"]
+    assert line_of("3.13.7") is NEWEST  # unknown: the newer behaviour
+    # 4.0's peer discovery must keep asking while its seed node boots; 3.10 asks once (it forms faster)
+    assert BROKERS["4.0"].discovery_retry_limit * BROKERS["4.0"].discovery_retry_interval_ms >= 10_000
+    assert (BROKERS["3.10"].discovery_retry_limit, BROKERS["3.10"].discovery_retry_interval_ms) == (1, 100)
