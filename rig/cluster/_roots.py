@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Written last into a complete root: its absence means "not a usable root".
 MARKER = ".drill-broker-root"
+#: debootstrap's per-package lines that belong to one stage of its progress.
+_SAME_STAGE = {"Validating": "Retrieving", "Checking": "Retrieving"}
 
 
 def root_ready(root: Path) -> bool:
@@ -148,9 +150,12 @@ def _follow(
         out.write(line)
         out.flush()
         words = line.split()
-        if len(words) >= 2 and words[0] == "I:" and words[1] != stage:
-            stage = words[1]
-            say(f"[broker]   +{time.monotonic() - t0:3.0f} s {' '.join(words[1:])[:100]}")
+        if len(words) >= 2 and words[0] == "I:":
+            # Retrieving and Validating alternate package by package: one stage.
+            kind = _SAME_STAGE.get(words[1], words[1])
+            if kind != stage:
+                stage = kind
+                say(f"[broker]   +{time.monotonic() - t0:3.0f} s {' '.join(words[1:])[:100]}")
         if time.monotonic() - t0 > timeout:
             raise RootUnavailable(f"debootstrap still running after {timeout:.0f} s: given up")
     proc.wait()

@@ -8,9 +8,9 @@ properties), so the declaring code asks the connection it declares on.
 One difference matters to declarations: quorum queues get a default delivery limit of 20 in 4.x, after
 which a message with no dead-letter exchange is dropped (3.x: no limit unless one is set). The topology
 states a limit for every queue (:data:`UNLIMITED_DELIVERY_LIMIT` for parking lots and retry tiers, so a
-parking lot looked at 20 times by ``drill parked list`` keeps its messages); 4.x reads -1 as "no limit",
-3.x refuses a negative ``x-delivery-limit`` and has no limit without one, so :func:`for_broker` leaves
-it out there.
+parking lot looked at 20 times by ``drill parked list`` keeps its messages); 4.x reads -1 as "no limit".
+3.10 accepts -1 but reads it as a limit already reached (measured here: the message is dropped at its
+first return), and has no limit without the argument, so :func:`for_broker` leaves it out there.
 
 >>> for_broker({"x-queue-type": "quorum", "x-delivery-limit": -1}, "3.10.8")
 {'x-queue-type': 'quorum'}
