@@ -63,7 +63,6 @@ class BrokerVersion:
 
     name: str  # what --broker takes: "3.10", "4.0"
     codename: str  # the Debian release whose rabbitmq-server package is this line
-    debian: str  # its number, for messages
     #: The quorum-queue delivery limit a queue gets when it states none (None: unlimited).
     default_delivery_limit: int | None
     #: Boot-time peer discovery (classic_config): how often, and how far apart (ms), a booting node asks
@@ -84,7 +83,6 @@ BROKERS: dict[str, BrokerVersion] = {
     "3.10": BrokerVersion(
         "3.10",
         "bookworm",
-        "12",
         default_delivery_limit=None,
         discovery_retry_limit=1,
         discovery_retry_interval_ms=100,
@@ -93,7 +91,6 @@ BROKERS: dict[str, BrokerVersion] = {
     "4.0": BrokerVersion(
         "4.0",
         "trixie",
-        "13",
         default_delivery_limit=20,
         discovery_retry_limit=120,
         discovery_retry_interval_ms=250,
@@ -121,11 +118,6 @@ class Broker:
     @property
     def rooted(self) -> bool:
         return self.root is not None
-
-    def describe(self) -> str:
-        if self.root is None:
-            return f"RabbitMQ {self.setting} from the host's package ({self.bin_dir})"
-        return f"RabbitMQ {self.setting} from a Debian {self.codename} root ({self.root})"
 
 
 def validate(setting: str) -> str:

@@ -305,6 +305,12 @@ def test_no_limit_is_spelled_for_the_broker_declared_on(version: str, kept: bool
     assert args["x-delivery-limit"] == -1  # the topology's own arguments are left alone
 
 
+def test_the_rig_table_and_the_platform_rule_agree() -> None:
+    for line in BROKERS.values():
+        kept = "x-delivery-limit" in for_broker({"x-delivery-limit": -1}, f"{line.name}.0")
+        assert kept is line.accepts_unlimited, line.name
+
+
 def test_the_version_comes_from_the_brokers_handshake() -> None:
     conn = SimpleNamespace(
         transport=SimpleNamespace(connection=SimpleNamespace(server_properties={"version": "4.0.5"}))
