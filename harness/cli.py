@@ -136,7 +136,9 @@ def cluster_up(
     try:
         spec = _spec(run_dir, port_base, nodes, broker)
     except ValidationError as exc:
-        raise _fail(ClusterError(f"--broker: {exc.errors()[0]['msg']}")) from None
+        raise _fail(
+            ClusterError(f"--broker: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+        ) from None
     try:
         if provider == "external":
             ext = ExternalCluster(list(amqp_url or []), list(management_url or []))

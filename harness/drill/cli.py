@@ -66,7 +66,11 @@ def execute(
     try:
         sc = with_broker(load(scenario), broker)
     except ValidationError as exc:
-        err.print(f"[bold red]error:[/] --broker: {exc.errors()[0]['msg']}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] --broker: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     except DrillScenarioError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
