@@ -57,7 +57,8 @@ class BootRetry:
     reason: str
     pause_s: float  # how long the rig waited before the next boot
     at: float  # time.time() when the death was seen
-    stalled: bool = False  # killed by the rig: stuck waiting for its peers' tables (not a crash)
+    #: not a crash: the rig killed a boot stuck waiting for its peers' tables, or a fault stopped it
+    stalled: bool = False
 
 
 def _clean(text: str) -> list[str]:

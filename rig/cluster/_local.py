@@ -104,6 +104,10 @@ class LocalCluster(Cluster):
         #: Every death of a VM during boot this handle saw and retried, oldest first.
         self.boot_retries: list[BootRetry] = []
         self._stalls: dict[int, str] = {}  # node -> why the rig killed its stalled boot
+        # When each node's current boot was spawned, and when this handle last stopped or killed it on
+        # purpose (time.monotonic()): a boot another fault stopped did not crash.
+        self._spawned_at: dict[int, float] = {}
+        self._stopped_at: dict[int, float] = {}
 
     # ------------------------------------------------------------------ attach / state
     @classmethod
@@ -414,6 +418,7 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
         n = self.spec.node(index)
         ns = self._node_state(index)
         self._boot_marks[index] = (_boot.size(self._node_log(index)), _boot.size(n.dir / "stdout.log"))
+        self._spawned_at[index] = time.monotonic()
         out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
         with procs.interrupts_deferred():
@@ -540,7 +545,7 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
                     continue
                 if not procs.alive(ns.beam_pid) and i not in served:
                     waiting.append(i)
-                    stall = self._stalls.pop(i, None)
+                    stall = self._stalls.pop(i, None) or self._stopped_during_boot(i)
                     reason = stall or self.boot_crash(i)
                     if stall is None:
                         crashes[i] += 1
@@ -605,6 +610,14 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
                     )
                 )
             time.sleep(0.1 if waiting else 0.3)
+
+    def _stopped_during_boot(self, index: int) -> str | None:
+        """Why the node's boot ended, when this handle stopped or killed it on purpose since the boot was
+        spawned (another fault running beside the wait: a full outage stopping every node while a killed
+        one boots again); None otherwise. Such a death is not a crash: it never makes a crash loop."""
+        if self._stopped_at.get(index, -1.0) < self._spawned_at.get(index, float("inf")):
+            return None
+        return "stopped on purpose while it booted (another fault stopped or killed it)"
 
     def _stalled(self, index: int, serving_since: dict[int, float], now: float) -> bool:
         """A booting node has waited :data:`_boot.STALL_S` for its peers' Mnesia tables while every peer
@@ -713,6 +726,7 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
     # ------------------------------------------------------------------ faults and repairs
     def kill(self, node: int) -> None:
         ns = self._node_state(node)
+        self._stopped_at[node] = time.monotonic()
         if not procs.alive(ns.beam_pid):
             raise ClusterError(f"node {node} is not running")
         procs.send(ns.beam_pid, signal.SIGKILL)
@@ -722,6 +736,7 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
 
     def stop_node(self, node: int) -> None:
         ns = self._node_state(node)
+        self._stopped_at[node] = time.monotonic()
         procs.send(ns.beam_pid, signal.SIGCONT)
         procs.send(ns.beam_pid, signal.SIGTERM)
         if not procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=30):
@@ -732,6 +747,8 @@ cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
 
     def stop_nodes(self, nodes: list[int]) -> None:
         """Graceful stop of several nodes at once (one by one, pause_minority would pause the last)."""
+        for i in nodes:
+            self._stopped_at[i] = time.monotonic()
         beams = [p for p in (self._node_state(i).beam_pid for i in nodes) if p]
         for pid in beams:
             procs.send(pid, signal.SIGCONT)

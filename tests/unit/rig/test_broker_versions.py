@@ -336,3 +336,15 @@ def test_the_installed_version_picks_the_rules_of_its_line(tmp_path: Path) -> No
     # 4.0's peer discovery must keep asking while its seed node boots; 3.10 asks once (it forms faster)
     assert BROKERS["4.0"].discovery_retry_limit * BROKERS["4.0"].discovery_retry_interval_ms >= 10_000
     assert (BROKERS["3.10"].discovery_retry_limit, BROKERS["3.10"].discovery_retry_interval_ms) == (1, 100)
+
+
+def test_a_boot_another_fault_stopped_is_not_a_crash(tmp_path: Path) -> None:
+    """Seen in a 4.0 demo: a full outage stopped every node while the killed one booted again; counted as
+    two boot crashes, the kill's undo ended in BootCrashLoop and the run was INCONCLUSIVE."""
+    lc = LocalCluster(ClusterSpec(run_dir=tmp_path / "rig"))
+    assert lc._stopped_during_boot(1) is None  # never spawned, never stopped
+    lc._spawned_at[1] = 10.0
+    lc._stopped_at[1] = 9.0  # stopped before this boot (the kill that made it boot again)
+    assert lc._stopped_during_boot(1) is None
+    lc._stopped_at[1] = 11.0  # stopped while this boot ran
+    assert "stopped on purpose" in (lc._stopped_during_boot(1) or "")
