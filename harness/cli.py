@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -77,8 +78,15 @@ RunDirOpt = Annotated[
 PortBaseOpt = Annotated[int | None, typer.Option("--port-base", help="Node N listens on PORT_BASE+N (AMQP).")]
 
 
-def _spec(run_dir: Path | None = None, port_base: int | None = None, nodes: int | None = None) -> ClusterSpec:
+def _spec(
+    run_dir: Path | None = None,
+    port_base: int | None = None,
+    nodes: int | None = None,
+    broker: str | None = None,
+) -> ClusterSpec:
     over: dict[str, object] = {}
+    if broker is not None:
+        over["broker"] = broker
     if run_dir is not None:
         over["run_dir"] = run_dir.resolve()
     if port_base is not None:
@@ -121,10 +129,16 @@ def cluster_up(
     provider: Annotated[str, typer.Option(help="local | external | testcontainers")] = "local",
     amqp_url: Annotated[list[str] | None, typer.Option(help="external: one per node.")] = None,
     management_url: Annotated[list[str] | None, typer.Option(help="external: one per node.")] = None,
+    broker: drill_cli.BrokerOpt = None,
 ) -> None:
     """Start a cluster and wait until every node is healthy and clustered."""
     _raise_on_sigterm()
-    spec = _spec(run_dir, port_base, nodes)
+    try:
+        spec = _spec(run_dir, port_base, nodes, broker)
+    except ValidationError as exc:
+        raise _fail(
+            ClusterError(f"--broker: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+        ) from None
     try:
         if provider == "external":
             ext = ExternalCluster(list(amqp_url or []), list(management_url or []))
@@ -155,7 +169,8 @@ def cluster_up(
             raise ClusterError(f"unknown provider {provider!r}: use local, external or testcontainers")
         console.print(
             f"starting {spec.nodes} RabbitMQ node(s) on 127.0.{spec.address_block}.1-{spec.nodes}, "
-            f"AMQP ports {spec.port_base + 1}-{spec.port_base + spec.nodes}, run dir {spec.run_dir} ..."
+            f"AMQP ports {spec.port_base + 1}-{spec.port_base + spec.nodes}, broker {spec.broker}, "
+            f"run dir {spec.run_dir} ..."
         )
         t0 = time.monotonic()
         cluster = LocalCluster(spec)
@@ -171,7 +186,17 @@ def cluster_up(
 
 def _print_status(cluster: Cluster) -> None:
     table = Table(title=f"{cluster.provider} cluster")
-    for col in ("node", "name", "state", "VM pid", "amqp", "management", "alarms", "quorum leaders"):
+    for col in (
+        "node",
+        "name",
+        "state",
+        "version",
+        "VM pid",
+        "amqp",
+        "management",
+        "alarms",
+        "quorum leaders",
+    ):
         table.add_column(col)
     colours = {"up": "green", "down": "red", "paused": "yellow"}
     for s in cluster.status():
@@ -185,6 +210,7 @@ def _print_status(cluster: Cluster) -> None:
             str(s.index),
             s.name,
             f"[{colours.get(s.state, 'white')}]{s.state}[/]",
+            s.version or "-",
             str(s.pid or "-"),
             s.amqp_url.removeprefix("amqp://").rstrip("/"),
             s.management_url.removeprefix("http://"),
@@ -192,6 +218,19 @@ def _print_status(cluster: Cluster) -> None:
             leaders,
         )
     console.print(table)
+    console.print(f"broker: {_broker_line(cluster)}", highlight=False, soft_wrap=True)
+
+
+def _broker_line(cluster: Cluster) -> str:
+    """``RabbitMQ 4.0.5 (broker 4.0, Debian trixie root .drill/brokers/trixie)``: what the nodes report,
+    and for a local rig the setting it was started with."""
+    reported = cluster.broker_version()
+    text = f"RabbitMQ {reported}" if reported else "version unknown (no node answered)"
+    if isinstance(cluster, LocalCluster):
+        st = cluster.state
+        where = f"Debian root {st.broker_root}" if st.broker_root else "the host's package"
+        text += f" (broker {st.broker}, from {where})"
+    return text
 
 
 @cluster_app.command("status")
@@ -447,6 +486,7 @@ def demo(
     cluster_dir: drill_cli.ClusterDirOpt = None,
     vhost: drill_cli.VhostOpt = None,
     runs_dir: drill_cli.RunsDirOpt = None,
+    broker: drill_cli.BrokerOpt = None,
 ) -> None:
     """The default drill (= `run demo`, about 3 minutes): the platform under traffic through a link fault,
     consumer kills, a memory alarm, a leader kill and a full outage; audit, HTML report, verdict."""
@@ -456,6 +496,7 @@ def demo(
         cluster_dir=cluster_dir,
         vhost=vhost,
         runs_dir=runs_dir,
+        broker=broker,
     )
 
 

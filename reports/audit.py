@@ -230,6 +230,8 @@ class AuditReport:
     service: Service | None = None
     #: the scenario's name (JUnit suite and class names): drill.json's, else the run directory's
     name: str = "audit"
+    #: the broker the run drilled, as drill.json recorded it (``RabbitMQ 4.0.5 (broker 4.0)``); None: unknown
+    broker: str | None = None
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -287,6 +289,7 @@ class AuditReport:
             "generated_at": self.generated_at,
             "run_dir": self.run_dir,
             "name": self.name,
+            "broker": self.broker,
             "verdict": self.outcome.value,
             "outcome": self.outcome.value,
             "exit_code": self.exit_code,
@@ -427,6 +430,7 @@ def audit_run(run_dir: Path, config: AuditConfig | None = None, slo: SloConfig |
     sources = read_sources(run_dir, config, collector, timeline, world, harness_faults)
     report = audit_collected(collector, sources, config, run_dir=str(run_dir))
     report.name = run_name(run_dir)
+    report.broker = run_broker(run_dir)
     run_end = max((t for t in (collector.t_max, _last(timeline.answered)) if t is not None), default=None)
     report.attach_performance(measure_run(run_dir, timeline, slo, run_end))
     report.attach_saturation(analyse_run(run_dir, report.performance))
@@ -458,6 +462,23 @@ def run_name(run_dir: Path) -> str:
     name = run_dir.resolve().name
     head, _, tail = name.partition("-")
     return tail if tail and len(head) == 16 and head.endswith("Z") else name or "audit"
+
+
+def run_broker(run_dir: Path) -> str | None:
+    """The broker a drill ran on, from ``drill.json``'s ``cluster`` record: the version the nodes reported
+    and the rig's setting (``RabbitMQ 4.0.5 (broker 4.0)``); None when the run did not record one."""
+    try:
+        doc = json.loads((run_dir / rundir.DRILL).read_text())
+    except (OSError, ValueError):
+        return None
+    cluster = doc.get("cluster") if isinstance(doc, dict) else None
+    if not isinstance(cluster, dict):
+        return None
+    version, setting = cluster.get("broker_version"), cluster.get("broker")
+    if not version and not setting:
+        return None
+    text = f"RabbitMQ {version}" if version else "RabbitMQ (version not reported)"
+    return text + (f" (broker {setting})" if setting else "")
 
 
 def service_windows(report: AuditReport) -> list[Window]:

@@ -33,6 +33,14 @@ VhostOpt = Annotated[
 RunsDirOpt = Annotated[
     Path | None, typer.Option("--runs-dir", help="Where run directories go (default .drill/runs).")
 ]
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help="Which RabbitMQ the local rig runs: system (the host's package), 3.10 or 4.0 (a version the "
+        "host lacks runs from a Debian root built once under .drill/brokers/). Default: the scenario's.",
+    ),
+]
 AllowExternalOpt = Annotated[
     bool, typer.Option("--allow-external", help="Allow chaos on a cluster the drill did not start.")
 ]
@@ -46,14 +54,24 @@ def execute(
     vhost: str | None = None,
     runs_dir: Path | None = None,
     allow_external: bool = False,
+    broker: str | None = None,
 ) -> None:
     """Load the scenario; print its plan (``dry_run``) or run it and exit with the run's exit code."""
+    from pydantic import ValidationError
+
     from harness.drill.plan import plan_lines
     from harness.drill.runner import DEFAULT_RUNS_DIR, DrillRunner, describe_cluster
-    from harness.drill.scenario import DrillScenarioError, load
+    from harness.drill.scenario import DrillScenarioError, load, with_broker
 
     try:
-        sc = load(scenario)
+        sc = with_broker(load(scenario), broker)
+    except ValidationError as exc:
+        err.print(
+            f"[bold red]error:[/] --broker: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     except DrillScenarioError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -84,6 +102,7 @@ def run(
     vhost: VhostOpt = None,
     runs_dir: RunsDirOpt = None,
     allow_external: AllowExternalOpt = False,
+    broker: BrokerOpt = None,
 ) -> None:
     """Run a drill: cluster, services, traffic, chaos, drain, audit, reports; exit with the verdict.
 
@@ -97,6 +116,7 @@ def run(
         vhost=vhost,
         runs_dir=runs_dir,
         allow_external=allow_external,
+        broker=broker,
     )
 
 

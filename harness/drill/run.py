@@ -64,6 +64,8 @@ class DrillRun:
     cluster_dir: Path | None = None
     cluster: Cluster | None = None
     started_cluster: bool = False
+    #: the RabbitMQ version the cluster's nodes report (asked once it is up; None: unknown)
+    broker_version: str | None = None
     #: the link proxies, when this run started them
     links: LinkProxies | None = None
     injector: FaultInjector | None = None
@@ -167,6 +169,8 @@ class DrillRun:
             "cluster": {
                 "provider": self.cluster.provider if self.cluster is not None else None,
                 "started_by_run": self.started_cluster,
+                "broker": self.m.cluster.broker if self.m.cluster.provider == "local" else None,
+                "broker_version": self.broker_version,
             },
             "vhost": self.vhost,
             "intake_url": self.intake_url,

@@ -10,6 +10,7 @@ Example (every table is optional; durations are seconds or strings like ``"90s"`
     [cluster]
     nodes = 3                            # local provider: how many nodes to start
     provider = "local"                   # local (start one, or reuse a running rig) | external
+    broker = "system"                    # local: system (the host's package) | 3.10 | 4.0 (--broker overrides)
     vhost = "drill"                      # the platform's vhost
     # amqp_urls = ["amqp://admin:pw@10.0.0.1:5672/"]   # external: one per node (admin credentials)
     # management_urls = ["http://10.0.0.1:15672"]      # external: one per node
@@ -57,6 +58,7 @@ A broken file raises :class:`DrillScenarioError` naming the file, the line and t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -75,6 +77,7 @@ from pydantic import (
 )
 
 from chaos.toml_lines import line_of
+from rig.cluster.versions import validate as validate_broker
 
 if TYPE_CHECKING:
     from chaos.experiment import Experiment
@@ -140,9 +143,18 @@ class ClusterSection(_Strict):
 
     nodes: int = Field(default=3, ge=1, le=9, description="Local provider: nodes to start.")
     provider: Literal["local", "external"] = "local"
+    broker: str = Field(
+        default="system",
+        description="Local provider: system (the host's package), 3.10 or 4.0 (rig/cluster/versions.py).",
+    )
     vhost: str = Field(default="drill", min_length=1, description="The platform's vhost.")
     amqp_urls: list[str] = Field(default_factory=list, description="External: one AMQP URL per node.")
     management_urls: list[str] = Field(default_factory=list, description="External: one per node.")
+
+    @field_validator("broker")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        return validate_broker(value)
 
     @model_validator(mode="after")
     def _urls(self) -> ClusterSection:
@@ -153,6 +165,8 @@ class ClusterSection(_Strict):
                 )
         elif self.amqp_urls or self.management_urls:
             raise ValueError("amqp_urls / management_urls are for provider = 'external' only")
+        if self.provider == "external" and self.broker != "system":
+            raise ValueError("broker is for provider = 'local' only (an external cluster runs what it runs)")
         return self
 
 
@@ -271,6 +285,14 @@ class LoadedScenario:
         from chaos.experiment import fault_kinds
 
         return any(k.startswith("link_") for k in fault_kinds(self.experiment))
+
+
+def with_broker(sc: LoadedScenario, broker: str | None) -> LoadedScenario:
+    """``sc`` with its ``[cluster] broker`` replaced by ``broker`` (``--broker``); as it is for None."""
+    if broker is None:
+        return sc
+    cluster = ClusterSection.model_validate({**sc.model.cluster.model_dump(), "broker": broker})
+    return dataclasses.replace(sc, model=sc.model.model_copy(update={"cluster": cluster}))
 
 
 def resolve_scenario_path(name_or_path: str, root: Path = ROOT) -> Path:

@@ -119,6 +119,7 @@ def context(report: AuditReport, *, plots: bool = True) -> dict[str, Any]:
         "headline": headline(report),
         "verdict_line": report.verdict_line(),
         "run_dir": report.run_dir,
+        "broker": report.broker or "",
         "generated_at": report.generated_at,
         "span": f"{_when(report.t_min)} → {_when(report.t_max)}",
         "cards": cards,

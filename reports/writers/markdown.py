@@ -88,6 +88,8 @@ def summary_markdown(report: AuditReport, *, partial: str | None = None) -> str:
     if report.t_min is not None and report.t_max is not None:
         span = f" · ops from {_when(report.t_min)} to {_when(report.t_max)} ({report.t_max - report.t_min:.1f} s)"
     out += [f"Run `{report.run_dir}` · audited in {report.seconds:.2f} s{span}", ""]
+    if report.broker:
+        out += [f"Broker: {report.broker}", ""]
     out += [" ".join(sentences[1:]), ""]
     out += [
         "Jepsen total-queue validity (nothing lost, nothing unexpected, no effect twice): "

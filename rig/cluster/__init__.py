@@ -18,6 +18,7 @@ from rig.cluster._errors import (
     PortInUse,
     ProviderUnavailable,
     RabbitMQNotInstalled,
+    RootUnavailable,
     RunDirUnusable,
     UnknownNode,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "PortInUse",
     "ProviderUnavailable",
     "RabbitMQNotInstalled",
+    "RootUnavailable",
     "RunDirUnusable",
     "UnknownNode",
     "amqp_handshake",

@@ -57,7 +57,8 @@ class BootRetry:
     reason: str
     pause_s: float  # how long the rig waited before the next boot
     at: float  # time.time() when the death was seen
-    stalled: bool = False  # killed by the rig: stuck waiting for its peers' tables (not a crash)
+    #: not a crash: the rig killed a boot stuck waiting for its peers' tables, or a fault stopped it
+    stalled: bool = False
 
 
 def _clean(text: str) -> list[str]:
@@ -75,8 +76,8 @@ def boot_crash_reason(text: str) -> str | None:
     Looked for, in order (the forms of RabbitMQ 3.10's ``rabbit_prelaunch_errors``): the term after
     ``Exception during startup:`` with the first stack frame (and the feature-flag sync frame it came
     through, when there is one); ``Error during startup: TERM`` with the first ``Error ...:`` detail
-    logged before it (a configuration error names the setting); ``Kernel pid terminated``; ``init
-    terminating in do_boot``; the last ``error`` line.
+    logged before it (a configuration error names the setting); the term after ``Starting broker...`` (a
+    start cut short); ``Kernel pid terminated``; ``init terminating in do_boot``; the last ``error`` line.
     """
     lines = _clean(text)
     for i, line in enumerate(lines):
@@ -98,6 +99,12 @@ def boot_crash_reason(text: str) -> str | None:
             reason = line.strip().removeprefix("Error during startup:").strip()
             detail = _first_error_detail(lines[:i])
             return _short(f"{reason}: {detail}" if detail else reason)
+    for line in lines:
+        # What the server script prints when the rabbit application's start is cut short (RabbitMQ 4.0:
+        # a boot stopped by a SIGTERM logs nothing else): ``Starting broker...{exit,{shutdown,...}},...``.
+        _, sep, term = line.partition("Starting broker...{")
+        if sep:
+            return _short("{" + term)
     for marker in ("Kernel pid terminated", "init terminating in do_boot"):
         for line in lines:
             if marker in line:

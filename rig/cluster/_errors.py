@@ -4,6 +4,7 @@ Every error says what went wrong and how to fix it, in one line a user can act o
 
     ClusterError
     ├── RabbitMQNotInstalled      the Debian package is missing
+    ├── RootUnavailable           the Debian root of a broker version could not be built
     ├── RunDirUnusable            the run directory cannot be created or written
     ├── PortInUse                 a port the rig needs is taken by another process
     ├── ClusterAlreadyRunning     a live cluster already owns this run directory
@@ -24,6 +25,10 @@ class ClusterError(Exception):
 
 class RabbitMQNotInstalled(ClusterError):
     pass
+
+
+class RootUnavailable(ClusterError):
+    """The Debian root of a broker version could not be built (no debootstrap, no network, no root)."""
 
 
 class RunDirUnusable(ClusterError):

@@ -20,13 +20,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import procs
-from rig.cluster import _boot
+from rig.cluster import _boot, _roots, versions
 from rig.cluster import state as cluster_state
 from rig.cluster._boot import BootRetry
 from rig.cluster._errors import (
@@ -40,6 +42,7 @@ from rig.cluster._errors import (
     RunDirUnusable,
     UnknownNode,
 )
+from rig.cluster._launch import Launch
 from rig.cluster._management import ManagementClient
 from rig.cluster._spec import ClusterSpec, NodeSpec
 from rig.cluster.abc import Cluster, NodeStatus
@@ -98,8 +101,10 @@ class LocalCluster(Cluster):
     owned = True
     runs_here = True
 
-    def __init__(self, spec: ClusterSpec | None = None) -> None:
+    def __init__(self, spec: ClusterSpec | None = None, *, say: Callable[[str], None] | None = None) -> None:
         self.spec = spec or ClusterSpec()
+        #: Where progress lines a user waits on go (building a broker's Debian root): stderr by default.
+        self.say: Callable[[str], None] = say or _stderr
         self._state: ClusterState | None = cluster_state.load(self.spec.run_dir)
         self._state_stamp = self._file_stamp()  # the state file as this handle last read or wrote it
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -109,6 +114,10 @@ class LocalCluster(Cluster):
         #: Every death of a VM during boot this handle saw and retried, oldest first.
         self.boot_retries: list[BootRetry] = []
         self._stalls: dict[int, str] = {}  # node -> why the rig killed its stalled boot
+        # When each node's current boot was spawned, and when this handle last stopped or killed it on
+        # purpose (time.monotonic()): a boot another fault stopped did not crash.
+        self._spawned_at: dict[int, float] = {}
+        self._stopped_at: dict[int, float] = {}
 
     # ------------------------------------------------------------------ attach / state
     @classmethod
@@ -118,7 +127,12 @@ class LocalCluster(Cluster):
         st = cluster_state.load(spec.run_dir)
         if st is not None and st.port_base is not None:
             spec = spec.model_copy(
-                update={"port_base": st.port_base, "address_block": st.address_block, "nodes": len(st.nodes)}
+                update={
+                    "port_base": st.port_base,
+                    "address_block": st.address_block,
+                    "nodes": len(st.nodes),
+                    "broker": st.broker,
+                }
             )
         cluster = cls(spec)
         if cluster._state is None:
@@ -198,9 +212,49 @@ class LocalCluster(Cluster):
     def beam_pid(self, node: int) -> int | None:
         return self._node_state(node).beam_pid
 
+    @property
+    def launch(self) -> Launch:
+        """How this rig's programs run: in the Debian root its state names, else from the host's bin dir
+        (the spec's broker is resolved, and its root built, by :meth:`_resolve_broker` at start)."""
+        run_dir = self.spec.run_dir.resolve()
+        if self._state is not None and self._state.broker_root:
+            return Launch(Path(self._state.broker_root), versions.DEBIAN_BIN, run_dir)
+        return Launch(None, self.spec.rabbitmq_bin, run_dir)
+
+    def _resolve_broker(self) -> versions.Broker:
+        """The spec's broker setting made real: the host's package, or a Debian root (built on first use)."""
+        broker = versions.resolve(
+            self.spec.broker,
+            host_codename=versions.host_codename(),
+            brokers_dir=self.spec.brokers_dir.resolve(),
+            bin_dir=self.spec.rabbitmq_bin,
+        )
+        if broker.root is not None and broker.codename is not None:
+            _roots.ensure_root(
+                broker.codename, broker.root.parent, say=self.say, mirror=self.spec.debian_mirror
+            )
+        return broker
+
+    def broker_version(self) -> str | None:
+        """The RabbitMQ version a running node reports (management ``overview``); None when none answers."""
+        for n in self.state.nodes:
+            if self.node_state(n.index) != "up":
+                continue
+            try:
+                with ManagementClient(self.management_url(n.index), *self.admin, timeout=3.0) as mc:
+                    return str(mc.get("overview")["rabbitmq_version"])
+            except Exception as exc:  # a node shutting down may refuse: ask the next
+                log.debug("overview of node %s failed: %s", n.index, exc)
+        return None
+
     # ------------------------------------------------------------------ preflight
-    def _preflight(self) -> None:
-        server = self.spec.rabbitmq_bin / "rabbitmq-server"
+    def launch_of(self, broker: versions.Broker) -> Launch:
+        return Launch(broker.root, broker.bin_dir, self.spec.run_dir.resolve())
+
+    def _preflight(self) -> versions.Broker:
+        broker = self._resolve_broker()
+        launch = self.launch_of(broker)
+        server = launch.server_binary()
         if not os.access(server, os.X_OK):
             raise RabbitMQNotInstalled(
                 f"rabbitmq-server not found at {server}; install it with `apt-get install -y rabbitmq-server` "
@@ -235,6 +289,8 @@ class LocalCluster(Cluster):
                 f"port(s) already in use: {'; '.join(taken)}; stop what holds them or pick other ports "
                 "with --port-base / DRILL_CLUSTER_PORT_BASE"
             )
+        launch.prepare()
+        return broker
 
     def _prepare_run_dir(self) -> None:
         run_dir = self.spec.run_dir
@@ -263,7 +319,7 @@ class LocalCluster(Cluster):
             shutil.rmtree(n.dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ files and env
-    def _write_node_files(self, n: NodeSpec, password: str) -> None:
+    def _write_node_files(self, n: NodeSpec, password: str, line: versions.BrokerVersion) -> None:
         (n.dir / "log").mkdir(parents=True, exist_ok=True)
         (n.dir / "mnesia").mkdir(parents=True, exist_ok=True)
         peers = "\n".join(
@@ -289,8 +345,8 @@ loopback_users = none
 collect_statistics_interval = 1000
 cluster_formation.peer_discovery_backend = classic_config
 {peers}
-cluster_formation.discovery_retry_limit = 1
-cluster_formation.discovery_retry_interval = 100
+cluster_formation.discovery_retry_limit = {line.discovery_retry_limit}
+cluster_formation.discovery_retry_interval = {line.discovery_retry_interval_ms}
 """
         (n.dir / "rabbitmq.conf").write_text(conf)
         (n.dir / "rabbitmq.conf").chmod(0o600)
@@ -373,12 +429,13 @@ cluster_formation.discovery_retry_interval = 100
         n = self.spec.node(index)
         ns = self._node_state(index)
         self._boot_marks[index] = (_boot.size(self._node_log(index)), _boot.size(n.dir / "stdout.log"))
+        self._spawned_at[index] = time.monotonic()
         out = open(n.dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         # Deferred: a Ctrl-C inside Popen (after the fork, before it returns the PID) leaked a node in CI.
         with procs.interrupts_deferred():
             proc = subprocess.Popen(
-                [str(self.spec.rabbitmq_bin / "rabbitmq-server")],
-                env=self._node_env(n),
+                self.launch.command("rabbitmq-server"),
+                env=self.launch.env(self._node_env(n)),
                 cwd=n.dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -401,10 +458,15 @@ cluster_formation.discovery_retry_interval = 100
     def ctl(self, node: int, *args: str, timeout: float = 30.0, tool: str = "rabbitmqctl") -> str:
         """Run a RabbitMQ CLI tool against one node; every call has a timeout (a partition can hang it)."""
         n = self._node_state(node)
-        cmd = [str(self.spec.rabbitmq_bin / tool), "--longnames", "-n", n.name, *args]
+        cmd = self.launch.command(tool, "--longnames", "-n", n.name, *args)
         try:
             res = subprocess.run(
-                cmd, env=self._base_env(), capture_output=True, text=True, timeout=timeout, check=False
+                cmd,
+                env=self.launch.env(self._base_env()),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise ClusterError(
@@ -494,7 +556,7 @@ cluster_formation.discovery_retry_interval = 100
                     continue
                 if not procs.alive(ns.beam_pid) and i not in served:
                     waiting.append(i)
-                    stall = self._stalls.pop(i, None)
+                    stall = self._stalls.pop(i, None) or self._stopped_during_boot(i)
                     reason = stall or self.boot_crash(i)
                     if stall is None:
                         crashes[i] += 1
@@ -560,6 +622,14 @@ cluster_formation.discovery_retry_interval = 100
                 )
             time.sleep(0.1 if waiting else 0.3)
 
+    def _stopped_during_boot(self, index: int) -> str | None:
+        """Why the node's boot ended, when this handle stopped or killed it on purpose since the boot was
+        spawned (another fault running beside the wait: a full outage stopping every node while a killed
+        one boots again); None otherwise. Such a death is not a crash: it never makes a crash loop."""
+        if self._stopped_at.get(index, -1.0) < self._spawned_at.get(index, float("inf")):
+            return None
+        return "stopped on purpose while it booted (another fault stopped or killed it)"
+
     def _stalled(self, index: int, serving_since: dict[int, float], now: float) -> bool:
         """A booting node has waited :data:`_boot.STALL_S` for its peers' Mnesia tables while every peer
         served AMQP all that time: it will not get them. Seen after a partition during its boot: its
@@ -590,7 +660,10 @@ cluster_formation.discovery_retry_interval = 100
         Any failure, Ctrl-C included, stops whatever was started before the error propagates.
         """
         t0 = time.monotonic()
-        self._preflight()
+        broker = self._preflight()
+        installed = versions.installed_version(self.launch_of(broker).server_binary().parent)
+        line = versions.line_of(installed)
+        log.info("broker %s: RabbitMQ %s installed (%s rules)", broker.setting, installed, line.name)
         password = secrets.token_urlsafe(18)
         self._state = ClusterState(
             provider="local",
@@ -613,11 +686,13 @@ cluster_formation.discovery_retry_interval = 100
             started_at=time.time(),
             port_base=self.spec.port_base,
             address_block=self.spec.address_block,
+            broker=broker.setting,
+            broker_root=str(broker.root) if broker.root is not None else None,
         )
         try:
             self._save()
             for n in self.spec.all_nodes():
-                self._write_node_files(n, password)
+                self._write_node_files(n, password, line)
             self._spawn_epmd()
             for i in self.node_indices:
                 self._boot(i)
@@ -662,6 +737,7 @@ cluster_formation.discovery_retry_interval = 100
     # ------------------------------------------------------------------ faults and repairs
     def kill(self, node: int) -> None:
         ns = self._node_state(node)
+        self._stopped_at[node] = time.monotonic()
         if not procs.alive(ns.beam_pid):
             raise ClusterError(f"node {node} is not running")
         procs.send(ns.beam_pid, signal.SIGKILL)
@@ -671,6 +747,7 @@ cluster_formation.discovery_retry_interval = 100
 
     def stop_node(self, node: int) -> None:
         ns = self._node_state(node)
+        self._stopped_at[node] = time.monotonic()
         procs.send(ns.beam_pid, signal.SIGCONT)
         procs.send(ns.beam_pid, signal.SIGTERM)
         if not procs.wait_gone([p for p in (ns.beam_pid, ns.wrapper_pid) if p], timeout=30):
@@ -681,6 +758,8 @@ cluster_formation.discovery_retry_interval = 100
 
     def stop_nodes(self, nodes: list[int]) -> None:
         """Graceful stop of several nodes at once (one by one, pause_minority would pause the last)."""
+        for i in nodes:
+            self._stopped_at[i] = time.monotonic()
         beams = [p for p in (self._node_state(i).beam_pid for i in nodes) if p]
         for pid in beams:
             procs.send(pid, signal.SIGCONT)
@@ -787,10 +866,11 @@ cluster_formation.discovery_retry_interval = 100
             for t in out:
                 h = health.get(t.name)
                 if h is not None:
-                    t.mem_alarm, t.disk_free_alarm, t.partitions = (
+                    t.mem_alarm, t.disk_free_alarm, t.partitions, t.version = (
                         h.mem_alarm,
                         h.disk_free_alarm,
                         h.partitions,
+                        h.version,
                     )
                     if t.state == "up" and not h.running:
                         t.state = "starting"
@@ -1044,6 +1124,10 @@ class MendResult:
     @property
     def ok(self) -> bool:
         return not self.unmended
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _by_node(retries: list[BootRetry]) -> dict[int, list[str]]:

@@ -17,6 +17,8 @@ class NodeHealth:
     mem_alarm: bool
     disk_free_alarm: bool
     partitions: list[str]
+    #: the node's RabbitMQ version (its ``rabbit`` application), None when the node did not say
+    version: str | None = None
 
 
 class ManagementClient:
@@ -50,6 +52,7 @@ class ManagementClient:
                 mem_alarm=bool(n.get("mem_alarm")),
                 disk_free_alarm=bool(n.get("disk_free_alarm")),
                 partitions=list(n.get("partitions") or []),
+                version=_rabbit_version(n),
             )
             for n in self.get("nodes")
         ]
@@ -74,3 +77,11 @@ class ManagementClient:
 
     def queue(self, name: str, vhost: str = "/") -> Any:
         return self.get(f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+
+def _rabbit_version(node: dict[str, Any]) -> str | None:
+    """The version of the ``rabbit`` application among a node's ``applications`` (3.10 and 4.0 alike)."""
+    for app in node.get("applications") or []:
+        if isinstance(app, dict) and app.get("name") == "rabbit":
+            return str(app.get("version"))
+    return None

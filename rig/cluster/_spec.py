@@ -13,13 +13,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rig.cluster import versions
 
 
 def default_run_dir() -> Path:
     root = Path(os.environ.get("DRILL_ROOT", Path.cwd()))
     return root / ".drill" / "cluster"
+
+
+def default_brokers_dir() -> Path:
+    root = Path(os.environ.get("DRILL_ROOT", Path.cwd()))
+    return root / ".drill" / "brokers"
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,18 @@ class ClusterSpec(BaseSettings):
     disk_free_limit: str = "50MB"
     net_ticktime: int = 10
     start_timeout: float = 90.0
-    rabbitmq_bin: Path = Path(os.environ.get("DRILL_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+    rabbitmq_bin: Path = Path(os.environ.get("DRILL_RABBITMQ_BIN", str(versions.DEBIAN_BIN)))
+    #: Which RabbitMQ: ``system`` (the host's package), ``3.10`` or ``4.0`` (rig/cluster/versions.py).
+    broker: str = versions.SYSTEM
+    #: Where Debian roots of versions the host lacks are built and cached (``<dir>/<codename>``).
+    brokers_dir: Path = Field(default_factory=default_brokers_dir)
+    #: The Debian mirror debootstrap fetches a root from.
+    debian_mirror: str = versions.DEFAULT_MIRROR
+
+    @field_validator("broker")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        return versions.validate(value)
 
     @property
     def epmd_port(self) -> int:

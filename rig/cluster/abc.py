@@ -30,6 +30,7 @@ class NodeStatus:
     disk_free_alarm: bool = False
     partitions: list[str] = field(default_factory=list)
     leaders: list[str] = field(default_factory=list)
+    version: str | None = None  # the node's RabbitMQ version, as its management API reports it
 
 
 class Cluster(ABC):
@@ -68,6 +69,18 @@ class Cluster(ABC):
         """Node -> the PID of its VM on this machine (None: not running), for providers that
         :attr:`runs_here`; empty for the others."""
         return {}
+
+    def broker_version(self) -> str | None:
+        """The RabbitMQ version the cluster reports (management ``overview``), None when no node answers."""
+        from rig.cluster._management import ManagementClient
+
+        for node in self.node_indices:
+            try:
+                with ManagementClient(self.management_url(node), *self.admin, timeout=3.0) as mc:
+                    return str(mc.get("overview")["rabbitmq_version"])
+            except Exception:  # a node down or shutting down: ask the next
+                continue
+        return None
 
     @abstractmethod
     def start(self) -> None: ...

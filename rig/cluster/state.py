@@ -50,6 +50,9 @@ class ClusterState:
     # the layout, so a later process can rebuild the spec from the state file alone
     port_base: int | None = None
     address_block: int | None = None
+    #: the broker setting it was started with, and the Debian root its nodes run in (None: the host's)
+    broker: str = "system"
+    broker_root: str | None = None
     schema: int = SCHEMA
 
     def node(self, index: int) -> NodeState:

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractConnection
 
 from system.logs import get_logger
 
+from .broker import for_broker, server_version
 from .topology import Topology
 
 log = get_logger(__name__)
@@ -66,9 +67,12 @@ async def declare_topology(
                 destination = await channel.get_exchange(eb.destination, ensure=False)
                 await destination.bind(eb.source, eb.routing_key)
         queues = topology.declared_queues(service)
+        version = server_version(connection)
         for queue in queues:
             declared = await _guarded(
-                channel.declare_queue(queue.name, durable=True, arguments=dict(queue.arguments)),
+                channel.declare_queue(
+                    queue.name, durable=True, arguments=for_broker(queue.arguments, version)
+                ),
                 "queue",
                 queue.name,
             )
@@ -95,10 +99,13 @@ async def declare_topology_spread(connections: Sequence[AbstractConnection], top
     channels = [await c.channel(publisher_confirms=False) for c in connections]
     try:
         queues = topology.declared_queues()
+        version = server_version(first)
         for i, queue in enumerate(queues):
             channel = channels[i % len(channels)]
             declared = await _guarded(
-                channel.declare_queue(queue.name, durable=True, arguments=dict(queue.arguments)),
+                channel.declare_queue(
+                    queue.name, durable=True, arguments=for_broker(queue.arguments, version)
+                ),
                 "queue",
                 queue.name,
             )

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .broker import UNLIMITED_DELIVERY_LIMIT
+
 QUORUM = "quorum"
 
 
@@ -254,6 +256,8 @@ class Topology:
                 work_queue=queue.name,
                 arguments={
                     "x-queue-type": QUORUM,
+                    # Never consumed (the TTL moves messages on), but stated: see .broker.
+                    "x-delivery-limit": UNLIMITED_DELIVERY_LIMIT,
                     "x-message-ttl": tier.delay_ms,
                     "x-dead-letter-exchange": self.requeue_exchange,
                     "x-dead-letter-routing-key": queue.name,
@@ -263,7 +267,9 @@ class Topology:
             )
             for tier in queue.retry_tiers
         ]
-        parked_args: dict[str, Any] = {"x-queue-type": QUORUM}
+        # A parking lot has no dead-letter exchange: RabbitMQ 4.x's default limit (20) would drop a message
+        # looked at (returned) 20 times by `drill parked list`. Unlimited, stated (see .broker).
+        parked_args: dict[str, Any] = {"x-queue-type": QUORUM, "x-delivery-limit": UNLIMITED_DELIVERY_LIMIT}
         if queue.parked_max_length is not None:
             # A full parking lot refuses (the broker keeps retrying the dead-letter) rather than drops.
             parked_args |= {"x-max-length": queue.parked_max_length, "x-overflow": "reject-publish"}

@@ -296,3 +296,18 @@ def test_line_of_finds_tables_arrays_and_inline_keys() -> None:
     assert line_of(text, ("arr", 5, "k")) is None
     assert line_of(text, ("t", "missing")) == 2
     assert line_of(text, ("nowhere",)) is None
+
+
+def test_the_broker_is_a_key_of_the_cluster_table_and_the_cli_overrides_it(folder: Path) -> None:
+    from harness.drill.scenario import with_broker
+
+    assert _parse(folder, GOOD).model.cluster.broker == "system"
+    sc = _parse(folder, GOOD.replace("nodes = 3", 'nodes = 3\nbroker = "4.0"'))
+    assert sc.model.cluster.broker == "4.0"
+    assert with_broker(sc, None) is sc
+    assert with_broker(sc, "3.10").model.cluster.broker == "3.10"
+    assert with_broker(sc, "3.10").model.cluster.nodes == sc.model.cluster.nodes
+    msg = _error(folder, GOOD.replace("nodes = 3", 'nodes = 3\nbroker = "4"'))
+    assert "cluster.broker" in msg and "unknown broker '4'" in msg, msg
+    msg = _error(folder, GOOD.replace("nodes = 3", EXTERNAL + '\nbroker = "4.0"'))
+    assert "broker is for provider = 'local' only" in msg, msg

@@ -125,3 +125,26 @@ def test_verdict_line(records: tuple[dict[str, Any], ...], word: str) -> None:
     assert line.startswith(f"VERDICT: {word} lost=")
     assert ("lost=1 " in line) == (word == "FAIL")
     assert "unexpected=0 duplicated_effects=0" in line
+
+
+def test_the_broker_a_drill_ran_on_is_in_every_report(tmp_path: Path) -> None:
+    from reports.audit import run_broker
+
+    assert run_broker(tmp_path) is None  # no drill.json: an audit of a directory, not a drill
+    (tmp_path / rundir.DRILL).write_text(
+        json.dumps(
+            {"scenario": "demo", "cluster": {"provider": "local", "broker": "4.0", "broker_version": "4.0.5"}}
+        )
+    )
+    assert run_broker(tmp_path) == "RabbitMQ 4.0.5 (broker 4.0)"
+    report = make_report(*FAILING[2:5])
+    report.broker = run_broker(tmp_path)
+    write_all(report, tmp_path, html=True)
+    assert json.loads((tmp_path / rundir.REPORT_JSON).read_text())["broker"] == "RabbitMQ 4.0.5 (broker 4.0)"
+    assert "Broker: RabbitMQ 4.0.5 (broker 4.0)" in (tmp_path / rundir.SUMMARY_MD).read_text()
+    assert (
+        '<div class="meta" id="broker">Broker: RabbitMQ 4.0.5 (broker 4.0)</div>'
+        in (tmp_path / rundir.REPORT_HTML).read_text()
+    )
+    (tmp_path / rundir.DRILL).write_text(json.dumps({"cluster": {"provider": "external", "broker": None}}))
+    assert run_broker(tmp_path) is None

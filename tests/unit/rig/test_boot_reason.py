@@ -117,3 +117,16 @@ def test_a_table_wait_that_was_answered_is_not_a_wait() -> None:
     assert _boot.waiting_for_tables_since(f"{wait}\n{got}\n") is None
     assert _boot.waiting_for_tables_since(f"{wait}\n{got}\n{wait}\n") == 1796608435.980635
     assert _boot.waiting_for_tables_since("Starting broker...\n") is None
+
+
+def test_a_start_cut_short_names_the_term_the_server_script_printed() -> None:
+    # RabbitMQ 4.0 stopped by a SIGTERM while it boots: its stdout has nothing else (seen in a 4.0 demo).
+    text = (
+        "  Config file(s): /r/n1/rabbitmq.conf\n\n"
+        "  Starting broker...{exit,{shutdown,{gen_server,call,[application_controller,"
+        "{start_application,rabbit,transient},infinity]}},[{gen_server,call,3,[]}]}\n"
+    )
+    reason = boot_crash_reason(text)
+    assert reason is not None and reason.startswith(
+        "{exit,{shutdown,{gen_server,call,[application_controller,"
+    )
