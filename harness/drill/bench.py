@@ -21,8 +21,10 @@ One cluster, one provisioned platform, one system; then:
 
 A resource sampler (:class:`rig.resources.ResourceSampler`, ``/proc``, once a second) runs from the idle
 window to the last step into ``RUN/resources.jsonl``; each step's CPU-seconds per role are summed over
-the step's whole life (first order to the simulator's exit: its orders' deliveries included), and
-divided by its accepted orders, gross and net of the idle cost over the same span.
+the step's whole life (first order until the platform has drained — every queue and outbox empty,
+with the customers' phones still on, as a drill drains — and the simulator has exited: its orders'
+deliveries included), and divided by its accepted orders, gross and net of the idle cost over the same
+span.
 
 The ceiling is raw aio-pika on the same cluster (``system.messaging.bench.bench_raw``: confirm window,
 manual acks, a quorum queue), measured before the steps. The last line is the ratio of the messages the
@@ -36,6 +38,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -85,7 +88,7 @@ class Step:
     traffic_s: float = 0.0
     #: messages the platform moved (confirmed publishes) over the step's whole life
     messages: int = 0
-    #: seconds from the step's first order to the simulator's exit (its linger included)
+    #: seconds from the step's first order to the simulator's exit (its linger and the drain included)
     span_s: float = 0.0
     #: CPU-seconds per role over ``span_s`` (rig.resources roles: broker.N, service.X, simulator, ...)
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -126,6 +129,8 @@ class Step:
 
     @property
     def messages_per_order(self) -> float:
+        """Every message the step moved (its deliveries' courier updates and location pings included),
+        per accepted order."""
         return self.messages / self.accepted if self.accepted else 0.0
 
     def why_not(self) -> str:
@@ -345,7 +350,7 @@ def run_bench(
         couriers = ",".join(amqp_urls_from_secrets(secrets, "couriers"))
         for i, rate in enumerate(rates):
             step = _run_step(i, rate, len(rates), step_s, run_dir, retailers, intake, couriers, base, env,
-                             simulator, say)  # fmt: skip
+                             simulator, say, cluster, vhost)  # fmt: skip
             result.steps.append(step)
             _write(run_dir, result)
             if not step.sustained or step.shed:
@@ -370,8 +375,12 @@ def _run_step(
     env: Mapping[str, str],
     simulator: dict[str, list[int]],
     say: Callable[[str], object],
+    cluster: Any,
+    vhost: str,
 ) -> Step:
-    """One step: the simulator's run at ``rate``, its audit, its messages and its CPU per role."""
+    """One step: the simulator's run at ``rate``, the platform drained while the customers' phones are
+    still on (as a drill does: a notification still owed at the end of the linger reaches its customer,
+    instead of leaving its order "unfinished"), its audit, its messages and its CPU per role."""
     from reports.audit import audit_run, load_config
     from reports.checks import ONE_BOOKING
     from reports.service import UNFINISHED
@@ -390,13 +399,19 @@ def _run_step(
     argv = [sys.executable, "-m", "simulator", "simulate", "--scenario", "steady-quick", "--seed", str(seed),
             "--duration", f"{step_s:g}s", "--rate", f"{rate:g}", "--target", intake,
             "--retailers", str(retailers), "--listen", f"127.0.0.1:{base + 3}", "--amqp", couriers,
-            "--run-dir", str(step_dir), "--linger", LINGER]  # fmt: skip
+            "--run-dir", str(step_dir), "--linger", LINGER, "--hold-receiver"]  # fmt: skip
     step_dir.mkdir(parents=True, exist_ok=True)
     with open(step_dir / rundir.SIMULATOR_OUT, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
         simulator["simulator"] = [proc.pid]
         try:
-            proc.wait()
+            holding = step_dir / rundir.RECEIVER_HOLDING
+            while proc.poll() is None and not holding.exists():
+                time.sleep(0.2)
+            if proc.poll() is None:
+                _drain(cluster, run_dir, step_dir, vhost, say)
+                proc.send_signal(signal.SIGINT)  # the receiver's planned stop: it exits 0
+                proc.wait(30)
         finally:
             if proc.poll() is None:  # interrupted: the simulator stops with us
                 proc.terminate()
@@ -452,6 +467,26 @@ def _run_step(
         f" -> {'sustained' if step.sustained else 'NOT sustained: ' + step.why_not()}"
     )
     return step
+
+
+def _drain(cluster: Any, run_dir: Path, step_dir: Path, vhost: str, say: Callable[[str], object]) -> None:
+    """Wait for the platform's queues and outboxes to empty, notifications being retried included (the
+    drill's own drain, :func:`rig.drain.drain`)."""
+    from harness.drill.observers import DRAIN_IGNORE
+    from rig.drain import drain
+
+    result = drain(
+        [cluster.management_url(n) for n in cluster.node_indices],
+        cluster.admin,
+        sorted(run_dir.glob("*.db")),
+        step_dir,
+        amqp_urls=cluster.amqp_urls,
+        only=f"^{re.escape(vhost)}/",
+        ignore=DRAIN_IGNORE,
+        receiver_up=True,
+    )
+    if not result.drained:
+        say(f"  NOT drained after {result.seconds:.0f} s: {result.leftover}")
 
 
 def _write(run_dir: Path, result: BenchResult) -> None:
@@ -511,8 +546,9 @@ def report_lines(result: BenchResult) -> list[str]:
     shown = best or last
     if shown is not None and shown.accepted:
         lines.append(
-            f"msgs/s per order: {shown.messages_per_order:.1f} (platform moved {shown.published_per_s:,.0f} "
-            f"msgs/s at {shown.rate:g} orders/s)"
+            f"msgs/s per order: {shown.published_per_s / shown.rate:.1f} (platform moved "
+            f"{shown.published_per_s:,.0f} msgs/s at {shown.rate:g} orders/s, averaged over the step and its "
+            f"deliveries); messages per order: {shown.messages_per_order:.1f}"
         )
         costs = per_order(shown, idle)
         lines.append(
