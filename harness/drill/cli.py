@@ -120,10 +120,9 @@ def bench_platform(
     """The highest orders/s the platform sustains (nothing lost or abandoned, as the audit judges), its
     cost (msgs/s per order, CPU-seconds per order per role, the idle cost with no traffic), the brokers'
     raw ceiling measured in the same run, and the ratio of messages moved to that ceiling (last line).
-
-    Steps climb until one is not sustained or intake sheds; each step lasts its traffic plus up to 90 s
-    for the deliveries under way. The run dir (.drill/bench/<UTC time>/) gets bench.json (every figure,
-    machine readable) and resources.jsonl (CPU per role, 1/s)."""
+    Steps climb until one is not sustained or intake sheds; each lasts its traffic, up to 90 s more for
+    the deliveries under way, and the platform's drain. The run dir (.drill/bench/<UTC time>/) gets
+    bench.json (every figure, machine readable) and resources.jsonl (CPU per role, once a second)."""
     import time
 
     import rundir
