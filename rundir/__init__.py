@@ -98,6 +98,8 @@ CHAOS_RESULT: Final = CHAOS_DIR / "result.json"
 # ------------------------------------------------------------------ samples
 #: CPU and memory per role, one line a second (``rig.resources``).
 RESOURCES: Final = Path("resources.jsonl")
+#: ``drill bench platform``'s results, machine readable: the ceiling, the idle cost, every step.
+BENCH: Final = Path("bench.json")
 #: Every queue's depth and every outbox's pending rows (:class:`rundir.records.QueueDepth`).
 QUEUES: Final = Path("metrics") / "queues.jsonl"
 

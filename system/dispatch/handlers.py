@@ -235,7 +235,11 @@ class Dispatch:
     # -- booking deadlines -------------------------------------------------------------------------
 
     async def sweep(self, runtime: ServiceRuntime) -> None:
-        """Act on the booking attempts past their deadline (one transaction per batch)."""
+        """Act on the booking attempts past their deadline (one transaction per batch); a read first, so
+        that a sweep with nothing due takes no write lock."""
+        async with runtime.reading() as db:
+            if not await store.due_attempts(db, self.clock(), 1, self.settings.booking_timeout_s):
+                return
         async with runtime.transaction() as db:
             await self.time_out_due(db)
 

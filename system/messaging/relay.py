@@ -58,6 +58,8 @@ class OutboxRelay:
         self._confirmed: list[int] = []
         self._returned: list[tuple[int, outbox.RowState, str]] = []
         self._halted = False
+        #: set when a confirm or a return waits to be recorded: the flusher sleeps until then
+        self._dirty = asyncio.Event()
         self.stats = RelayStats()
 
     def notify(self) -> None:
@@ -83,6 +85,7 @@ class OutboxRelay:
         try:
             cursor = 0
             next_rescan = time.monotonic()
+            last_row = time.monotonic()
             while not stop.is_set():
                 if self._halted:
                     await asyncio.sleep(3600)  # TEST ONLY: frozen until SIGKILLed
@@ -95,6 +98,7 @@ class OutboxRelay:
                     )
                     rows = [r for r in rows if r.id not in self._in_flight and r.id not in self._recording]
                 if rows:
+                    last_row = time.monotonic()
                     for row in rows:
                         await self._slots.acquire()
                         self._in_flight.add(row.id)
@@ -118,7 +122,7 @@ class OutboxRelay:
                     next_rescan = time.monotonic() + self._settings.relay_retry_backoff_s
                 self._wake.clear()
                 try:
-                    async with asyncio.timeout(self._settings.relay_idle_poll_s):
+                    async with asyncio.timeout(self._poll_period(last_row)):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
@@ -131,8 +135,19 @@ class OutboxRelay:
                 await asyncio.gather(*late, return_exceptions=True)
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
-            await self._flush(db)
-            await db.close()
+            try:
+                await self._flush(db)  # waits for a shielded flush still running (it holds the lock)
+            finally:
+                # Closed whatever happened: an open connection with a transaction left open would hold
+                # the database's write lock for good (closing rolls it back).
+                await db.close()
+
+    def _poll_period(self, last_row: float) -> float:
+        """The fast period while rows flow or publishes are in flight; the quiet one after a quiet spell."""
+        s = self._settings
+        if self._in_flight or time.monotonic() - last_row < s.relay_quiet_after_s:
+            return s.relay_idle_poll_s
+        return max(s.relay_quiet_poll_s, s.relay_idle_poll_s)
 
     async def _send(self, row: outbox.OutboxRow) -> None:
         try:
@@ -155,6 +170,8 @@ class OutboxRelay:
         finally:
             self._in_flight.discard(row.id)
             self._slots.release()
+            if self._confirmed or self._returned:
+                self._dirty.set()
 
     def _maybe_halt_for_test(self) -> None:
         limit = self._settings.test_halt_after_publish
@@ -166,13 +183,23 @@ class OutboxRelay:
                 Path(self._settings.test_halt_marker).write_text(str(self.stats.published))
 
     async def _flush_loop(self, db: aiosqlite.Connection, stop: asyncio.Event) -> None:
+        """Record confirms in batches: once something waits, ``_FLUSH_PERIOD_S`` later. It slept on a
+        timer (50 wake-ups a second per relay, mostly for nothing on an idle platform); it now sleeps until
+        a confirm or a return is there to record."""
         while not stop.is_set():
+            await self._dirty.wait()
             await asyncio.sleep(_FLUSH_PERIOD_S)
+            self._dirty.clear()
             if self._confirmed or self._returned:
                 try:
-                    await self._flush(db)
+                    # Shielded: the relay stopping cancels this loop, and a cancel landing while
+                    # BEGIN IMMEDIATE runs in aiosqlite's thread left that transaction open, holding the
+                    # service's write lock for good (seen under load: a tracking replica that lost its
+                    # relay lease froze every consumer of its process). The flush runs to its COMMIT.
+                    await asyncio.shield(self._flush(db))
                 except Exception as exc:  # the flusher must survive a failed write; retry next tick
                     log.error("recording sent rows failed", extra={"error": repr(exc)})
+                    self._dirty.set()
 
     async def _flush(self, db: aiosqlite.Connection) -> None:
         async with self._flush_lock:

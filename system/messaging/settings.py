@@ -49,7 +49,20 @@ class MessagingSettings(BaseSettings):
 
     relay_batch: int = Field(default=512, ge=1, description="Outbox rows read per query.")
     relay_idle_poll_s: float = Field(
-        default=0.05, gt=0, description="Outbox poll period when nothing signalled."
+        default=0.05, gt=0, description="Outbox poll period when nothing signalled, while rows flow."
+    )
+    relay_quiet_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Outbox poll period once no row has been found for relay_quiet_after_s: an idle "
+        "platform's relays polled 20 times a second each for nothing. Rows committed by this process wake "
+        "the relay at once; only rows of another process (intake's HTTP replicas, a replica without the "
+        "lease) wait up to this long, and only the first after a quiet spell.",
+    )
+    relay_quiet_after_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds without a pending row before the relay polls at relay_quiet_poll_s.",
     )
     relay_retry_backoff_s: float = Field(
         default=1.0, gt=0, description="Delay before a returned row is retried."

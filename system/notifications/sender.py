@@ -38,7 +38,11 @@ class Sender:
         self.owner = owner
 
     async def __call__(self, runtime: ServiceRuntime) -> None:
-        """Keep up to ``batch_size`` sends in flight until nothing is in flight and nothing is due."""
+        """Keep up to ``batch_size`` sends in flight until nothing is in flight and nothing is due (a read
+        first: an idle sender takes no write lock)."""
+        async with runtime.reading() as db:
+            if not await store.any_due(db, time.time()):
+                return
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:

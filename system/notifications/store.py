@@ -85,6 +85,18 @@ async def add_owed(
     return added
 
 
+async def any_due(db: aiosqlite.Connection, now: float) -> bool:
+    """Whether :func:`claim_due` would claim a row now (a read: no write lock for an idle sender)."""
+    cursor = await db.execute(
+        "SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?"
+        " AND (claimed_until IS NULL OR claimed_until <= ?) LIMIT 1",
+        (now, now),
+    )
+    row = await cursor.fetchone()
+    await cursor.close()
+    return row is not None
+
+
 async def claim_due(
     db: aiosqlite.Connection, owner: str, now: float, claim_s: float, limit: int
 ) -> list[Claimed]:

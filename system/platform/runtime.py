@@ -141,9 +141,13 @@ class ServiceRuntime:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` on the runtime's own connection (sweeps share it, serialised)."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` on the runtime's own connection (sweeps share it, serialised).
+
+        The local relay is woken only when the transaction changed rows: a sweep that found nothing due
+        (five times a second, on an idle platform) has added no outbox row, and woke it for nothing."""
         assert self._db is not None, "transaction() is only available while the runtime runs"
         async with self._db_lock:
+            changes = self._db.total_changes
             await begin_immediate(self._db)
             try:
                 yield self._db
@@ -151,7 +155,18 @@ class ServiceRuntime:
                 await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
-        self.wake_relay()
+            changed = self._db.total_changes != changes
+        if changed:
+            self.wake_relay()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The runtime's connection for reads outside any write transaction (serialised like
+        :meth:`transaction`). A sweep asks here first whether anything is due: an idle platform's sweeps
+        ran five times a second each, and each took the database's write lock to find nothing."""
+        assert self._db is not None, "reading() is only available while the runtime runs"
+        async with self._db_lock:
+            yield self._db
 
     def wake_relay(self) -> None:
         """Tell the local relay (if this replica holds the lease) that new rows are committed."""

@@ -345,7 +345,11 @@ class Quoting:
     # -- deadlines ---------------------------------------------------------------------------------
 
     async def sweep(self, runtime: ServiceRuntime) -> None:
-        """Decide the rounds whose deadline passed (one transaction per batch)."""
+        """Decide the rounds whose deadline passed (one transaction per batch); a read first, so that a
+        sweep with nothing due takes no write lock."""
+        async with runtime.reading() as db:
+            if not await store.due_rounds(db, self.clock(), 1):
+                return
         async with runtime.transaction() as db:
             await self.decide_due(db)
 

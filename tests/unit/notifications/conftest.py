@@ -52,8 +52,8 @@ async def open_store(path: Path) -> aiosqlite.Connection:
 
 
 class FakeRuntime:
-    """What a sweep uses of ServiceRuntime: ``transaction()`` on one connection, serialised like the
-    runtime's own."""
+    """What a sweep uses of ServiceRuntime: ``transaction()`` and ``reading()`` on one connection,
+    serialised like the runtime's own."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
@@ -69,6 +69,11 @@ class FakeRuntime:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            yield self.db
 
 
 async def rows(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
