@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,14 @@ REQUESTS_EXCHANGE = "courier.requests"
 EVENTS_EXCHANGE = "courier.events"
 #: Nacks of one message in a row on one connection before the adapter reconnects (next node first).
 NACKS_BEFORE_RECONNECT = 3
+#: A courier queue with ready requests that has delivered nothing to us for this long is stalled: the
+#: adapter reconnects to the next node. After a full outage a quorum queue's member on our node can keep
+#: what the leader checked out to us and never send it (the platform's consumers have the same watchdog,
+#: ``system/messaging/consumer.py``): a demo's vanguard saw no request for 75 s after the outage while
+#: its siblings on the same connection did, and quoting rightly called it unreachable — the simulated
+#: world had stopped playing, not the platform.
+STALLED_AFTER_S = 15.0
+WATCH_EVERY_S = 5.0
 _LEDGER_FIELDS = ("type", "courier", "dialect", "delivery_id", "in_reply_to", "quote_id", "reason",
                   "courier_job_id", "status", "vehicle", "expires_at")  # fmt: skip
 #: The ``failure`` of ``courier_publish_failed``: the run stopped while the message was due (being
@@ -120,6 +129,10 @@ class CourierAmqpAdapter:
         self.publish_failures = 0
         self.reconnects = 0
         self._in_flight = asyncio.Semaphore(64)
+        self._watchdog: asyncio.Task[None] | None = None
+        #: loop time of the last request delivered from each courier's queue (or of the connection)
+        self._last_delivery: dict[str, float] = {}
+        self.stalls = 0
 
     async def start(self) -> None:
         """Connect (to the first node that answers), declare, start consuming and publishing."""
@@ -134,6 +147,7 @@ class CourierAmqpAdapter:
             raise CourierAdapterError("cannot connect to any node: " + "; ".join(errors))
         self._session = asyncio.create_task(self._session_loop())
         self._pump = asyncio.create_task(self._pump_loop())
+        self._watchdog = asyncio.create_task(self._watchdog_loop())
 
     async def _open(self) -> None:
         url = self.urls[self._next_url % len(self.urls)]
@@ -148,12 +162,14 @@ class CourierAmqpAdapter:
                 q = await ch.declare_queue(f"courier.{name}.requests", durable=True,
                                            arguments={"x-queue-type": "quorum"})  # fmt: skip
                 await q.bind(requests, routing_key=f"{name}.#")
-                await q.consume(self._on_request)
+                await q.consume(functools.partial(self._on_request, name))
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.close()
             raise
         self._conn, self._channel, self._events = conn, ch, events
+        now = asyncio.get_running_loop().time()
+        self._last_delivery = dict.fromkeys(self.desk.models, now)
         self._connected.set()
 
     @property
@@ -190,7 +206,48 @@ class CourierAmqpAdapter:
                     await asyncio.sleep(delay)
                     delay = min(2.0, delay * 2)
 
-    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+    async def _watchdog_loop(self) -> None:
+        """Every ``WATCH_EVERY_S``: a courier queue with ready requests that delivered nothing to us for
+        ``STALLED_AFTER_S`` closes the connection, and the session loop reconnects to the next node."""
+        while not self._stopping:
+            await asyncio.sleep(WATCH_EVERY_S)
+            conn = self._conn
+            if conn is None or conn.is_closed or not self._connected.is_set():
+                continue
+            try:
+                stalled = await self._stalled_queue(conn)
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError, RuntimeError):
+                continue  # the connection is dying anyway: the session loop handles it
+            if stalled is None:
+                continue
+            name, ready = stalled
+            self.stalls += 1
+            self.ledger.write("courier_consumer_stalled", None, courier=name, ready=ready,
+                              seconds=STALLED_AFTER_S, stalls=self.stalls)  # fmt: skip
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _stalled_queue(self, conn: aio_pika.abc.AbstractConnection) -> tuple[str, int] | None:
+        """(courier, ready requests) of the first queue stalled for us, if any (asked on a channel of its
+        own: a failed passive declare closes its channel, never the consuming one)."""
+        now = asyncio.get_running_loop().time()
+        quiet = [n for n, t in self._last_delivery.items() if now - t >= STALLED_AFTER_S]
+        if not quiet:
+            return None
+        ch = await asyncio.wait_for(conn.channel(), 5.0)
+        try:
+            for name in quiet:
+                q = await asyncio.wait_for(ch.declare_queue(f"courier.{name}.requests", passive=True), 5.0)
+                ready = int(q.declaration_result.message_count or 0)
+                if ready:
+                    return name, ready
+        finally:
+            with contextlib.suppress(Exception):
+                await ch.close()
+        return None
+
+    async def _on_request(self, courier: str, message: AbstractIncomingMessage) -> None:
+        self._last_delivery[courier] = asyncio.get_running_loop().time()
         try:
             doc = json.loads(message.body)
         except ValueError:
@@ -343,7 +400,7 @@ class CourierAmqpAdapter:
         still being published and each one already due as ``courier_publish_failed``; the ones not yet
         due are counted in ``courier_stopped`` (the run ended before the courier would have sent them)."""
         self._stopping = True
-        for task in (self._pump, self._session):
+        for task in (self._pump, self._session, self._watchdog):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -122,6 +122,9 @@ confirmed it; the difference is the couriers' own lateness, e.g. a stalled pump)
 ``courier_reconnecting`` / ``courier_reconnected`` / ``courier_pump_error``
     the couriers' connection died and they reconnect (``node``: where to) / an unexpected pump error
     (``error``; always followed by a ``harness_fault``).
+``courier_consumer_stalled``
+    a courier's request queue had ``ready`` requests but delivered nothing to the couriers for
+    ``seconds``: they close their connection and reconnect to the next node (``courier``, ``stalls``).
 ``harness_fault``
     the simulator failed at its own job, so the ledger may miss what the outside world should have
     done: ``source`` (``simulator``), ``what`` (a short machine name: ``courier_message_dropped`` — one

@@ -126,6 +126,7 @@ KNOWN_NOT_OPS: Final = frozenset(
         "receiver_stopped",
         "courier_reconnecting",
         "courier_reconnected",
+        "courier_consumer_stalled",
         "status_sent",
         "location_sent",
         "track_read",

@@ -59,7 +59,7 @@ async def test_request_in_answer_out_with_republish_of_the_same_id() -> None:
     msg = FakeIncoming({"type": "quote_request", "courier": "pedalo", "order_reference": "s1-0000001",
                         "delivery_id": "dlv_1", "pickup": {"lat": 51.52, "lon": -0.1},
                         "dropoff": {"lat": 51.5, "lon": -0.12}, "parcel": {"weight_g": 500, "size": "S"}})  # fmt: skip
-    await adapter._on_request(msg)  # type: ignore[arg-type]
+    await adapter._on_request("pedalo", msg)  # type: ignore[arg-type]
     assert msg.acked
     now["t"] = 10.0
     pump = asyncio.create_task(adapter._pump_loop())
@@ -222,7 +222,7 @@ async def test_a_request_the_desk_chokes_on_is_acked_and_a_harness_fault() -> No
 
     desk.handle = choke  # type: ignore[method-assign]
     msg = FakeIncoming(QUOTE_REQUEST)
-    await adapter._on_request(msg)  # type: ignore[arg-type]
+    await adapter._on_request("pedalo", msg)  # type: ignore[arg-type]
     assert msg.acked
     (fault,) = records(buf)
     assert fault["kind"] == "harness_fault" and fault["what"] == "courier_request_error"
@@ -294,3 +294,46 @@ def test_an_unconfirmed_booking_rejection_is_recorded_with_its_own_reason_kept()
         "no_driver_available",
         "run stopped",
     )
+
+
+class FakeDeclared:
+    def __init__(self, ready: int) -> None:
+        self.declaration_result = type("Ok", (), {"message_count": ready})()
+
+
+class FakeWatchChannel:
+    def __init__(self, ready: dict[str, int]) -> None:
+        self.ready, self.closed, self.asked = ready, False, []
+
+    async def declare_queue(self, name: str, passive: bool = False) -> FakeDeclared:
+        assert passive, "the watchdog only asks, never declares"
+        self.asked.append(name)
+        return FakeDeclared(self.ready.get(name, 0))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeConn:
+    def __init__(self, ready: dict[str, int]) -> None:
+        self.ch = FakeWatchChannel(ready)
+
+    async def channel(self) -> FakeWatchChannel:
+        return self.ch
+
+
+async def test_a_courier_queue_with_ready_requests_and_no_delivery_for_us_is_stalled() -> None:
+    """After a full outage, a quorum queue's member can keep what the leader checked out to us and never
+    send it: one courier hears nothing while its queue fills. Only a quiet queue WITH ready requests is
+    stalled (an idle courier is not), and it is asked on a channel of its own."""
+    adapter, desk, _ = rig({"t": 0.0})
+    now = asyncio.get_running_loop().time()
+    names = list(desk.models)
+    quiet_idle, quiet_full, busy = names[0], names[1], names[2]
+    adapter._last_delivery = {quiet_idle: now - 60, quiet_full: now - 60, busy: now}
+    conn = FakeConn({f"courier.{quiet_full}.requests": 7, f"courier.{busy}.requests": 50})
+    assert await adapter._stalled_queue(conn) == (quiet_full, 7)  # type: ignore[arg-type]
+    assert f"courier.{busy}.requests" not in conn.ch.asked  # delivering: not asked
+    assert conn.ch.closed
+    adapter._last_delivery[quiet_full] = now  # it delivered again
+    assert await adapter._stalled_queue(FakeConn({f"courier.{quiet_full}.requests": 7})) is None  # type: ignore[arg-type]
